@@ -1,0 +1,92 @@
+"""NATS connection and JetStream declarations (create-or-update, so every start converges)."""
+
+from __future__ import annotations
+
+import logging
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError
+
+from dexec.bus.subjects import ALL_EVENTS, STREAM, ConsumerSpec
+from dexec.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+STREAM_NAME_IN_USE = 10058
+
+
+async def connect(settings: CommonSettings, name: str) -> Client:
+    """Connect and keep reconnecting forever: a NATS restart must not end a service."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats error: %s", exc)
+
+    async def on_disconnect() -> None:
+        log.warning("nats disconnected")
+
+    async def on_reconnect() -> None:
+        log.info("nats reconnected")
+
+    return await nats.connect(
+        settings.nats_url,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=5,
+        allow_reconnect=True,
+        error_cb=on_error,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+    )
+
+
+def stream_config(settings: CommonSettings) -> StreamConfig:
+    return StreamConfig(
+        name=STREAM,
+        subjects=[ALL_EVENTS],
+        storage=StorageType.FILE,
+        retention=RetentionPolicy.LIMITS,
+        max_age=float(settings.stream_max_age_seconds),
+        duplicate_window=float(settings.duplicate_window_seconds),
+        num_replicas=settings.stream_replicas,
+        allow_direct=True,
+    )
+
+
+async def ensure_stream(js: JetStreamContext, settings: CommonSettings) -> None:
+    config = stream_config(settings)
+    try:
+        await js.add_stream(config)
+    except BadRequestError as exc:
+        if exc.err_code != STREAM_NAME_IN_USE:
+            raise
+        await js.update_stream(config)
+
+
+async def ensure_consumer(
+    js: JetStreamContext, spec: ConsumerSpec, settings: CommonSettings, max_ack_pending: int
+) -> None:
+    # max_deliver stays unlimited: the worker counts attempts itself and ends an order with
+    # `failed` after the last one, so JetStream never drops an order silently.
+    await js.add_consumer(
+        STREAM,
+        ConsumerConfig(
+            durable_name=spec.durable,
+            filter_subject=spec.filter_subject,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=settings.ack_wait_seconds,
+            max_deliver=-1,
+            max_ack_pending=max_ack_pending,
+        ),
+    )

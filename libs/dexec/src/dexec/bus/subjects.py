@@ -1,0 +1,41 @@
+"""Names on the bus, defined once: the stream, its subjects, the consumers and KV buckets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dexec.orders.states import EventType
+
+STREAM = "ORDERS"
+SUBJECT_PREFIX = "orders"
+ALL_EVENTS = f"{SUBJECT_PREFIX}.>"
+
+QUOTE_SUBJECT = "router.quote"
+QUOTE_QUEUE = "router"
+
+IDEMPOTENCY_BUCKET = "dexec_idempotency"
+CHAIN_BUCKET = "dexec_chain"
+
+
+def event_subject(event: EventType, order_id: str) -> str:
+    return f"{SUBJECT_PREFIX}.{event}.{order_id}"
+
+
+def order_subjects(order_id: str) -> str:
+    """Every event of one order."""
+    return f"{SUBJECT_PREFIX}.*.{order_id}"
+
+
+def order_id_of(subject: str) -> str:
+    return subject.rsplit(".", 1)[-1]
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    durable: str
+    filter_subject: str
+
+
+ROUTER_CONSUMER = ConsumerSpec("router", f"{SUBJECT_PREFIX}.{EventType.PENDING}.*")
+EXECUTOR_CONSUMER = ConsumerSpec("executor", f"{SUBJECT_PREFIX}.{EventType.ROUTED}.*")
+RECORDER_CONSUMER = ConsumerSpec("recorder", ALL_EVENTS)

@@ -1,0 +1,51 @@
+"""Postgres tables: `orders` (current state) and `order_events` (one row per stream event)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, DateTime, Index, Numeric
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+
+class OrderRow(SQLModel, table=True):
+    __tablename__ = "orders"
+    __table_args__ = (
+        Index("ix_orders_created_id", "created_at", "id"),
+        Index("ix_orders_tenant_created_id", "tenant", "created_at", "id"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    tenant: str | None = Field(default=None, max_length=64)
+    status: str = Field(max_length=16, index=True)
+    token_in: str | None = Field(default=None, max_length=16)
+    token_out: str | None = Field(default=None, max_length=16)
+    amount_in: Decimal | None = Field(default=None, sa_column=Column(Numeric(40, 0)))
+    slippage_bps: int | None = None
+    attempts: int = 1
+    last_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    spec: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
+    route: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
+    submission: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
+    execution: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
+    failure: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
+    last_retry: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
+
+
+class OrderEventRow(SQLModel, table=True):
+    __tablename__ = "order_events"
+
+    # The event's Nats-Msg-Id: recording the same event twice is a no-op.
+    msg_id: str = Field(primary_key=True, max_length=96)
+    order_id: str = Field(max_length=40, index=True)
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    event: str = Field(max_length=16)
+    status: str = Field(max_length=16)
+    attempt: int
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))

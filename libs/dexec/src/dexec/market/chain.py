@@ -1,0 +1,226 @@
+"""A simulated Solana chain: slots, blockhashes, fees, failure modes, and idempotent sends.
+
+Its state (signature → outcome) lives in a NATS KV bucket, outside the executor, so a
+restarted executor can ask about a signature it sent before, and sending the same signed
+transaction twice never executes it twice (the outcome is written with a create).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+from nats.js import JetStreamContext
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from dexec.bus.subjects import CHAIN_BUCKET
+from dexec.market.market import METEORA, RAYDIUM, Market
+from dexec.market.routing import network_fee_lamports
+from dexec.market.tokens import from_base_units, resolve_token
+from dexec.orders.events import CamelModel, Route
+from dexec.settings import LatencyMode, MarketSettings
+
+BLOCKHASH_VALID_SLOTS = 151
+FINALIZED_DEPTH = 32
+# The error each venue's program returns when the output is under the minimum (simulated).
+VENUE_SLIPPAGE_ERRORS = {
+    RAYDIUM: "0x1e ExceededSlippage",
+    METEORA: "0x1773 ExceededAmountSlippageTolerance",
+}
+_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def b58encode(data: bytes) -> str:
+    number = int.from_bytes(data, "big")
+    out = ""
+    while number:
+        number, rem = divmod(number, 58)
+        out = _B58[rem] + out
+    return "1" * (len(data) - len(data.lstrip(b"\0"))) + out
+
+
+class ChainError(Exception):
+    code = "CHAIN_ERROR"
+    retryable = False
+
+    def __init__(self, reason: str, details: dict[str, str] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.details = details or {}
+
+
+class RateLimited(ChainError):
+    code = "RPC_RATE_LIMITED"
+    retryable = True
+
+
+class BlockhashExpired(ChainError):
+    code = "BLOCKHASH_EXPIRED"
+    retryable = True
+
+
+class InsufficientFunds(ChainError):
+    code = "INSUFFICIENT_FUNDS"
+
+
+class SlippageExceeded(ChainError):
+    code = "SLIPPAGE_EXCEEDED"
+
+
+class SlotClock:
+    """Slots since the Unix epoch: every process agrees on the slot without talking."""
+
+    def __init__(self, slot_ms: int) -> None:
+        self.slot_ms = slot_ms
+
+    def now(self) -> int:
+        return time.time_ns() // 1_000_000 // self.slot_ms
+
+    def seconds_until(self, slot: int) -> float:
+        return max(0.0, (slot * self.slot_ms - time.time_ns() / 1_000_000) / 1000)
+
+
+@dataclass(frozen=True)
+class SignedSwap:
+    order_id: str
+    route: Route
+    blockhash: str
+    last_valid_block_height: int
+    signature: str
+
+
+class Outcome(CamelModel):
+    signature: str
+    order_id: str
+    slot: int
+    ok: bool
+    error_code: str | None = None
+    error_reason: str | None = None
+    venue_error: str | None = None
+    in_amount: int
+    out_amount: int
+    executed_price: Decimal
+    fee_lamports: int
+
+
+class SimulatedChain:
+    def __init__(self, kv: KeyValue, market: Market, settings: MarketSettings) -> None:
+        self._kv = kv
+        self._market = market
+        self._settings = settings
+        self.clock = SlotClock(settings.slot_ms)
+
+    @classmethod
+    async def open(
+        cls, js: JetStreamContext, market: Market, settings: MarketSettings
+    ) -> SimulatedChain:
+        try:
+            kv = await js.key_value(CHAIN_BUCKET)
+        except BucketNotFoundError:
+            kv = await js.create_key_value(bucket=CHAIN_BUCKET, history=1)
+        return cls(kv, market, settings)
+
+    def latest_blockhash(self) -> tuple[str, int]:
+        slot = self.clock.now()
+        digest = hashlib.sha256(f"{self._market.seed}:blockhash:{slot}".encode()).digest()
+        return b58encode(digest), slot + BLOCKHASH_VALID_SLOTS
+
+    def sign(self, order_id: str, route: Route) -> SignedSwap:
+        """Build and sign the swap against the latest blockhash."""
+        blockhash, last_valid = self.latest_blockhash()
+        return self.resign(order_id, route, blockhash, last_valid)
+
+    @staticmethod
+    def resign(order_id: str, route: Route, blockhash: str, last_valid: int) -> SignedSwap:
+        """The same message signs to the same signature, so a resumed send is the same tx."""
+        message = f"{order_id}:{blockhash}:{route.in_amount}:{route.other_amount_threshold}"
+        signature = b58encode(hashlib.sha512(message.encode()).digest())
+        return SignedSwap(order_id, route, blockhash, last_valid, signature)
+
+    def _roll(self, *parts: object) -> Decimal:
+        digest = hashlib.blake2b(repr((self._market.seed, *parts)).encode(), digest_size=8).digest()
+        return Decimal(int.from_bytes(digest, "big")) / Decimal(2**64)
+
+    async def send(self, tx: SignedSwap, attempt: int) -> None:
+        """sendTransaction: raises what the RPC node would; a repeated send is a no-op."""
+        s = self._settings
+        if attempt <= s.chain_rate_limit_first_attempts:
+            raise RateLimited("429 Too Many Requests (injected)")
+        if self._roll("429", tx.signature, attempt) < s.chain_rate_limit_rate:
+            raise RateLimited("429 Too Many Requests")
+        if await self.outcome(tx.signature) is not None:
+            return
+        slot = self.clock.now()
+        if slot > tx.last_valid_block_height:
+            raise BlockhashExpired(
+                f"blockhash {tx.blockhash} expired at {tx.last_valid_block_height}"
+            )
+        if self._roll("funds", tx.signature) < s.chain_insufficient_funds_rate:
+            raise InsufficientFunds("insufficient funds for the swap and its fees")
+        outcome = self._execute(tx, slot + self._landing_delay(tx.signature))
+        if not outcome.ok and outcome.error_code == SlippageExceeded.code:
+            # Preflight simulation catches it before the transaction lands.
+            raise SlippageExceeded(
+                outcome.error_reason or "", {"venueError": outcome.venue_error or ""}
+            )
+        # A concurrent send of the same transaction finds the key taken: it lands once.
+        with contextlib.suppress(KeyWrongLastSequenceError):
+            await self._kv.create(tx.signature, outcome.model_dump_json(by_alias=True).encode())
+
+    def _landing_delay(self, signature: str) -> int:
+        s = self._settings
+        if s.latency_mode == LatencyMode.ZERO:
+            return 0
+        span = s.confirm_slots_max - s.confirm_slots_min + 1
+        return s.confirm_slots_min + int(self._roll("land", signature) * span)
+
+    def _execute(self, tx: SignedSwap, slot: int) -> Outcome:
+        token_in = resolve_token(tx.route.input_mint)
+        token_out = resolve_token(tx.route.output_mint)
+        out_total = 0
+        for leg in tx.route.route_plan:
+            _, result = self._market.swap(leg.venue, token_in, token_out, leg.in_amount, slot)
+            out_total += result.amount_out
+        fee = network_fee_lamports(self._settings.priority_fee_lamports)
+        price = from_base_units(token_out, out_total) / from_base_units(
+            token_in, tx.route.in_amount
+        )
+        ok = out_total >= tx.route.other_amount_threshold
+        venue = tx.route.route_plan[0].venue
+        return Outcome(
+            signature=tx.signature,
+            order_id=tx.order_id,
+            slot=slot,
+            ok=ok,
+            error_code=None if ok else SlippageExceeded.code,
+            error_reason=None
+            if ok
+            else f"output {out_total} below minimum {tx.route.other_amount_threshold}",
+            venue_error=None if ok else VENUE_SLIPPAGE_ERRORS.get(venue),
+            in_amount=tx.route.in_amount,
+            out_amount=out_total,
+            executed_price=price.quantize(Decimal("0.000000001")),
+            fee_lamports=fee,
+        )
+
+    async def outcome(self, signature: str) -> Outcome | None:
+        """getSignatureStatuses: the recorded outcome, or None if the chain never saw it."""
+        try:
+            entry = await self._kv.get(signature)
+        except KeyNotFoundError:
+            return None
+        return Outcome.model_validate_json(entry.value or b"")
+
+    async def wait_confirmed(self, signature: str) -> Outcome:
+        """Wait until the transaction has one confirmation (the slot after it landed)."""
+        outcome = await self.outcome(signature)
+        if outcome is None:
+            raise LookupError(f"signature {signature} is unknown to the chain")
+        if self._settings.latency_mode != LatencyMode.ZERO:
+            await asyncio.sleep(self.clock.seconds_until(outcome.slot + 1))
+        return outcome

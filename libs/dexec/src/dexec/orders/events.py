@@ -1,0 +1,162 @@
+"""Event envelope and payloads carried on the `ORDERS` stream.
+
+Amounts are integers in base units and travel as decimal strings (as Jupiter's API does), so
+no JSON reader on the way can turn them into floats.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic.alias_generators import to_camel
+
+from dexec.orders.states import EventType, OrderStatus
+
+# Accepts an int or a string of digits; always written as a string.
+BaseUnits = Annotated[int, Field(ge=0), PlainSerializer(str, return_type=str, when_used="json")]
+
+
+class CamelModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+
+class OrderSpec(CamelModel):
+    """Everything needed to execute the order; carried whole by the `pending` event."""
+
+    type: Literal["market"] = "market"
+    token_in: str
+    token_out: str
+    amount_in: BaseUnits
+    slippage_bps: int = Field(ge=0, le=10_000)
+    tenant: str | None = None
+    webhook_url: str | None = None
+    idempotency_key: str | None = None
+    created_at: datetime
+
+
+class VenueQuote(CamelModel):
+    venue: str
+    pool: str
+    in_amount: BaseUnits
+    out_amount: BaseUnits
+    fee_amount: BaseUnits
+    price_impact_pct: Decimal
+    context_slot: int
+
+
+class RouteLeg(CamelModel):
+    venue: str
+    pool: str
+    in_amount: BaseUnits
+    out_amount: BaseUnits
+    fee_amount: BaseUnits
+    percent: int
+
+
+class Route(CamelModel):
+    """The `routed` payload: Jupiter's quote fields plus every candidate and the reason."""
+
+    input_mint: str
+    output_mint: str
+    in_amount: BaseUnits
+    out_amount: BaseUnits
+    other_amount_threshold: BaseUnits
+    price_impact_pct: Decimal
+    route_plan: list[RouteLeg]
+    context_slot: int
+    network_fee_lamports: BaseUnits
+    quotes: list[VenueQuote]
+    failed_venues: dict[str, str] = Field(default_factory=dict)
+    reason: str
+
+
+class Submission(CamelModel):
+    signature: str
+    blockhash: str
+    last_valid_block_height: int
+
+
+class Execution(CamelModel):
+    tx_hash: str
+    slot: int
+    in_amount: BaseUnits
+    out_amount: BaseUnits
+    executed_price: Decimal
+    fee_lamports: BaseUnits
+
+
+class Failure(CamelModel):
+    code: str
+    reason: str
+    attempts: int
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class Retry(CamelModel):
+    stage: str
+    code: str
+    reason: str
+    delay_seconds: float
+
+
+class Empty(CamelModel):
+    pass
+
+
+PAYLOAD_TYPES: dict[EventType, type[CamelModel]] = {
+    EventType.PENDING: OrderSpec,
+    EventType.ROUTING: Empty,
+    EventType.ROUTED: Route,
+    EventType.BUILDING: Empty,
+    EventType.SUBMITTED: Submission,
+    EventType.CONFIRMED: Execution,
+    EventType.FAILED: Failure,
+    EventType.RETRYING: Retry,
+}
+
+# Events that may happen once per attempt; the attempt joins their message id so each attempt
+# is its own transition while a redelivered handler publishing the same attempt is dropped.
+PER_ATTEMPT_EVENTS = frozenset({EventType.SUBMITTED, EventType.RETRYING})
+
+
+class OrderEvent(CamelModel):
+    order_id: str
+    event: EventType
+    status: OrderStatus
+    at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    attempt: int = 1
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        order_id: str,
+        event: EventType,
+        status: OrderStatus,
+        payload: CamelModel | None = None,
+        attempt: int = 1,
+    ) -> OrderEvent:
+        data = payload.model_dump(mode="json", by_alias=True) if payload is not None else {}
+        return cls(order_id=order_id, event=event, status=status, attempt=attempt, data=data)
+
+    @property
+    def msg_id(self) -> str:
+        """`<orderId>:<event>[:<attempt>]`; a retry's attempt is qualified by its stage."""
+        if self.event == EventType.RETRYING:
+            return f"{self.order_id}:{self.event}:{self.data['stage']}-{self.attempt}"
+        if self.event in PER_ATTEMPT_EVENTS:
+            return f"{self.order_id}:{self.event}:{self.attempt}"
+        return f"{self.order_id}:{self.event}"
+
+    def payload(self) -> Any:
+        return PAYLOAD_TYPES[self.event].model_validate(self.data)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> OrderEvent:
+        return cls.model_validate_json(raw)

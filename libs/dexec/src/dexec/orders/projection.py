@@ -1,0 +1,64 @@
+"""Folding events into an order's current view.
+
+`apply` is idempotent and insensitive to delivery order: status only moves forward through the
+state table, and each detail is set by the event that owns it. The recorder folds events into
+Postgres rows with it, and the API folds the stream with it while the recorder catches up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from dexec.orders.events import OrderEvent
+from dexec.orders.states import EventType, OrderStatus, status_after
+
+
+@dataclass
+class OrderView:
+    order_id: str
+    status: OrderStatus = OrderStatus.PENDING
+    spec: dict[str, Any] | None = None
+    route: dict[str, Any] | None = None
+    submission: dict[str, Any] | None = None
+    execution: dict[str, Any] | None = None
+    failure: dict[str, Any] | None = None
+    last_retry: dict[str, Any] | None = None
+    attempts: int = 1
+    last_seq: int = 0
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def apply(self, seq: int, event: OrderEvent) -> None:
+        match event.event:
+            case EventType.PENDING:
+                self.spec = self.spec or event.data
+            case EventType.ROUTED:
+                self.route = self.route or event.data
+            case EventType.SUBMITTED if event.attempt >= self._submission_attempt():
+                # The attempt rides along so a late, older submission cannot replace a newer one.
+                self.submission = {**event.data, "attempt": event.attempt}
+            case EventType.CONFIRMED:
+                self.execution = event.data
+            case EventType.FAILED:
+                self.failure = event.data
+            case EventType.RETRYING:
+                self.last_retry = event.data
+                self.attempts = max(self.attempts, event.attempt + 1)
+        self.status = status_after(self.status, event.event)
+        self.last_seq = max(self.last_seq, seq)
+        if self.created_at is None or event.at < self.created_at:
+            self.created_at = event.at
+        if self.updated_at is None or event.at > self.updated_at:
+            self.updated_at = event.at
+
+    def _submission_attempt(self) -> int:
+        return int(self.submission["attempt"]) if self.submission else 0
+
+
+def fold(order_id: str, events: list[tuple[int, OrderEvent]]) -> OrderView:
+    view = OrderView(order_id)
+    for seq, event in events:
+        view.apply(seq, event)
+    return view

@@ -1,0 +1,59 @@
+"""Running a background service until SIGINT/SIGTERM, on uvloop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from typing import Protocol
+
+import uvloop
+from prometheus_client import start_http_server
+
+from dexec.telemetry import configure_logging
+
+
+class Service(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+async def serve_until_signalled(service: Service) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await service.start()
+    try:
+        await stop.wait()
+    finally:
+        await service.stop()
+
+
+def run_service(
+    name: str, service: Service, log_level: str, metrics_address: tuple[str, int]
+) -> None:
+    """Entry point body of a worker service; metrics port 0 turns the endpoint off."""
+    configure_logging(name, log_level)
+    host, port = metrics_address
+    if port:
+        start_http_server(port, host)
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(serve_until_signalled(service))
+
+
+def run_http(name: str, app: object, host: str, port: int, log_level: str) -> None:
+    """Entry point body of an HTTP service (api, notifier): uvicorn on uvloop and httptools."""
+    import uvicorn
+
+    configure_logging(name, log_level)
+    uvicorn.run(
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets",
+        log_config=None,
+        access_log=False,
+    )

@@ -1,0 +1,56 @@
+"""Settings shared by every service, read from `DEXEC_*` environment variables.
+
+Each service extends `CommonSettings` with its own fields; a setting is declared in exactly one
+class, so the configuration table in the README maps one-to-one onto these classes.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class LatencyMode(StrEnum):
+    REALISTIC = "realistic"
+    ZERO = "zero"
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DEXEC_", extra="ignore")
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    database_url: str = "postgresql+asyncpg://dexec@127.0.0.1:5432/dexec"
+    log_level: str = "INFO"
+
+    stream_max_age_seconds: int = Field(7 * 24 * 3600, gt=0)
+    stream_replicas: int = Field(1, ge=1, le=5)
+    # JetStream drops a re-published transition with the same Nats-Msg-Id inside this window.
+    duplicate_window_seconds: int = Field(600, ge=600)
+
+    retry_max_attempts: int = Field(3, ge=1, le=10)
+    retry_backoff_base_seconds: float = Field(1.0, ge=0)
+    # How long JetStream waits for an ack before redelivering to another replica.
+    ack_wait_seconds: float = Field(30.0, gt=0)
+
+
+class MarketSettings(BaseSettings):
+    """The simulated market and chain: used by the router (quotes) and executor (re-pricing)."""
+
+    model_config = SettingsConfigDict(env_prefix="DEXEC_", extra="ignore")
+
+    market_seed: int = 7
+    latency_mode: LatencyMode = LatencyMode.REALISTIC
+    quote_latency_ms_min: int = Field(100, ge=0)
+    quote_latency_ms_max: int = Field(300, ge=0)
+    slot_ms: int = Field(400, gt=0)
+    confirm_slots_min: int = Field(1, ge=0)
+    confirm_slots_max: int = Field(3, ge=0)
+    priority_fee_lamports: int = Field(10_000, ge=0)
+    # Seeded failure rates of the simulated RPC node, per send attempt (0..1, Decimal: exact).
+    chain_rate_limit_rate: Decimal = Field(Decimal(0), ge=0, le=1)
+    chain_insufficient_funds_rate: Decimal = Field(Decimal(0), ge=0, le=1)
+    # Fault injection for tests and demos: the first N send attempts of every order hit RPC 429.
+    chain_rate_limit_first_attempts: int = Field(0, ge=0)

@@ -1,0 +1,112 @@
+"""Parsing a submitted order: every accepted spelling becomes one normalised `OrderSpec`.
+
+Accepted: `{type, tokenIn, tokenOut, amount, slippageBps}`; the seed systems' spellings
+`inputToken/outputToken` and `slippage` as a fraction; and `side` + `pair` (`"SOL/USDC"`:
+`sell` spends the base token, `buy` spends the quote token). `amount` is always the amount of
+the token spent, in token units (`"1.5"` SOL), as a string or a JSON number.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from dexec.market.tokens import BadAmount, UnknownToken, resolve_token, to_base_units
+from dexec.orders.events import OrderSpec
+from dexec_api.errors import ApiError, validation_details
+
+
+class OrderRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    type: Literal["market"] = "market"
+    token_in: str | None = Field(None, alias="tokenIn", min_length=1, max_length=64)
+    token_out: str | None = Field(None, alias="tokenOut", min_length=1, max_length=64)
+    input_token: str | None = Field(None, alias="inputToken", min_length=1, max_length=64)
+    output_token: str | None = Field(None, alias="outputToken", min_length=1, max_length=64)
+    side: Literal["buy", "sell"] | None = None
+    pair: str | None = Field(None, max_length=130)
+    amount: Decimal | str
+    slippage_bps: int | None = Field(None, alias="slippageBps", ge=0, le=10_000)
+    slippage: Decimal | None = Field(None, ge=0, le=1)
+    webhook_url: str | None = Field(None, alias="webhookUrl", max_length=2048)
+
+    @model_validator(mode="after")
+    def _one_way_to_name_tokens(self) -> OrderRequest:
+        named = [
+            self.token_in is not None or self.token_out is not None,
+            self.input_token is not None or self.output_token is not None,
+            self.side is not None or self.pair is not None,
+        ]
+        if sum(named) != 1:
+            raise ValueError(
+                "name the tokens one way: tokenIn/tokenOut, inputToken/outputToken, or side+pair"
+            )
+        if self.slippage_bps is not None and self.slippage is not None:
+            raise ValueError("give slippageBps or slippage, not both")
+        return self
+
+    def token_keys(self) -> tuple[str, str]:
+        if self.side is not None or self.pair is not None:
+            if self.side is None or self.pair is None or self.pair.count("/") != 1:
+                raise ApiError(422, "VALIDATION_ERROR", "side and pair ('BASE/QUOTE') go together")
+            base, quote = (part.strip() for part in self.pair.split("/"))
+            return (base, quote) if self.side == "sell" else (quote, base)
+        token_in = self.token_in or self.input_token
+        token_out = self.token_out or self.output_token
+        if not token_in or not token_out:
+            raise ApiError(422, "VALIDATION_ERROR", "both the input and output token are required")
+        return token_in, token_out
+
+    def slippage_in_bps(self, default: int) -> int:
+        if self.slippage is not None:
+            bps = self.slippage * 10_000
+            if bps != bps.to_integral_value():
+                raise ApiError(422, "VALIDATION_ERROR", "slippage finer than 1 bps")
+            return int(bps)
+        return default if self.slippage_bps is None else self.slippage_bps
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        # Numbers become Decimal, never float: "0.1" SOL stays exactly 0.1.
+        body = json.loads(raw, parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "INVALID_JSON", f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ApiError(422, "VALIDATION_ERROR", "the body must be a JSON object")
+    return body
+
+
+def parse_order(body: dict[str, Any], default_slippage_bps: int, tenant: str | None) -> OrderSpec:
+    try:
+        request = OrderRequest.model_validate(body)
+    except ValidationError as exc:
+        details = validation_details(exc)
+        raise ApiError(422, "VALIDATION_ERROR", "invalid order", details) from exc
+    in_key, out_key = request.token_keys()
+    try:
+        token_in, token_out = resolve_token(in_key), resolve_token(out_key)
+    except UnknownToken as exc:
+        raise ApiError(422, "UNKNOWN_TOKEN", str(exc), {"tokens": [in_key, out_key]}) from exc
+    if token_in == token_out:
+        raise ApiError(422, "SAME_TOKEN", "tokenIn and tokenOut must differ")
+    if isinstance(request.amount, bool):
+        raise ApiError(422, "INVALID_AMOUNT", "amount must be a number")
+    try:
+        amount_in = to_base_units(token_in, request.amount)
+    except BadAmount as exc:
+        raise ApiError(422, "INVALID_AMOUNT", str(exc)) from exc
+    return OrderSpec(
+        token_in=token_in.symbol,
+        token_out=token_out.symbol,
+        amount_in=amount_in,
+        slippage_bps=request.slippage_in_bps(default_slippage_bps),
+        tenant=tenant,
+        webhook_url=request.webhook_url,
+        created_at=datetime.now(UTC),
+    )

@@ -1,0 +1,119 @@
+"""Reading orders: Postgres first, then the stream while the recorder catches up."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+from nats.js import JetStreamContext
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dexec.bus.history import read_order_events
+from dexec.db.models import OrderEventRow, OrderRow
+from dexec.db.projection import view_from_row
+from dexec.market.tokens import from_base_units, resolve_token
+from dexec.orders.projection import OrderView, fold
+from dexec.orders.states import OrderStatus
+from dexec_api.errors import ApiError
+
+
+def event_json(
+    seq: int, event: str, status: str, at: datetime, attempt: int, data: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "seq": seq,
+        "event": event,
+        "status": status,
+        "at": at.isoformat(),
+        "attempt": attempt,
+        "data": data,
+    }
+
+
+def order_json(view: OrderView, events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    spec = view.spec or {}
+    body: dict[str, Any] = {
+        "orderId": view.order_id,
+        "status": str(view.status),
+        "type": spec.get("type", "market"),
+        "tokenIn": spec.get("tokenIn"),
+        "tokenOut": spec.get("tokenOut"),
+        "amountIn": spec.get("amountIn"),
+        "amount": None,
+        "slippageBps": spec.get("slippageBps"),
+        "createdAt": spec.get("createdAt")
+        or (view.created_at.isoformat() if view.created_at else None),
+        "updatedAt": view.updated_at.isoformat() if view.updated_at else None,
+        "attempts": view.attempts,
+        "route": view.route,
+        "submission": view.submission,
+        "execution": view.execution,
+        "failure": view.failure,
+        "lastRetry": view.last_retry,
+    }
+    if spec.get("tokenIn") and spec.get("amountIn"):
+        body["amount"] = str(from_base_units(resolve_token(spec["tokenIn"]), int(spec["amountIn"])))
+    if events is not None:
+        body["events"] = events
+    return body
+
+
+async def get_order(engine: AsyncEngine, js: JetStreamContext, order_id: str) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(OrderRow).where(OrderRow.id == order_id))).first()
+        if row is not None:
+            rows = await conn.execute(
+                select(OrderEventRow)
+                .where(OrderEventRow.order_id == order_id)
+                .order_by(OrderEventRow.seq)
+            )
+            events = [event_json(e.seq, e.event, e.status, e.at, e.attempt, e.data) for e in rows]
+            return order_json(view_from_row(row._mapping), events)
+    # Not recorded yet (the POST answered before the recorder's next batch): fold the stream.
+    stored = await read_order_events(js, order_id)
+    if not stored:
+        raise ApiError(404, "ORDER_NOT_FOUND", f"no order {order_id}")
+    view = fold(order_id, [(s.seq, s.event) for s in stored])
+    events = [
+        event_json(s.seq, s.event.event, s.event.status, s.event.at, s.event.attempt, s.event.data)
+        for s in stored
+    ]
+    return order_json(view, events)
+
+
+def encode_cursor(created_at: datetime, order_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{order_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created, order_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(created), order_id
+    except ValueError as exc:
+        raise ApiError(422, "INVALID_CURSOR", "cursor is not one this API returned") from exc
+
+
+async def list_orders(
+    engine: AsyncEngine, status: OrderStatus | None, limit: int, cursor: str | None
+) -> dict[str, Any]:
+    query = select(OrderRow).order_by(OrderRow.created_at.desc(), OrderRow.id.desc())
+    if status is not None:
+        query = query.where(OrderRow.status == str(status))
+    if cursor:
+        created, order_id = decode_cursor(cursor)
+        query = query.where(
+            or_(
+                OrderRow.created_at < created,
+                and_(OrderRow.created_at == created, OrderRow.id < order_id),
+            )
+        )
+    async with engine.connect() as conn:
+        rows = list(await conn.execute(query.limit(limit + 1)))
+    page = rows[:limit]
+    next_cursor = (
+        encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit and page else None
+    )
+    orders = [order_json(view_from_row(r._mapping)) for r in page]
+    return {"orders": orders, "nextCursor": next_cursor}

@@ -1,0 +1,129 @@
+"""The executor: consumes `routed`, builds, signs, submits and confirms the swap.
+
+Write-ahead (DESIGN §5): `submitted` is in the stream before the transaction is sent. On a
+redelivery the executor reads the order's events and resumes the signature it already
+published; it signs anew only when that blockhash has expired without the transaction landing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from dexec.bus.connection import connect, ensure_stream
+from dexec.bus.errors import PermanentError, StageError, TransientError
+from dexec.bus.history import read_order_events
+from dexec.bus.publisher import emit
+from dexec.bus.subjects import EXECUTOR_CONSUMER
+from dexec.bus.worker import ConsumerWorker, Delivery, Stage
+from dexec.market.chain import ChainError, Outcome, SignedSwap, SimulatedChain
+from dexec.market.market import Market
+from dexec.orders.events import Execution, OrderEvent, Route, Submission
+from dexec.orders.states import EventType, OrderStatus
+from dexec_executor.settings import ExecutorSettings
+
+log = logging.getLogger(__name__)
+
+FINISHED = frozenset({EventType.CONFIRMED, EventType.FAILED})
+
+
+def stage_error(exc: ChainError) -> StageError:
+    kind = TransientError if exc.retryable else PermanentError
+    return kind(exc.code, exc.reason, details=exc.details, status=OrderStatus.SUBMITTED)
+
+
+class ExecutorService:
+    def __init__(self, settings: ExecutorSettings) -> None:
+        self.settings = settings
+        self.market = Market(settings.market_seed)
+        self.chain: SimulatedChain | None = None
+        self._nc: Client | None = None
+        self._worker: ConsumerWorker | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def js(self) -> JetStreamContext:
+        assert self._nc is not None
+        return self._nc.jetstream()
+
+    async def start(self) -> None:
+        self._nc = await connect(self.settings, "dexec-executor")
+        await ensure_stream(self.js, self.settings)
+        self.chain = await SimulatedChain.open(self.js, self.market, self.settings)
+        self._worker = ConsumerWorker(
+            self.js,
+            self.settings,
+            EXECUTOR_CONSUMER,
+            Stage("executor", OrderStatus.BUILDING),
+            self.handle,
+            concurrency=self.settings.executor_concurrency,
+        )
+        self._task = asyncio.create_task(self._worker.run())
+
+    async def stop(self) -> None:
+        if self._worker:
+            await self._worker.stop()
+        if self._task:
+            self._task.cancel()
+        if self._nc:
+            await self._nc.drain()
+
+    async def handle(self, event: OrderEvent, delivery: Delivery) -> None:
+        assert self.chain is not None
+        order_id = event.order_id
+        route: Route = event.payload()
+        history = [stored.event for stored in await read_order_events(self.js, order_id)]
+        if any(past.event in FINISHED for past in history):
+            return  # a previous delivery finished the order; this one only needs its ack
+        await emit(self.js, order_id, EventType.BUILDING, attempt=delivery.attempt)
+        tx = await self._resume_or_sign(order_id, route, history, delivery.attempt)
+        try:
+            await self.chain.send(tx, delivery.attempt)
+        except ChainError as exc:
+            raise stage_error(exc) from exc
+        await delivery.in_progress()
+        outcome = await self.chain.wait_confirmed(tx.signature)
+        await self._finish(order_id, outcome)
+
+    async def _resume_or_sign(
+        self, order_id: str, route: Route, history: list[OrderEvent], attempt: int
+    ) -> SignedSwap:
+        assert self.chain is not None
+        submitted = [past for past in history if past.event == EventType.SUBMITTED]
+        if submitted:
+            last: Submission = max(submitted, key=lambda e: e.attempt).payload()
+            landed = await self.chain.outcome(last.signature) is not None
+            if landed or self.chain.clock.now() <= last.last_valid_block_height:
+                log.info("resuming signature %s", last.signature, extra={"order_id": order_id})
+                return self.chain.resign(
+                    order_id, route, last.blockhash, last.last_valid_block_height
+                )
+        tx = self.chain.sign(order_id, route)
+        submission = Submission(
+            signature=tx.signature,
+            blockhash=tx.blockhash,
+            last_valid_block_height=tx.last_valid_block_height,
+        )
+        await emit(self.js, order_id, EventType.SUBMITTED, submission, attempt=attempt)
+        return tx
+
+    async def _finish(self, order_id: str, outcome: Outcome) -> None:
+        if not outcome.ok:
+            raise PermanentError(
+                outcome.error_code or "TRANSACTION_FAILED",
+                outcome.error_reason or "the transaction failed on chain",
+                details={"venueError": outcome.venue_error, "signature": outcome.signature},
+                status=OrderStatus.SUBMITTED,
+            )
+        execution = Execution(
+            tx_hash=outcome.signature,
+            slot=outcome.slot,
+            in_amount=outcome.in_amount,
+            out_amount=outcome.out_amount,
+            executed_price=outcome.executed_price,
+            fee_lamports=outcome.fee_lamports,
+        )
+        await emit(self.js, order_id, EventType.CONFIRMED, execution)

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.support.backends import PostgresBackend, nats_backend, postgres_backend
+from tests.support.stack import Stack, start_stack
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresBackend]:
+    with postgres_backend() as backend:
+        yield backend
+
+
+@pytest.fixture(scope="session")
+async def migrated_postgres(postgres: PostgresBackend) -> PostgresBackend:
+    await postgres.prepare_template()
+    return postgres
+
+
+@pytest.fixture
+async def database_url(migrated_postgres: PostgresBackend) -> str:
+    return await migrated_postgres.fresh_database()
+
+
+@pytest.fixture
+def nats_url() -> Iterator[str]:
+    with nats_backend() as url:
+        yield url
+
+
+@pytest.fixture
+async def start(nats_url: str, database_url: str) -> AsyncIterator[Callable[..., Any]]:
+    """Start the four services with settings overridden for this test."""
+    stacks: list[Stack] = []
+
+    async def _start(**overrides: Any) -> Stack:
+        stack = await start_stack(nats_url, database_url, **overrides)
+        stacks.append(stack)
+        return stack
+
+    yield _start
+    for stack in stacks:
+        await stack.stop()
+
+
+@pytest.fixture
+async def stack(start: Callable[..., Any]) -> Stack:
+    return await start()

@@ -1,0 +1,138 @@
+"""The four real services, run in the test's event loop against real NATS and Postgres.
+
+Each service is the production object (the API's and notifier's ASGI apps served by uvicorn
+on a real port, the router's and executor's services), so tests exercise real HTTP,
+WebSocket, JetStream and SQL. Running them in-process lets each test choose its settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+import uvicorn
+import websockets
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from dexec_api.app import create_app as create_api
+from dexec_api.settings import ApiSettings
+from dexec_executor.service import ExecutorService
+from dexec_executor.settings import ExecutorSettings
+from dexec_notifier.app import create_app as create_notifier
+from dexec_notifier.settings import NotifierSettings
+from dexec_router.service import RouterService
+from dexec_router.settings import RouterSettings
+from dexec_tools.servers import free_port
+
+TEST_DEFAULTS: dict[str, Any] = {
+    "latency_mode": "zero",
+    "retry_backoff_base_seconds": 0.2,
+    "router_metrics_port": 0,
+    "executor_metrics_port": 0,
+    "log_level": "WARNING",
+}
+
+
+async def _serve(app: object, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")  # type: ignore[arg-type]
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if task.done():
+            task.result()  # raises the start-up error
+        if time.monotonic() > deadline:
+            raise TimeoutError("server did not start")
+        await asyncio.sleep(0.01)
+    return server, task
+
+
+def _stopper(server: uvicorn.Server, task: asyncio.Task[None]) -> Callable[[], Awaitable[None]]:
+    async def stop() -> None:
+        server.should_exit = True
+        await task
+
+    return stop
+
+
+@dataclass
+class Stack:
+    api_url: str
+    ws_url: str
+    nats_url: str
+    database_url: str
+    http: httpx.AsyncClient
+    db: AsyncEngine
+    _stoppers: list[Any] = field(default_factory=list)
+
+    async def submit(self, body: dict[str, Any], **headers: str) -> httpx.Response:
+        return await self.http.post(
+            f"{self.api_url}/api/orders/execute", json=body, headers=headers
+        )
+
+    async def watch(self, order_id: str, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Every message the notifier sends for the order, until it closes the socket."""
+        messages: list[dict[str, Any]] = []
+        async with asyncio.timeout(timeout):
+            async with websockets.connect(f"{self.ws_url}/ws/orders/{order_id}") as ws:
+                with contextlib.suppress(websockets.ConnectionClosedOK):
+                    async for raw in ws:
+                        messages.append(orjson.loads(raw))
+        return messages
+
+    async def scalar(self, sql: str, **params: Any) -> Any:
+        async with self.db.connect() as conn:
+            return (await conn.execute(text(sql), params)).scalar()
+
+    async def rows(self, sql: str, **params: Any) -> list[Any]:
+        async with self.db.connect() as conn:
+            return list(await conn.execute(text(sql), params))
+
+    async def stop(self) -> None:
+        for stop in reversed(self._stoppers):
+            await stop()
+        await self.http.aclose()
+        await self.db.dispose()
+
+
+async def start_stack(nats_url: str, database_url: str, **overrides: Any) -> Stack:
+    values = {**TEST_DEFAULTS, "nats_url": nats_url, "database_url": database_url, **overrides}
+    api_port, notifier_port = free_port(), free_port()
+    ws_url = f"ws://127.0.0.1:{notifier_port}"
+    stack = Stack(
+        api_url=f"http://127.0.0.1:{api_port}",
+        ws_url=ws_url,
+        nats_url=nats_url,
+        database_url=database_url,
+        http=httpx.AsyncClient(timeout=30),
+        db=create_async_engine(database_url),
+    )
+    try:
+        router = RouterService(RouterSettings(**values))
+        executor = ExecutorService(ExecutorSettings(**values))
+        for service in (router, executor):
+            await service.start()
+            stack._stoppers.append(service.stop)
+        notifier_app = create_notifier(NotifierSettings(**values))
+        api_app = create_api(ApiSettings(**values, public_ws_url=ws_url))
+        for app, port in ((notifier_app, notifier_port), (api_app, api_port)):
+            server, task = await _serve(app, port)
+
+            async def stop_server(
+                server: uvicorn.Server = server, task: asyncio.Task = task
+            ) -> None:
+                server.should_exit = True
+                await task
+
+            stack._stoppers.append(stop_server)
+    except BaseException:
+        await stack.stop()
+        raise
+    return stack
