@@ -54,3 +54,5 @@ class MarketSettings(BaseSettings):
     chain_insufficient_funds_rate: Decimal = Field(Decimal(0), ge=0, le=1)
     # Fault injection for tests and demos: the first N send attempts of every order hit RPC 429.
     chain_rate_limit_first_attempts: int = Field(0, ge=0)
+    # Simulated front-running: every swap lands this many bps worse than the pool's price.
+    chain_frontrun_bps: int = Field(0, ge=0, le=10_000)

@@ -27,6 +27,9 @@ from dexec_api.order_request import parse_json_object, parse_order
 from dexec_api.order_views import get_order, list_orders
 from dexec_api.settings import ApiSettings
 
+# Module level: FastAPI resolves these (string) annotations in the module's namespace.
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
@@ -109,8 +112,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             except NotFoundError:
                 pass
         await emit(app.state.js, order_id, EventType.PENDING, spec)
-
-    IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
     @app.post("/api/orders/execute", status_code=202)
     async def execute_order(request: Request, idempotency_key: IdempotencyKey = None):

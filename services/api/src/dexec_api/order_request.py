@@ -95,8 +95,6 @@ def parse_order(body: dict[str, Any], default_slippage_bps: int, tenant: str | N
         raise ApiError(422, "UNKNOWN_TOKEN", str(exc), {"tokens": [in_key, out_key]}) from exc
     if token_in == token_out:
         raise ApiError(422, "SAME_TOKEN", "tokenIn and tokenOut must differ")
-    if isinstance(request.amount, bool):
-        raise ApiError(422, "INVALID_AMOUNT", "amount must be a number")
     try:
         amount_in = to_base_units(token_in, request.amount)
     except BadAmount as exc:

@@ -7,7 +7,6 @@ published; it signs anew only when that blockhash has expired without the transa
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from nats.aio.client import Client
@@ -42,7 +41,6 @@ class ExecutorService:
         self.chain: SimulatedChain | None = None
         self._nc: Client | None = None
         self._worker: ConsumerWorker | None = None
-        self._task: asyncio.Task[None] | None = None
 
     @property
     def js(self) -> JetStreamContext:
@@ -61,13 +59,11 @@ class ExecutorService:
             self.handle,
             concurrency=self.settings.executor_concurrency,
         )
-        self._task = asyncio.create_task(self._worker.run())
+        await self._worker.start()
 
     async def stop(self) -> None:
         if self._worker:
             await self._worker.stop()
-        if self._task:
-            self._task.cancel()
         if self._nc:
             await self._nc.drain()
 

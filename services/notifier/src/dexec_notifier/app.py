@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -32,15 +30,13 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         engine = create_engine(settings.database_url, settings.db_pool_size)
         await hub.start(js)
         recorder = Recorder(js, engine, settings)
-        recorder_task = asyncio.create_task(recorder.run())
+        await recorder.start()
         app.state.nc, app.state.js, app.state.engine = nc, js, engine
         app.state.recorder = recorder
         try:
             yield
         finally:
-            recorder.stop()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(recorder_task, 5)
+            await recorder.stop()
             await hub.stop()
             await nc.drain()
             await engine.dispose()

@@ -27,6 +27,7 @@ from dexec.db.models import OrderEventRow, OrderRow
 from dexec.db.projection import row_values, view_from_row
 from dexec.orders.events import OrderEvent
 from dexec.orders.projection import OrderView
+from dexec_notifier.metrics import RECORDED_EVENTS
 from dexec_notifier.settings import NotifierSettings
 
 log = logging.getLogger(__name__)
@@ -118,15 +119,30 @@ class Recorder:
         self._engine = engine
         self._settings = settings
         self._stopping = asyncio.Event()
-        self.recorded_total = 0
+        self._sub: JetStreamContext.PullSubscription | None = None
+        self._loop: asyncio.Task[None] | None = None
 
-    async def run(self) -> None:
+    async def start(self) -> None:
         batch_size = self._settings.recorder_batch_size
         await ensure_consumer(self._js, RECORDER_CONSUMER, self._settings, batch_size * 4)
-        sub = await self._js.pull_subscribe_bind(RECORDER_CONSUMER.durable, stream=STREAM)
+        self._sub = await self._js.pull_subscribe_bind(RECORDER_CONSUMER.durable, stream=STREAM)
+        self._loop = asyncio.create_task(self._record_loop())
+
+    async def stop(self) -> None:
+        """Finish the batch in hand, then let go of the subscription."""
+        self._stopping.set()
+        if self._loop is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._loop, 5)
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+
+    async def _record_loop(self) -> None:
+        assert self._sub is not None
         while not self._stopping.is_set():
             try:
-                msgs = await sub.fetch(batch_size, timeout=1.0)
+                msgs = await self._sub.fetch(self._settings.recorder_batch_size, timeout=1.0)
             except (TimeoutError, NatsTimeoutError):
                 continue
             except Exception as exc:
@@ -134,7 +150,7 @@ class Recorder:
                 await self._pause(0.5)
                 continue
             try:
-                self.recorded_total += await record_batch(self._engine, decode(msgs))
+                count = await record_batch(self._engine, decode(msgs))
             except Exception:
                 # Postgres is down or restarting: hand the batch back and try again shortly.
                 log.exception("recording a batch of %d events failed", len(msgs))
@@ -143,11 +159,9 @@ class Recorder:
                         await msg.nak(delay=1.0)
                 await self._pause(1.0)
                 continue
+            RECORDED_EVENTS.inc(count)
             for msg in msgs:
                 await msg.ack()
-
-    def stop(self) -> None:
-        self._stopping.set()
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from nats.aio.client import Client
@@ -31,7 +30,6 @@ class RouterService:
         self.clock = SlotClock(settings.slot_ms)
         self._nc: Client | None = None
         self._worker: ConsumerWorker | None = None
-        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._nc = await connect(self.settings, "dexec-router")
@@ -45,13 +43,11 @@ class RouterService:
             self.handle,
             concurrency=self.settings.router_concurrency,
         )
-        self._task = asyncio.create_task(self._worker.run())
+        await self._worker.start()
 
     async def stop(self) -> None:
         if self._worker:
             await self._worker.stop()
-        if self._task:
-            self._task.cancel()
         if self._nc:
             await self._nc.drain()
 

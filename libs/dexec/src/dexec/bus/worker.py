@@ -76,41 +76,54 @@ class ConsumerWorker:
         self._concurrency = concurrency
         self._batch = batch
         self._room = asyncio.Event()
+        self._sub: JetStreamContext.PullSubscription | None = None
+        self._loop: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
 
-    async def run(self) -> None:
+    async def start(self) -> None:
         await ensure_consumer(self._js, self._spec, self._settings, self._concurrency * 4)
-        sub = await self._js.pull_subscribe_bind(self._spec.durable, stream=STREAM)
-        try:
-            while not self._stopping.is_set():
-                free = self._concurrency - len(self._tasks)
-                if free <= 0:
-                    self._room.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._room.wait(), 1.0)
-                    continue
-                try:
-                    msgs = await sub.fetch(min(self._batch, free), timeout=1.0)
-                except (TimeoutError, NatsTimeoutError):
-                    continue
-                except Exception as exc:  # reconnecting, or the consumer is being recreated
-                    log.warning("fetch from %s failed: %s", self._spec.durable, exc)
-                    await self._wait_or_stop(0.5)
-                    continue
-                for msg in msgs:
-                    task = asyncio.create_task(self._process(msg))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._finish)
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+        self._sub = await self._js.pull_subscribe_bind(self._spec.durable, stream=STREAM)
+        self._loop = asyncio.create_task(self._fetch_loop())
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Stop fetching and let in-flight handlers finish (unfinished ones are redelivered)."""
+        """Stop fetching and let in-flight handlers finish (unfinished ones are redelivered).
+
+        The subscription is gone before this returns, so draining the connection afterwards
+        does not wait on an outstanding pull request.
+        """
         self._stopping.set()
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=timeout)
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+
+    async def _fetch_loop(self) -> None:
+        assert self._sub is not None
+        while not self._stopping.is_set():
+            free = self._concurrency - len(self._tasks)
+            if free <= 0:
+                self._room.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), 1.0)
+                continue
+            try:
+                msgs = await self._sub.fetch(min(self._batch, free), timeout=1.0)
+            except (TimeoutError, NatsTimeoutError):
+                continue
+            except Exception as exc:  # reconnecting, or the consumer is being recreated
+                log.warning("fetch from %s failed: %s", self._spec.durable, exc)
+                await self._wait_or_stop(0.5)
+                continue
+            for msg in msgs:
+                task = asyncio.create_task(self._process(msg))
+                self._tasks.add(task)
+                task.add_done_callback(self._finish)
 
     def _finish(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

@@ -20,6 +20,7 @@ from nats.js.kv import KeyValue
 
 from dexec.bus.subjects import CHAIN_BUCKET
 from dexec.market.market import METEORA, RAYDIUM, Market
+from dexec.market.pools import BPS
 from dexec.market.routing import network_fee_lamports
 from dexec.market.tokens import from_base_units, resolve_token
 from dexec.orders.events import CamelModel, Route
@@ -186,6 +187,7 @@ class SimulatedChain:
         for leg in tx.route.route_plan:
             _, result = self._market.swap(leg.venue, token_in, token_out, leg.in_amount, slot)
             out_total += result.amount_out
+        out_total = out_total * (BPS - self._settings.chain_frontrun_bps) // BPS
         fee = network_fee_lamports(self._settings.priority_fee_lamports)
         price = from_base_units(token_out, out_total) / from_base_units(
             token_in, tx.route.in_amount

@@ -22,9 +22,9 @@ class SwapResult:
 
     @property
     def price_impact_pct(self) -> Decimal:
-        if self.spot_out == 0:
-            return Decimal(0)
         after_fee = self.spot_out * (self.amount_in - self.fee) / self.amount_in
+        if after_fee == 0:
+            return Decimal(0)  # the fee took the whole input: nothing to move the price
         return ((after_fee - self.amount_out) / after_fee * 100).quantize(Decimal("0.0001"))
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 
 
 @dataclass(frozen=True)
@@ -25,11 +25,13 @@ TOKENS: tuple[Token, ...] = (
     Token("RAY", "4k3Dyjzvzp8eMZWUXbBCjEvwSkkk59S5iCNLY3QrkX6R", 6, "Raydium"),
 )
 
-_BY_KEY: dict[str, Token] = {}
-for _token in TOKENS:
-    _BY_KEY[_token.symbol.upper()] = _token
-    _BY_KEY[_token.mint.upper()] = _token
-_BY_KEY["WSOL"] = _BY_KEY["SOL"]
+# SPL token amounts are u64 on chain.
+MAX_BASE_UNITS = 2**64 - 1
+
+# Symbols match in any case; mints are base58, where case matters.
+_BY_SYMBOL: dict[str, Token] = {t.symbol.upper(): t for t in TOKENS}
+_BY_SYMBOL["WSOL"] = _BY_SYMBOL["SOL"]
+_BY_MINT: dict[str, Token] = {t.mint: t for t in TOKENS}
 
 
 class UnknownToken(ValueError):
@@ -42,7 +44,8 @@ class BadAmount(ValueError):
 
 def resolve_token(key: str) -> Token:
     """A token by symbol (any case, `wSOL` is SOL) or by mint address."""
-    token = _BY_KEY.get(key.strip().upper())
+    key = key.strip()
+    token = _BY_MINT.get(key) or _BY_SYMBOL.get(key.upper())
     if token is None:
         raise UnknownToken(f"unknown token {key!r}")
     return token
@@ -58,11 +61,18 @@ def to_base_units(token: Token, amount: Decimal | str | int) -> int:
         raise BadAmount(f"amount {amount!r} is not a finite number")
     if value <= 0:
         raise BadAmount("amount must be greater than zero")
-    units = value.scaleb(token.decimals)
-    if units != units.to_integral_value():
+    # Compare before scaling, so a huge exponent never reaches arithmetic.
+    if value > Decimal(MAX_BASE_UNITS).scaleb(-token.decimals):
+        raise BadAmount(f"amount {amount} is more than a {token.symbol} account can hold")
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite values have an int exponent
+    if -exponent > token.decimals and value != value.quantize(Decimal(1).scaleb(-token.decimals)):
         raise BadAmount(f"{token.symbol} has {token.decimals} decimals; {amount} has more")
-    return int(units)
+    # u64 fits in 20 digits: this context computes exactly, with no rounding.
+    with localcontext(prec=60):
+        return int(value.scaleb(token.decimals))
 
 
 def from_base_units(token: Token, units: int) -> Decimal:
-    return Decimal(units).scaleb(-token.decimals)
+    with localcontext(prec=60):
+        return Decimal(units).scaleb(-token.decimals)

@@ -43,9 +43,9 @@ class OrderView:
                 self.execution = event.data
             case EventType.FAILED:
                 self.failure = event.data
-            case EventType.RETRYING:
+            case EventType.RETRYING if event.attempt + 1 >= self.attempts:
                 self.last_retry = event.data
-                self.attempts = max(self.attempts, event.attempt + 1)
+                self.attempts = event.attempt + 1
         self.status = status_after(self.status, event.event)
         self.last_seq = max(self.last_seq, seq)
         if self.created_at is None or event.at < self.created_at:

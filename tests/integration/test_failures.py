@@ -1,0 +1,144 @@
+"""Retries with backoff for transient failures; permanent failures end `failed` at once."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from tests.support.stack import Stack
+from tests.support.waiting import eventually
+
+ORDER = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "2"}
+BACKOFF = 0.2
+
+
+def at(message: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(message["at"])
+
+
+async def recorded_failure(stack: Stack, order_id: str) -> Any:
+    async def failed_row() -> Any:
+        rows = await stack.rows(
+            "select status, failure, attempts from orders where id = :id and status = 'failed'",
+            id=order_id,
+        )
+        return rows[0] if rows else None
+
+    return await eventually(failed_row, what="the failure recorded in Postgres")
+
+
+async def test_transient_failure_is_retried_with_backoff_then_succeeds(start) -> None:
+    stack: Stack = await start(
+        chain_rate_limit_first_attempts=1, retry_backoff_base_seconds=BACKOFF
+    )
+    order_id = (await stack.submit(ORDER)).json()["orderId"]
+
+    messages = await stack.watch(order_id)
+
+    events = [m["event"] for m in messages]
+    assert events == [
+        "pending",
+        "routing",
+        "routed",
+        "building",
+        "submitted",
+        "retrying",
+        "confirmed",
+    ]
+    retry = messages[5]
+    assert retry["attempt"] == 1
+    assert retry["data"]["code"] == "RPC_RATE_LIMITED"
+    assert retry["data"]["stage"] == "executor"
+    assert retry["data"]["delaySeconds"] == BACKOFF
+    # The second attempt came no sooner than the backoff allowed.
+    assert (at(messages[6]) - at(retry)).total_seconds() >= BACKOFF
+    # The 429 meant the transaction never reached the chain, so the same signed
+    # transaction was sent again: one signature, and it is the confirmed one.
+    assert messages[-1]["data"]["txHash"] == messages[4]["data"]["signature"]
+
+    async def confirmed_with_attempts() -> Any:
+        rows = await stack.rows(
+            "select attempts, last_retry from orders where id = :id and status = 'confirmed'",
+            id=order_id,
+        )
+        return rows[0] if rows else None
+
+    row = await eventually(confirmed_with_attempts, what="the confirmed order recorded")
+    assert row.attempts == 2
+    assert row.last_retry["code"] == "RPC_RATE_LIMITED"
+
+
+async def test_retries_stop_after_three_attempts_with_doubling_backoff(start) -> None:
+    stack: Stack = await start(
+        chain_rate_limit_first_attempts=10, retry_backoff_base_seconds=BACKOFF
+    )
+    order_id = (await stack.submit(ORDER)).json()["orderId"]
+
+    messages = await stack.watch(order_id)
+
+    retries = [m for m in messages if m["event"] == "retrying"]
+    assert [r["attempt"] for r in retries] == [1, 2]
+    assert [r["data"]["delaySeconds"] for r in retries] == [BACKOFF, 2 * BACKOFF]
+    final = messages[-1]
+    assert final["event"] == "failed" and final["status"] == "failed"
+    assert final["data"]["code"] == "RPC_RATE_LIMITED"
+    assert final["data"]["attempts"] == 3
+
+    row = await recorded_failure(stack, order_id)
+    assert row.failure["code"] == "RPC_RATE_LIMITED"
+    assert row.failure["attempts"] == 3
+
+
+async def test_permanent_chain_failure_fails_at_once_and_is_persisted(start) -> None:
+    stack: Stack = await start(chain_insufficient_funds_rate=1)
+    order_id = (await stack.submit(ORDER)).json()["orderId"]
+
+    messages = await stack.watch(order_id)
+
+    assert "retrying" not in [m["event"] for m in messages]
+    final = messages[-1]
+    assert final["event"] == "failed"
+    assert final["data"]["code"] == "INSUFFICIENT_FUNDS"
+    assert final["data"]["attempts"] == 1
+
+    row = await recorded_failure(stack, order_id)
+    assert row.failure["code"] == "INSUFFICIENT_FUNDS"
+    assert row.failure["reason"]
+    order = (await stack.http.get(f"{stack.api_url}/api/orders/{order_id}")).json()
+    assert order["status"] == "failed"
+    assert order["failure"]["code"] == "INSUFFICIENT_FUNDS"
+
+
+async def test_pair_without_a_pool_fails_with_no_route(stack: Stack) -> None:
+    response = await stack.submit({"tokenIn": "BONK", "tokenOut": "JUP", "amount": "1000"})
+    order_id = response.json()["orderId"]
+
+    messages = await stack.watch(order_id)
+
+    assert [m["event"] for m in messages] == ["pending", "routing", "failed"]
+    failure = messages[-1]["data"]
+    assert failure["code"] == "NO_ROUTE"
+    assert failure["details"]["stage"] == "router"
+    assert set(failure["details"]["venues"]) == {"raydium", "meteora"}
+    row = await recorded_failure(stack, order_id)
+    assert row.failure["code"] == "NO_ROUTE"
+
+
+async def test_slippage_is_checked_again_at_execution(start) -> None:
+    # The simulated chain lands every swap 1% worse than the quote (a front-run).
+    stack: Stack = await start(chain_frontrun_bps=100)
+
+    tight = (await stack.submit({**ORDER, "slippageBps": 50})).json()["orderId"]
+    loose = (await stack.submit({**ORDER, "slippageBps": 200})).json()["orderId"]
+
+    failed = (await stack.watch(tight))[-1]
+    assert failed["event"] == "failed"
+    assert failed["data"]["code"] == "SLIPPAGE_EXCEEDED"
+    assert failed["data"]["attempts"] == 1
+    assert failed["data"]["details"]["venueError"].split()[0] in {"0x1e", "0x1773"}
+
+    confirmed = (await stack.watch(loose))[-1]
+    assert confirmed["event"] == "confirmed"
+    order = (await stack.http.get(f"{stack.api_url}/api/orders/{loose}")).json()
+    out, quoted = int(confirmed["data"]["outAmount"]), int(order["route"]["outAmount"])
+    assert int(order["route"]["otherAmountThreshold"]) <= out < quoted

@@ -1,0 +1,171 @@
+"""Submitting orders: idempotency keys, and bad input refused with a JSON 4xx and no order."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import nats
+import pytest
+
+from dexec.bus.history import read_order_events
+from dexec.bus.subjects import STREAM
+from tests.support.stack import Stack
+
+ORDER = {"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippageBps": 50}
+
+
+async def orders_in_stream(nats_url: str) -> int:
+    """How many orders were accepted: one `pending` subject per order."""
+    nc = await nats.connect(nats_url)
+    try:
+        info = await nc.jetstream().stream_info(STREAM, subjects_filter="orders.pending.*")
+        return len(info.state.subjects or {})
+    finally:
+        await nc.close()
+
+
+async def pending_events(nats_url: str, order_id: str) -> int:
+    nc = await nats.connect(nats_url)
+    try:
+        stored = await read_order_events(nc.jetstream(), order_id)
+        return sum(1 for s in stored if s.event.event == "pending")
+    finally:
+        await nc.close()
+
+
+async def test_twenty_concurrent_requests_with_one_key_create_one_order(stack: Stack) -> None:
+    headers = {"Idempotency-Key": "burst-1"}
+    responses = await asyncio.gather(*(stack.submit(ORDER, **headers) for _ in range(20)))
+
+    assert sorted(r.status_code for r in responses) == [200] * 19 + [202]
+    order_ids = {r.json()["orderId"] for r in responses}
+    assert len(order_ids) == 1
+    (order_id,) = order_ids
+    assert await pending_events(stack.nats_url, order_id) == 1
+    assert (await stack.watch(order_id))[-1]["event"] == "confirmed"
+
+
+async def test_same_key_and_body_later_returns_the_same_order(stack: Stack) -> None:
+    first = await stack.submit(ORDER, **{"Idempotency-Key": "k-2"})
+    order_id = first.json()["orderId"]
+    await stack.watch(order_id)
+    # Another spelling of the same order is the same body.
+    same = {"inputToken": "sol", "outputToken": "USDC", "amount": 1, "slippage": "0.005"}
+
+    again = await stack.submit(same, **{"Idempotency-Key": "k-2"})
+
+    assert first.status_code == 202
+    assert again.status_code == 200
+    assert again.json()["orderId"] == order_id
+    assert await pending_events(stack.nats_url, order_id) == 1
+
+
+async def test_same_key_with_a_different_body_is_refused(stack: Stack) -> None:
+    await stack.submit(ORDER, **{"Idempotency-Key": "k-3"})
+
+    clash = await stack.submit({**ORDER, "amount": "2"}, **{"Idempotency-Key": "k-3"})
+
+    assert clash.status_code == 422
+    assert clash.json()["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+    assert await orders_in_stream(stack.nats_url) == 1
+
+
+async def test_without_a_key_each_request_is_a_new_order(stack: Stack) -> None:
+    one, two = await asyncio.gather(stack.submit(ORDER), stack.submit(ORDER))
+    assert one.json()["orderId"] != two.json()["orderId"]
+
+
+BAD_BODIES = {
+    "missing amount": ({"tokenIn": "SOL", "tokenOut": "USDC"}, 422, "VALIDATION_ERROR"),
+    "missing tokens": ({"amount": "1"}, 422, "VALIDATION_ERROR"),
+    "missing tokenOut": ({"tokenIn": "SOL", "amount": "1"}, 422, "VALIDATION_ERROR"),
+    "unknown token": ({"tokenIn": "SOL", "tokenOut": "DOGE", "amount": "1"}, 422, "UNKNOWN_TOKEN"),
+    "zero amount": ({"tokenIn": "SOL", "tokenOut": "USDC", "amount": "0"}, 422, "INVALID_AMOUNT"),
+    "negative amount": (
+        {"tokenIn": "SOL", "tokenOut": "USDC", "amount": -1},
+        422,
+        "INVALID_AMOUNT",
+    ),
+    "non-numeric amount": (
+        {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "lots"},
+        422,
+        "INVALID_AMOUNT",
+    ),
+    "huge amount": (
+        {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1e999999"},
+        422,
+        "INVALID_AMOUNT",
+    ),
+    "same token": ({"tokenIn": "SOL", "tokenOut": "wSOL", "amount": "1"}, 422, "SAME_TOKEN"),
+    "limit order": (
+        {"type": "limit", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "1"},
+        422,
+        "VALIDATION_ERROR",
+    ),
+    "slippage over 100%": (
+        {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippageBps": 10_001},
+        422,
+        "VALIDATION_ERROR",
+    ),
+    "array body": ([ORDER], 422, "VALIDATION_ERROR"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_BODIES, ids=list(BAD_BODIES))
+async def test_bad_body_gets_a_json_4xx_and_no_order(stack: Stack, case: str) -> None:
+    body, status, code = BAD_BODIES[case]
+    response = await stack.http.post(f"{stack.api_url}/api/orders/execute", json=body)
+
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert error["message"]
+    assert await orders_in_stream(stack.nats_url) == 0
+
+
+RAW_REQUESTS = {
+    "invalid json": (b'{"tokenIn": "SOL",', "application/json", 400, "INVALID_JSON"),
+    "wrong content type": (b"tokenIn=SOL&amount=1", "text/plain", 415, "UNSUPPORTED_MEDIA_TYPE"),
+    "body over the limit": (
+        b'{"pad": "' + b"x" * 20_000 + b'"}',
+        "application/json",
+        413,
+        "BODY_TOO_LARGE",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", RAW_REQUESTS, ids=list(RAW_REQUESTS))
+async def test_malformed_request_gets_a_json_4xx_and_no_order(stack: Stack, case: str) -> None:
+    content, content_type, status, code = RAW_REQUESTS[case]
+    response = await stack.http.post(
+        f"{stack.api_url}/api/orders/execute",
+        content=content,
+        headers={"content-type": content_type},
+    )
+
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+    assert await orders_in_stream(stack.nats_url) == 0
+
+
+async def test_oversized_chunked_body_is_refused(stack: Stack) -> None:
+    async def chunks():  # no Content-Length: the limit must hold while streaming
+        for _ in range(40):
+            yield b"x" * 1024
+
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            f"{stack.api_url}/api/orders",
+            content=chunks(),
+            headers={"content-type": "application/json"},
+        )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "BODY_TOO_LARGE"
+
+
+async def test_unknown_order_is_a_json_404(stack: Stack) -> None:
+    response = await stack.http.get(f"{stack.api_url}/api/orders/nope")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "ORDER_NOT_FOUND"

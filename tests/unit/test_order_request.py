@@ -1,0 +1,290 @@
+"""Parsing a submitted order body into one normalised `OrderSpec`."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from dexec.market.tokens import WSOL_MINT
+from dexec_api.errors import ApiError
+from dexec_api.order_request import parse_json_object, parse_order
+
+USDC_MINT = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
+DEFAULT_BPS = 50
+
+
+def parse(body: dict[str, Any], tenant: str | None = None):
+    return parse_order(body, DEFAULT_BPS, tenant)
+
+
+def normalised(body: dict[str, Any]) -> tuple[str, str, int, int]:
+    spec = parse(body)
+    return spec.token_in, spec.token_out, spec.amount_in, spec.slippage_bps
+
+
+def api_error(body: dict[str, Any]) -> ApiError:
+    with pytest.raises(ApiError) as info:
+        parse(body)
+    return info.value
+
+
+SELL_ONE_AND_A_HALF_SOL = ("SOL", "USDC", 1_500_000_000, 50)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1.5", "slippageBps": 50},
+        {"type": "market", "tokenIn": "sol", "tokenOut": "usdc", "amount": "1.5"},
+        {"inputToken": "SOL", "outputToken": "USDC", "amount": "1.5", "slippage": "0.005"},
+        {"side": "sell", "pair": "SOL/USDC", "amount": "1.5", "slippageBps": 50},
+        {"side": "sell", "pair": " SOL / USDC ", "amount": "1.5"},
+        {"tokenIn": "wSOL", "tokenOut": USDC_MINT, "amount": "1.5"},
+        {"tokenIn": WSOL_MINT, "tokenOut": "USDC", "amount": Decimal("1.5")},
+        {"tokenIn": "SOL", "tokenOut": "USDC", "amount": " 1.5 ", "unknownField": 1},
+    ],
+)
+def test_all_spellings_give_the_same_spec(body: dict[str, Any]) -> None:
+    assert normalised(body) == SELL_ONE_AND_A_HALF_SOL
+
+
+def test_buy_spends_the_quote_token() -> None:
+    spec = parse({"side": "buy", "pair": "SOL/USDC", "amount": "150"})
+    assert (spec.token_in, spec.token_out, spec.amount_in) == ("USDC", "SOL", 150_000_000)
+
+
+def test_sell_spends_the_base_token() -> None:
+    spec = parse({"side": "sell", "pair": "SOL/USDC", "amount": "2"})
+    assert (spec.token_in, spec.token_out, spec.amount_in) == ("SOL", "USDC", 2_000_000_000)
+
+
+@pytest.mark.parametrize(
+    ("slippage", "bps"), [("0.005", 50), ("0.0001", 1), ("0", 0), ("1", 10_000), ("0.01", 100)]
+)
+def test_slippage_fraction_becomes_bps(slippage: str, bps: int) -> None:
+    spec = parse({"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippage": slippage})
+    assert spec.slippage_bps == bps
+
+
+def test_default_slippage_is_used_when_none_given() -> None:
+    spec = parse_order({"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1"}, 75, None)
+    assert spec.slippage_bps == 75
+
+
+def test_tenant_and_webhook_are_carried() -> None:
+    spec = parse(
+        {
+            "tokenIn": "SOL",
+            "tokenOut": "USDC",
+            "amount": "1",
+            "webhookUrl": "https://example.com/hook",
+        },
+        tenant="acme",
+    )
+    assert spec.tenant == "acme"
+    assert spec.webhook_url == "https://example.com/hook"
+    assert spec.type == "market"
+    assert spec.created_at.tzinfo is not None
+
+
+def test_json_float_amount_is_exact() -> None:
+    body = parse_json_object(b'{"tokenIn": "SOL", "tokenOut": "USDC", "amount": 0.1}')
+    assert body["amount"] == Decimal("0.1")
+    assert parse(body).amount_in == 100_000_000
+
+
+def test_json_integer_amount() -> None:
+    body = parse_json_object(b'{"tokenIn": "USDC", "tokenOut": "SOL", "amount": 150}')
+    assert parse(body).amount_in == 150_000_000
+
+
+def test_json_slippage_fraction_is_exact() -> None:
+    raw = b'{"inputToken": "SOL", "outputToken": "USDC", "amount": "1", "slippage": 0.005}'
+    assert parse(parse_json_object(raw)).slippage_bps == 50
+
+
+def test_json_amount_with_many_digits_is_exact() -> None:
+    raw = b'{"tokenIn": "SOL", "tokenOut": "USDC", "amount": 123456.123456789}'
+    assert parse(parse_json_object(raw)).amount_in == 123_456_123_456_789
+
+
+def test_parse_json_object_returns_the_object() -> None:
+    assert parse_json_object(b'{"a": {"b": [1, "2"]}}') == {"a": {"b": [1, "2"]}}
+
+
+@pytest.mark.parametrize("raw", [b"{", b"", b"not json", b"{'a': 1}", b"\xff\xfe\x00"])
+def test_invalid_json_is_400(raw: bytes) -> None:
+    with pytest.raises(ApiError) as info:
+        parse_json_object(raw)
+    assert (info.value.status, info.value.code) == (400, "INVALID_JSON")
+
+
+@pytest.mark.parametrize("raw", [b"[]", b'[{"tokenIn": "SOL"}]', b'"SOL"', b"1", b"null"])
+def test_non_object_json_is_422(raw: bytes) -> None:
+    with pytest.raises(ApiError) as info:
+        parse_json_object(raw)
+    assert (info.value.status, info.value.code) == (422, "VALIDATION_ERROR")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"tokenIn": "SOL", "tokenOut": "USDC"},
+        {"amount": "1"},
+        {"tokenIn": "SOL", "amount": "1"},
+        {"tokenOut": "USDC", "amount": "1"},
+        {"inputToken": "SOL", "amount": "1"},
+        {"side": "sell", "amount": "1"},
+        {"pair": "SOL/USDC", "amount": "1"},
+        {"side": "sell", "pair": "SOLUSDC", "amount": "1"},
+        {"side": "sell", "pair": "SOL/USDC/USDT", "amount": "1"},
+    ],
+)
+def test_missing_fields_are_validation_errors(body: dict[str, Any]) -> None:
+    error = api_error(body)
+    assert (error.status, error.code) == (422, "VALIDATION_ERROR")
+
+
+def test_validation_error_lists_the_missing_field() -> None:
+    error = api_error({"tokenIn": "SOL", "tokenOut": "USDC"})
+    assert any(d["field"] == "amount" for d in error.details)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippageBps": -1},
+        {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippageBps": 10_001},
+        {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippage": "1.5"},
+        {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippage": "-0.01"},
+        {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippage": "0.00001"},
+        {
+            "tokenIn": "SOL",
+            "tokenOut": "USDC",
+            "amount": "1",
+            "slippage": "0.005",
+            "slippageBps": 50,
+        },
+        {"type": "limit", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "1"},
+        {"side": "hold", "pair": "SOL/USDC", "amount": "1"},
+    ],
+)
+def test_bad_slippage_side_or_type_is_a_validation_error(body: dict[str, Any]) -> None:
+    error = api_error(body)
+    assert (error.status, error.code) == (422, "VALIDATION_ERROR")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"tokenIn": "SOL", "inputToken": "SOL", "tokenOut": "USDC", "amount": "1"},
+        {"tokenIn": "SOL", "outputToken": "USDC", "amount": "1"},
+        {"inputToken": "SOL", "tokenOut": "USDC", "amount": "1"},
+        {"tokenIn": "SOL", "tokenOut": "USDC", "side": "sell", "amount": "1"},
+        {"inputToken": "SOL", "outputToken": "USDC", "pair": "SOL/USDC", "amount": "1"},
+        {
+            "tokenIn": "SOL",
+            "tokenOut": "USDC",
+            "inputToken": "SOL",
+            "outputToken": "USDC",
+            "side": "sell",
+            "pair": "SOL/USDC",
+            "amount": "1",
+        },
+    ],
+)
+def test_mixing_spellings_is_a_validation_error(body: dict[str, Any]) -> None:
+    error = api_error(body)
+    assert (error.status, error.code) == (422, "VALIDATION_ERROR")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"tokenIn": "DOGE", "tokenOut": "USDC", "amount": "1"},
+        {"tokenIn": "SOL", "tokenOut": "DOGE", "amount": "1"},
+        {"inputToken": "SOL", "outputToken": "XYZ", "amount": "1"},
+        {"side": "sell", "pair": "SOL/DOGE", "amount": "1"},
+        {"side": "sell", "pair": "SOL/", "amount": "1"},
+    ],
+)
+def test_unknown_token(body: dict[str, Any]) -> None:
+    error = api_error(body)
+    assert (error.status, error.code) == (422, "UNKNOWN_TOKEN")
+
+
+def test_unknown_token_details_name_both_tokens() -> None:
+    error = api_error({"tokenIn": "SOL", "tokenOut": "DOGE", "amount": "1"})
+    assert error.details == {"tokens": ["SOL", "DOGE"]}
+
+
+@pytest.mark.parametrize(
+    ("token_in", "token_out"),
+    [
+        ("SOL", "SOL"),
+        ("SOL", "wSOL"),
+        ("wSOL", WSOL_MINT),
+        (WSOL_MINT, "sol"),
+        ("USDC", USDC_MINT),
+    ],
+)
+def test_same_token_in_and_out(token_in: str, token_out: str) -> None:
+    error = api_error({"tokenIn": token_in, "tokenOut": token_out, "amount": "1"})
+    assert (error.status, error.code) == (422, "SAME_TOKEN")
+
+
+def test_same_token_through_pair() -> None:
+    error = api_error({"side": "buy", "pair": "SOL/wSOL", "amount": "1"})
+    assert (error.status, error.code) == (422, "SAME_TOKEN")
+
+
+@pytest.mark.parametrize(
+    "amount",
+    [
+        "0",
+        "0.0",
+        "-1",
+        "-0.5",
+        "abc",
+        "",
+        "1,5",
+        "NaN",
+        "Infinity",
+        "0.0000000001",
+        Decimal("0"),
+        Decimal("-2"),
+        0,
+        -3,
+    ],
+)
+def test_bad_amount(amount: Any) -> None:
+    error = api_error({"tokenIn": "SOL", "tokenOut": "USDC", "amount": amount})
+    assert (error.status, error.code) == (422, "INVALID_AMOUNT")
+
+
+def test_too_precise_amount_for_a_six_decimal_token() -> None:
+    error = api_error({"tokenIn": "USDC", "tokenOut": "SOL", "amount": "1.0000001"})
+    assert (error.status, error.code) == (422, "INVALID_AMOUNT")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"tokenIn": "SOL", "tokenOut": "USDC", "amount": 0}',
+        b'{"tokenIn": "SOL", "tokenOut": "USDC", "amount": -0.1}',
+        b'{"tokenIn": "SOL", "tokenOut": "USDC", "amount": 1e-10}',
+    ],
+)
+def test_bad_json_number_amount(raw: bytes) -> None:
+    error = api_error(parse_json_object(raw))
+    assert (error.status, error.code) == (422, "INVALID_AMOUNT")
+
+
+@pytest.mark.parametrize("amount", [None, [], {"value": "1"}, True])
+def test_amount_of_the_wrong_type_is_rejected(amount: Any) -> None:
+    error = api_error({"tokenIn": "SOL", "tokenOut": "USDC", "amount": amount})
+    assert error.status == 422
+    assert error.code in ("VALIDATION_ERROR", "INVALID_AMOUNT")
