@@ -31,7 +31,7 @@ _PAIRS: tuple[tuple[str, str, str, int, int], ...] = (
 )
 
 DRIFT_EPOCH_SLOTS = 25  # ~10 s at 400 ms slots
-MAX_DRIFT_BPS = 60
+MAX_DRIFT_BPS = 20
 
 
 class NoPool(LookupError):

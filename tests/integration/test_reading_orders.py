@@ -1,0 +1,66 @@
+"""Reading orders back: read-your-writes, listing with cursors, health."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.support.stack import Stack
+from tests.support.waiting import eventually
+
+
+async def test_get_right_after_post_finds_the_order(start) -> None:
+    # Slow realistic latencies: the GET is answered long before the order finishes.
+    stack: Stack = await start(latency_mode="realistic")
+    response = await stack.submit({"tokenIn": "USDC", "tokenOut": "SOL", "amount": "25"})
+    order_id = response.json()["orderId"]
+
+    order = (await stack.http.get(f"{stack.api_url}/api/orders/{order_id}")).json()
+
+    assert order["orderId"] == order_id
+    assert order["status"] in {"pending", "routing", "building", "submitted", "confirmed"}
+    assert order["tokenIn"] == "USDC" and order["amountIn"] == "25000000"
+    assert order["events"][0]["event"] == "pending"
+
+
+async def test_orders_are_listed_newest_first_with_a_cursor(stack: Stack) -> None:
+    ids = []
+    for i in range(5):
+        response = await stack.submit({"tokenIn": "SOL", "tokenOut": "USDT", "amount": f"{i + 1}"})
+        ids.append(response.json()["orderId"])
+    await asyncio.gather(*(stack.watch(order_id) for order_id in ids))
+
+    async def all_recorded() -> bool:
+        return await stack.scalar("select count(*) from orders where status = 'confirmed'") == 5
+
+    await eventually(all_recorded, what="five confirmed orders in Postgres")
+
+    listed, cursor = [], None
+    while True:
+        params = {"limit": 2, "status": "confirmed", **({"cursor": cursor} if cursor else {})}
+        page = (await stack.http.get(f"{stack.api_url}/api/orders", params=params)).json()
+        assert len(page["orders"]) <= 2
+        listed += [o["orderId"] for o in page["orders"]]
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    assert listed == list(reversed(ids))
+
+    none = await stack.http.get(f"{stack.api_url}/api/orders", params={"status": "failed"})
+    assert none.json() == {"orders": [], "nextCursor": None}
+
+
+async def test_bad_listing_parameters_are_4xx(stack: Stack) -> None:
+    for params in ({"status": "lost"}, {"limit": 0}, {"limit": 1000}, {"cursor": "!!"}):
+        response = await stack.http.get(f"{stack.api_url}/api/orders", params=params)
+        assert response.status_code == 422, params
+        assert "error" in response.json()
+
+
+async def test_health_and_readiness(stack: Stack) -> None:
+    for base in (stack.api_url, stack.ws_url.replace("ws://", "http://")):
+        assert (await stack.http.get(f"{base}/healthz")).json() == {"status": "ok"}
+        ready = await stack.http.get(f"{base}/readyz")
+        assert ready.status_code == 200
+        assert ready.json() == {"ready": True, "nats": True, "postgres": True}
+        metrics = await stack.http.get(f"{base}/metrics/")
+        assert metrics.status_code == 200 and "dexec_" in metrics.text
