@@ -84,6 +84,15 @@ class Ports:
     notifier: int
     nats: int
     pg: int
+    router_metrics: int
+    executor_metrics: int
+
+
+def tcp_port(text: str) -> int:
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (1-65535)")
+    return port
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -91,10 +100,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="dexec-dev", description="Run the dexec engine locally (NATS, Postgres, services)."
     )
     parser.add_argument("--data-dir", type=Path, default=Path(".dexec"), help="default: ./.dexec")
-    parser.add_argument("--api-port", type=int, default=8000)
-    parser.add_argument("--notifier-port", type=int, default=8001)
-    parser.add_argument("--nats-port", type=int, default=4222)
-    parser.add_argument("--pg-port", type=int, default=5432)
+    parser.add_argument("--api-port", type=tcp_port, default=8000)
+    parser.add_argument("--notifier-port", type=tcp_port, default=8001)
+    parser.add_argument("--nats-port", type=tcp_port, default=4222)
+    parser.add_argument("--pg-port", type=tcp_port, default=5432)
+    parser.add_argument("--router-metrics-port", type=tcp_port, default=9101)
+    parser.add_argument("--executor-metrics-port", type=tcp_port, default=9102)
     parser.add_argument("--fresh", action="store_true", help="delete the data dir first")
     parser.add_argument(
         "--print-env", action="store_true", help="print DEXEC_* variables as export lines"
@@ -121,6 +132,8 @@ def choose_ports(args: argparse.Namespace) -> Ports:
         notifier=choose_port(args.notifier_port, "the notifier"),
         nats=choose_port(args.nats_port, "NATS"),
         pg=choose_port(args.pg_port, "Postgres"),
+        router_metrics=choose_port(args.router_metrics_port, "the router's metrics"),
+        executor_metrics=choose_port(args.executor_metrics_port, "the executor's metrics"),
     )
 
 
@@ -165,6 +178,9 @@ def service_env(ports: Ports, nats: NatsServer, pg: PostgresServer) -> dict[str,
         "DEXEC_API_PORT": str(ports.api),
         "DEXEC_NOTIFIER_HOST": LOCALHOST,
         "DEXEC_NOTIFIER_PORT": str(ports.notifier),
+        "DEXEC_PUBLIC_WS_URL": f"ws://{LOCALHOST}:{ports.notifier}",
+        "DEXEC_ROUTER_METRICS_PORT": str(ports.router_metrics),
+        "DEXEC_EXECUTOR_METRICS_PORT": str(ports.executor_metrics),
         "PYTHONUNBUFFERED": "1",  # so service logs reach the files and terminal as they happen
     }
 

@@ -24,6 +24,7 @@ class CommonSettings(BaseSettings):
     nats_url: str = "nats://127.0.0.1:4222"
     database_url: str = "postgresql+asyncpg://dexec@127.0.0.1:5432/dexec"
     log_level: str = "INFO"
+    db_pool_size: int = Field(10, ge=1)
 
     stream_max_age_seconds: int = Field(7 * 24 * 3600, gt=0)
     stream_replicas: int = Field(1, ge=1, le=5)

@@ -11,4 +11,3 @@ class ApiSettings(CommonSettings):
     max_body_bytes: int = Field(16_384, ge=256)
     default_slippage_bps: int = Field(50, ge=0, le=10_000)
     idempotency_ttl_seconds: int = Field(24 * 3600, ge=60)
-    db_pool_size: int = Field(10, ge=1)

@@ -9,4 +9,3 @@ class NotifierSettings(CommonSettings):
     recorder_batch_size: int = Field(500, ge=1, le=10_000)
     # Events a slow WebSocket client may have queued before it is cut off.
     ws_queue_limit: int = Field(1_000, ge=10)
-    db_pool_size: int = Field(5, ge=1)
