@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from tests.support.chain import landed_outcomes
 from tests.support.stack import Stack
 from tests.support.waiting import eventually
 
@@ -142,3 +143,34 @@ async def test_slippage_is_checked_again_at_execution(start) -> None:
     order = (await stack.http.get(f"{stack.api_url}/api/orders/{loose}")).json()
     out, quoted = int(confirmed["data"]["outAmount"]), int(order["route"]["outAmount"])
     assert int(order["route"]["otherAmountThreshold"]) <= out < quoted
+
+
+async def test_dropped_transaction_is_signed_again_only_after_its_blockhash_expires(start) -> None:
+    stack: Stack = await start(
+        chain_drop_first_attempts=1,
+        blockhash_valid_slots=5,
+        slot_ms=50,
+        retry_backoff_base_seconds=BACKOFF,
+    )
+    order_id = (await stack.submit(ORDER)).json()["orderId"]
+
+    messages = await stack.watch(order_id)
+
+    assert [m["event"] for m in messages] == [
+        "pending",
+        "routing",
+        "routed",
+        "building",
+        "submitted",
+        "retrying",
+        "submitted",
+        "confirmed",
+    ]
+    first, second = messages[4], messages[6]
+    assert messages[5]["data"]["code"] == "BLOCKHASH_EXPIRED"
+    assert first["data"]["signature"] != second["data"]["signature"]
+    # The new signature uses a blockhash from after the first one expired.
+    assert second["data"]["lastValidBlockHeight"] > first["data"]["lastValidBlockHeight"]
+    assert messages[-1]["data"]["txHash"] == second["data"]["signature"]
+    landed = [o for o in await landed_outcomes(stack.nats_url) if o.order_id == order_id]
+    assert [o.signature for o in landed] == [second["data"]["signature"]]

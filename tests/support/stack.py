@@ -70,6 +70,9 @@ class Stack:
     database_url: str
     http: httpx.AsyncClient
     db: AsyncEngine
+    ws_urls: list[str] = field(default_factory=list)
+    routers: list[RouterService] = field(default_factory=list)
+    executors: list[ExecutorService] = field(default_factory=list)
     _stoppers: list[Any] = field(default_factory=list)
 
     async def submit(self, body: dict[str, Any], **headers: str) -> httpx.Response:
@@ -77,11 +80,13 @@ class Stack:
             f"{self.api_url}/api/orders/execute", json=body, headers=headers
         )
 
-    async def watch(self, order_id: str, timeout: float = 30.0) -> list[dict[str, Any]]:
+    async def watch(
+        self, order_id: str, timeout: float = 30.0, ws_url: str | None = None
+    ) -> list[dict[str, Any]]:
         """Every message the notifier sends for the order, until it closes the socket."""
         messages: list[dict[str, Any]] = []
         async with asyncio.timeout(timeout):
-            async with websockets.connect(f"{self.ws_url}/ws/orders/{order_id}") as ws:
+            async with websockets.connect(f"{ws_url or self.ws_url}/ws/orders/{order_id}") as ws:
                 with contextlib.suppress(websockets.ConnectionClosedOK):
                     async for raw in ws:
                         messages.append(orjson.loads(raw))
@@ -102,36 +107,43 @@ class Stack:
         await self.db.dispose()
 
 
-async def start_stack(nats_url: str, database_url: str, **overrides: Any) -> Stack:
+async def start_stack(
+    nats_url: str,
+    database_url: str,
+    *,
+    replicas: int = 1,
+    without: frozenset[str] = frozenset(),
+    **overrides: Any,
+) -> Stack:
+    """The api plus `replicas` of each other service (minus those named in `without`)."""
     values = {**TEST_DEFAULTS, "nats_url": nats_url, "database_url": database_url, **overrides}
-    api_port, notifier_port = free_port(), free_port()
-    ws_url = f"ws://127.0.0.1:{notifier_port}"
+    api_port = free_port()
+    notifier_ports = [free_port() for _ in range(replicas)]
+    ws_urls = [f"ws://127.0.0.1:{port}" for port in notifier_ports]
     stack = Stack(
         api_url=f"http://127.0.0.1:{api_port}",
-        ws_url=ws_url,
+        ws_url=ws_urls[0],
         nats_url=nats_url,
         database_url=database_url,
         http=httpx.AsyncClient(timeout=30),
         db=create_async_engine(database_url),
+        ws_urls=ws_urls,
     )
     try:
-        router = RouterService(RouterSettings(**values))
-        executor = ExecutorService(ExecutorSettings(**values))
-        for service in (router, executor):
+        for _ in range(replicas):
+            if "router" not in without:
+                stack.routers.append(RouterService(RouterSettings(**values)))
+            if "executor" not in without:
+                stack.executors.append(ExecutorService(ExecutorSettings(**values)))
+        for service in (*stack.routers, *stack.executors):
             await service.start()
             stack._stoppers.append(service.stop)
-        notifier_app = create_notifier(NotifierSettings(**values))
-        api_app = create_api(ApiSettings(**values, public_ws_url=ws_url))
-        for app, port in ((notifier_app, notifier_port), (api_app, api_port)):
+        apps = [(create_api(ApiSettings(**values, public_ws_url=ws_urls[0])), api_port)]
+        if "notifier" not in without:
+            apps += [(create_notifier(NotifierSettings(**values)), p) for p in notifier_ports]
+        for app, port in apps:
             server, task = await _serve(app, port)
-
-            async def stop_server(
-                server: uvicorn.Server = server, task: asyncio.Task = task
-            ) -> None:
-                server.should_exit = True
-                await task
-
-            stack._stoppers.append(stop_server)
+            stack._stoppers.append(_stopper(server, task))
     except BaseException:
         await stack.stop()
         raise

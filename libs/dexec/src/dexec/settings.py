@@ -57,3 +57,15 @@ class MarketSettings(BaseSettings):
     chain_rate_limit_first_attempts: int = Field(0, ge=0)
     # Simulated front-running: every swap lands this many bps worse than the pool's price.
     chain_frontrun_bps: int = Field(0, ge=0, le=10_000)
+
+
+class ChainSettings(MarketSettings):
+    """The simulated chain's own behaviour (the executor's side of the market)."""
+
+    blockhash_valid_slots: int = Field(151, ge=2)
+    # Seeded share of sends the leader silently drops: they never land, the blockhash expires.
+    chain_drop_rate: Decimal = Field(Decimal(0), ge=0, le=1)
+    # Seeded share of sends answered "node is behind" (-32005), worth retrying.
+    chain_node_behind_rate: Decimal = Field(Decimal(0), ge=0, le=1)
+    # Fault injection for tests and demos: the first N sends of every order are dropped.
+    chain_drop_first_attempts: int = Field(0, ge=0)

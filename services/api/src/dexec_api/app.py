@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
-from nats.js.errors import NotFoundError
 from prometheus_client import make_asgi_app
 
 from dexec.bus.connection import connect, ensure_stream
-from dexec.bus.publisher import emit
-from dexec.bus.subjects import STREAM, event_subject
 from dexec.db.engine import create_engine
 from dexec.health import readiness
-from dexec.orders.events import OrderSpec
-from dexec.orders.states import EventType, OrderStatus
-from dexec_api.body import read_json_body
-from dexec_api.errors import ApiError, install_error_handlers
-from dexec_api.idempotency import IdempotencyConflict, IdempotencyStore
-from dexec_api.metrics import ORDERS_ACCEPTED, ORDERS_REJECTED
-from dexec_api.order_request import parse_json_object, parse_order
+from dexec.orders.states import OrderStatus
+from dexec_api.backpressure import RouterBacklog
+from dexec_api.errors import install_error_handlers
+from dexec_api.idempotency import IdempotencyStore
+from dexec_api.intake import OrderIntake, accepted_body
 from dexec_api.order_views import get_order, list_orders
 from dexec_api.settings import ApiSettings
 
@@ -40,11 +34,15 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         js = nc.jetstream()
         await ensure_stream(js, settings)
         app.state.nc, app.state.js = nc, js
-        app.state.idempotency = await IdempotencyStore.open(js, settings.idempotency_ttl_seconds)
+        idempotency = await IdempotencyStore.open(js, settings.idempotency_ttl_seconds)
+        backlog = RouterBacklog(js, settings.max_router_backlog, settings.backlog_refresh_seconds)
+        await backlog.start()
+        app.state.intake = OrderIntake(settings, js, idempotency, backlog)
         app.state.engine = create_engine(settings.database_url, settings.db_pool_size)
         try:
             yield
         finally:
+            await backlog.stop()
             await nc.drain()
             await app.state.engine.dispose()
 
@@ -57,61 +55,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.mount("/metrics", make_asgi_app())
 
     async def submit(request: Request, idempotency_key: str | None) -> JSONResponse:
-        try:
-            raw = await read_json_body(request, settings.max_body_bytes)
-            spec = parse_order(parse_json_object(raw), settings.default_slippage_bps, None)
-        except ApiError as exc:
-            ORDERS_REJECTED.labels(exc.code.lower()).inc()
-            raise
-        order_id = str(uuid.uuid4())
-        created = True
-        if idempotency_key is not None:
-            key = idempotency_key.strip()
-            if not key or len(key) > 255:
-                raise ApiError(422, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key: 1 to 255 chars")
-            spec = spec.model_copy(update={"idempotency_key": key})
-            try:
-                claim = await app.state.idempotency.claim(spec.tenant, key, spec, order_id)
-            except IdempotencyConflict as exc:
-                ORDERS_REJECTED.labels("idempotency_conflict").inc()
-                raise ApiError(
-                    422,
-                    "IDEMPOTENCY_KEY_REUSED",
-                    "this Idempotency-Key was used with a different order",
-                ) from exc
-            order_id, created = claim.order_id, claim.created
-        await commit_pending(order_id, spec, created)
-        if created:
-            ORDERS_ACCEPTED.inc()
-        body = {
-            "orderId": order_id,
-            "status": str(OrderStatus.PENDING),
-            "tokenIn": spec.token_in,
-            "tokenOut": spec.token_out,
-            "amountIn": str(spec.amount_in),
-            "slippageBps": spec.slippage_bps,
-            "links": {
-                "self": f"/api/orders/{order_id}",
-                "stream": f"{settings.public_ws_url}/ws/orders/{order_id}",
-            },
-        }
-        return JSONResponse(body, status_code=202 if created else 200)
-
-    async def commit_pending(order_id: str, spec: OrderSpec, created: bool) -> None:
-        """Publish `pending`: the stream's ack is the commit point of the order.
-
-        A replayed key publishes too, in case the first request died between its claim and its
-        publish; within the duplicate window the server drops the copy, and past it the
-        order's `pending` is looked up first so it is never published twice.
-        """
-        if not created:
-            try:
-                subject = event_subject(EventType.PENDING, order_id)
-                await app.state.js.get_last_msg(STREAM, subject, direct=True)
-                return
-            except NotFoundError:
-                pass
-        await emit(app.state.js, order_id, EventType.PENDING, spec)
+        accepted = await app.state.intake.submit(request, idempotency_key)
+        body = accepted_body(accepted, settings.public_ws_url)
+        return JSONResponse(body, status_code=202 if accepted.created else 200)
 
     @app.post("/api/orders/execute", status_code=202)
     async def execute_order(request: Request, idempotency_key: IdempotencyKey = None):

@@ -1,6 +1,9 @@
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 ORDERS_ACCEPTED = Counter("dexec_orders_accepted_total", "Orders accepted by the API")
 ORDERS_REJECTED = Counter(
     "dexec_orders_rejected_total", "Order submissions refused by the API", ["reason"]
+)
+ROUTER_BACKLOG = Gauge(
+    "dexec_router_backlog", "Orders waiting for or being routed, as the API last read it"
 )

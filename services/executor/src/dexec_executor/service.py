@@ -7,6 +7,7 @@ published; it signs anew only when that blockhash has expired without the transa
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from nats.aio.client import Client
@@ -61,6 +62,11 @@ class ExecutorService:
         )
         await self._worker.start()
 
+    @property
+    def processed(self) -> int:
+        """Messages this replica finished: shows how replicas share the work."""
+        return self._worker.processed if self._worker else 0
+
     async def stop(self) -> None:
         if self._worker:
             await self._worker.stop()
@@ -81,8 +87,24 @@ class ExecutorService:
         except ChainError as exc:
             raise stage_error(exc) from exc
         await delivery.in_progress()
-        outcome = await self.chain.wait_confirmed(tx.signature)
+        try:
+            outcome = await self._confirm(tx, delivery)
+        except ChainError as exc:
+            raise stage_error(exc) from exc
         await self._finish(order_id, outcome)
+
+    async def _confirm(self, tx: SignedSwap, delivery: Delivery) -> Outcome:
+        """Wait for confirmation, telling JetStream the order is still being worked on."""
+        assert self.chain is not None
+        waiting = asyncio.create_task(self.chain.wait_confirmed(tx))
+        try:
+            while True:
+                done, _ = await asyncio.wait({waiting}, timeout=self.settings.ack_wait_seconds / 3)
+                if done:
+                    return waiting.result()
+                await delivery.in_progress()
+        finally:
+            waiting.cancel()
 
     async def _resume_or_sign(
         self, order_id: str, route: Route, history: list[OrderEvent], attempt: int

@@ -45,6 +45,11 @@ class RouterService:
         )
         await self._worker.start()
 
+    @property
+    def processed(self) -> int:
+        """Messages this replica finished: shows how replicas share the work."""
+        return self._worker.processed if self._worker else 0
+
     async def stop(self) -> None:
         if self._worker:
             await self._worker.stop()

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from pydantic import ValidationError
@@ -27,6 +28,9 @@ from dexec.orders.states import EventType, OrderStatus
 from dexec.settings import CommonSettings
 
 log = logging.getLogger(__name__)
+
+# Failures of the bus itself (every nats-py error derives from nats.errors.Error).
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (NatsError, ConnectionError)
 
 
 def backoff_delay(attempt: int, base_seconds: float) -> float:
@@ -76,6 +80,8 @@ class ConsumerWorker:
         self._concurrency = concurrency
         self._batch = batch
         self._room = asyncio.Event()
+        # Messages this worker finished (acked or terminated): shows how replicas share work.
+        self.processed = 0
         self._sub: JetStreamContext.PullSubscription | None = None
         self._loop: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -140,13 +146,31 @@ class ConsumerWorker:
             log.error("dropping malformed message on %s", msg.subject)
             await msg.term()
             return
-        attempt = msg.metadata.num_delivered
+        try:
+            await self._handle(event, msg, msg.metadata.num_delivered)
+        except INFRASTRUCTURE_ERRORS as exc:
+            # NATS is restarting or unreachable: not the order's fault, so no attempt is spent
+            # on it by a `failed`; the message comes back (now, or after ack_wait) and resumes.
+            log.warning(
+                "%s: infrastructure error, redelivering: %r",
+                self._stage.name,
+                exc,
+                extra={"order_id": event.order_id},
+            )
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=self._settings.retry_backoff_base_seconds)
+        except Exception:
+            log.exception("%s: handler crashed", self._stage.name)
+
+    async def _handle(self, event: OrderEvent, msg: Msg, attempt: int) -> None:
         try:
             await self._handler(event, Delivery(msg, attempt))
             await msg.ack()
         except PermanentError as exc:
             await self._give_up(event, exc, attempt)
             await msg.term()
+        except INFRASTRUCTURE_ERRORS:
+            raise
         except Exception as exc:
             error = exc if isinstance(exc, TransientError) else _unexpected(exc)
             if attempt >= self._settings.retry_max_attempts:
@@ -156,6 +180,7 @@ class ConsumerWorker:
             delay = backoff_delay(attempt, self._settings.retry_backoff_base_seconds)
             await self._retry(event, error, attempt, delay)
             await msg.nak(delay=delay)
+        self.processed += 1
 
     async def _retry(
         self, event: OrderEvent, error: StageError, attempt: int, delay: float

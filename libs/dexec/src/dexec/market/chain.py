@@ -13,6 +13,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
@@ -24,9 +25,8 @@ from dexec.market.pools import BPS
 from dexec.market.routing import network_fee_lamports
 from dexec.market.tokens import from_base_units, resolve_token
 from dexec.orders.events import CamelModel, Route
-from dexec.settings import LatencyMode, MarketSettings
+from dexec.settings import ChainSettings, LatencyMode
 
-BLOCKHASH_VALID_SLOTS = 151
 FINALIZED_DEPTH = 32
 # The error each venue's program returns when the output is under the minimum (simulated).
 VENUE_SLIPPAGE_ERRORS = {
@@ -62,6 +62,11 @@ class RateLimited(ChainError):
 
 class BlockhashExpired(ChainError):
     code = "BLOCKHASH_EXPIRED"
+    retryable = True
+
+
+class NodeBehind(ChainError):
+    code = "NODE_BEHIND"
     retryable = True
 
 
@@ -109,8 +114,14 @@ class Outcome(CamelModel):
     fee_lamports: int
 
 
+class Commitment(StrEnum):
+    PROCESSED = "processed"
+    CONFIRMED = "confirmed"
+    FINALIZED = "finalized"
+
+
 class SimulatedChain:
-    def __init__(self, kv: KeyValue, market: Market, settings: MarketSettings) -> None:
+    def __init__(self, kv: KeyValue, market: Market, settings: ChainSettings) -> None:
         self._kv = kv
         self._market = market
         self._settings = settings
@@ -118,7 +129,7 @@ class SimulatedChain:
 
     @classmethod
     async def open(
-        cls, js: JetStreamContext, market: Market, settings: MarketSettings
+        cls, js: JetStreamContext, market: Market, settings: ChainSettings
     ) -> SimulatedChain:
         try:
             kv = await js.key_value(CHAIN_BUCKET)
@@ -129,7 +140,7 @@ class SimulatedChain:
     def latest_blockhash(self) -> tuple[str, int]:
         slot = self.clock.now()
         digest = hashlib.sha256(f"{self._market.seed}:blockhash:{slot}".encode()).digest()
-        return b58encode(digest), slot + BLOCKHASH_VALID_SLOTS
+        return b58encode(digest), slot + self._settings.blockhash_valid_slots
 
     def sign(self, order_id: str, route: Route) -> SignedSwap:
         """Build and sign the swap against the latest blockhash."""
@@ -148,12 +159,18 @@ class SimulatedChain:
         return Decimal(int.from_bytes(digest, "big")) / Decimal(2**64)
 
     async def send(self, tx: SignedSwap, attempt: int) -> None:
-        """sendTransaction: raises what the RPC node would; a repeated send is a no-op."""
+        """sendTransaction: raises what the RPC node would; a repeated send is a no-op.
+
+        A send that returns may still never land (the leader dropped it): only the outcome
+        recorded on the chain, read by `wait_confirmed`, says whether it executed.
+        """
         s = self._settings
         if attempt <= s.chain_rate_limit_first_attempts:
             raise RateLimited("429 Too Many Requests (injected)")
         if self._roll("429", tx.signature, attempt) < s.chain_rate_limit_rate:
             raise RateLimited("429 Too Many Requests")
+        if self._roll("behind", tx.signature, attempt) < s.chain_node_behind_rate:
+            raise NodeBehind("-32005 Node is behind")
         if await self.outcome(tx.signature) is not None:
             return
         slot = self.clock.now()
@@ -169,6 +186,11 @@ class SimulatedChain:
             raise SlippageExceeded(
                 outcome.error_reason or "", {"venueError": outcome.venue_error or ""}
             )
+        dropped = attempt <= s.chain_drop_first_attempts or (
+            self._roll("drop", tx.signature, attempt) < s.chain_drop_rate
+        )
+        if dropped:
+            return
         # A concurrent send of the same transaction finds the key taken: it lands once.
         with contextlib.suppress(KeyWrongLastSequenceError):
             await self._kv.create(tx.signature, outcome.model_dump_json(by_alias=True).encode())
@@ -218,11 +240,31 @@ class SimulatedChain:
             return None
         return Outcome.model_validate_json(entry.value or b"")
 
-    async def wait_confirmed(self, signature: str) -> Outcome:
-        """Wait until the transaction has one confirmation (the slot after it landed)."""
-        outcome = await self.outcome(signature)
-        if outcome is None:
-            raise LookupError(f"signature {signature} is unknown to the chain")
-        if self._settings.latency_mode != LatencyMode.ZERO:
-            await asyncio.sleep(self.clock.seconds_until(outcome.slot + 1))
-        return outcome
+    def commitment(self, outcome: Outcome) -> Commitment | None:
+        """How settled a landed transaction is now (None: not yet visible)."""
+        depth = self.clock.now() - outcome.slot
+        if depth < 0:
+            return None
+        if depth >= FINALIZED_DEPTH:
+            return Commitment.FINALIZED
+        return Commitment.CONFIRMED if depth >= 1 else Commitment.PROCESSED
+
+    async def wait_confirmed(self, tx: SignedSwap) -> Outcome:
+        """Poll the signature once a slot, as an RPC client does, until it is confirmed.
+
+        Raises `BlockhashExpired` once the blockhash has expired without the transaction
+        landing: only then is it safe to sign the swap again.
+        """
+        zero = self._settings.latency_mode == LatencyMode.ZERO
+        while True:
+            outcome = await self.outcome(tx.signature)
+            if outcome is not None:
+                if zero or self.commitment(outcome) in (Commitment.CONFIRMED, Commitment.FINALIZED):
+                    return outcome
+                await asyncio.sleep(self.clock.seconds_until(outcome.slot + 1))
+                continue
+            if self.clock.now() > tx.last_valid_block_height:
+                raise BlockhashExpired(
+                    f"{tx.signature[:16]}… did not land before block {tx.last_valid_block_height}"
+                )
+            await asyncio.sleep(self._settings.slot_ms / 1000)

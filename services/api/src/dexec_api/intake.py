@@ -1,0 +1,151 @@
+"""Taking in an order: admission (rate limit, backpressure), validation, idempotency, commit.
+
+Everything that can refuse an order runs before anything is written, so a refused order
+leaves no trace but its metrics. The commit is the `pending` publish acked by JetStream.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from dexec.bus.publisher import emit
+from dexec.bus.subjects import STREAM, event_subject
+from dexec.orders.events import OrderSpec
+from dexec.orders.states import EventType, OrderStatus
+from dexec_api.backpressure import RouterBacklog
+from dexec_api.body import read_json_body
+from dexec_api.errors import ApiError
+from dexec_api.idempotency import IdempotencyConflict, IdempotencyStore
+from dexec_api.metrics import ORDERS_ACCEPTED, ORDERS_REJECTED
+from dexec_api.order_request import parse_json_object, parse_order
+from dexec_api.rate_limit import TokenBuckets, retry_after_header
+from dexec_api.settings import ApiSettings
+
+
+@dataclass(frozen=True)
+class Accepted:
+    order_id: str
+    spec: OrderSpec
+    created: bool
+
+
+class OrderIntake:
+    def __init__(
+        self,
+        settings: ApiSettings,
+        js: JetStreamContext,
+        idempotency: IdempotencyStore,
+        backlog: RouterBacklog,
+    ) -> None:
+        self._settings = settings
+        self._js = js
+        self._idempotency = idempotency
+        self._backlog = backlog
+        self._buckets = (
+            TokenBuckets(settings.rate_limit_per_second, settings.rate_limit_burst)
+            if settings.rate_limit_per_second > 0
+            else None
+        )
+
+    async def submit(self, request: Request, idempotency_key: str | None) -> Accepted:
+        try:
+            accepted = await self._submit(request, idempotency_key)
+        except ApiError as exc:
+            ORDERS_REJECTED.labels(exc.code.lower()).inc()
+            raise
+        if accepted.created:
+            ORDERS_ACCEPTED.inc()
+        return accepted
+
+    async def _submit(self, request: Request, idempotency_key: str | None) -> Accepted:
+        self._admit(request)
+        raw = await read_json_body(request, self._settings.max_body_bytes)
+        spec = parse_order(parse_json_object(raw), self._settings.default_slippage_bps, None)
+        if self._backlog.overloaded:
+            raise ApiError(
+                503,
+                "OVERLOADED",
+                "the engine is behind; the order was not accepted, retry later",
+                {"backlog": self._backlog.size},
+                retry_after_header(1),
+            )
+        try:
+            return await self._place(spec, idempotency_key)
+        except NatsError as exc:
+            raise ApiError(
+                503,
+                "BUS_UNAVAILABLE",
+                "the order could not be committed; retry (with the same Idempotency-Key)",
+                headers=retry_after_header(1),
+            ) from exc
+
+    def _admit(self, request: Request) -> None:
+        if self._buckets is None:
+            return
+        client = request.client.host if request.client else "unknown"
+        wait = self._buckets.take(client)
+        if wait is not None:
+            raise ApiError(
+                429,
+                "RATE_LIMITED",
+                f"over {self._settings.rate_limit_per_second:g} orders a second",
+                headers=retry_after_header(wait),
+            )
+
+    async def _place(self, spec: OrderSpec, idempotency_key: str | None) -> Accepted:
+        order_id, created = str(uuid.uuid4()), True
+        if idempotency_key is not None:
+            key = idempotency_key.strip()
+            if not key or len(key) > 255:
+                raise ApiError(422, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key: 1 to 255 chars")
+            spec = spec.model_copy(update={"idempotency_key": key})
+            try:
+                claim = await self._idempotency.claim(spec.tenant, key, spec, order_id)
+            except IdempotencyConflict as exc:
+                raise ApiError(
+                    422,
+                    "IDEMPOTENCY_KEY_REUSED",
+                    "this Idempotency-Key was used with a different order",
+                ) from exc
+            order_id, created = claim.order_id, claim.created
+        await self._commit(order_id, spec, created)
+        return Accepted(order_id, spec, created)
+
+    async def _commit(self, order_id: str, spec: OrderSpec, created: bool) -> None:
+        """Publish `pending`: the stream's ack is the commit point of the order.
+
+        A replayed key publishes too, in case the first request died between its claim and its
+        publish; within the duplicate window the server drops the copy, and past it the
+        order's `pending` is looked up first so it is never published twice.
+        """
+        if not created:
+            try:
+                subject = event_subject(EventType.PENDING, order_id)
+                await self._js.get_last_msg(STREAM, subject, direct=True)
+                return
+            except NotFoundError:
+                pass
+        await emit(self._js, order_id, EventType.PENDING, spec)
+
+
+def accepted_body(accepted: Accepted, public_ws_url: str) -> dict[str, Any]:
+    order_id, spec = accepted.order_id, accepted.spec
+    return {
+        "orderId": order_id,
+        "status": str(OrderStatus.PENDING),
+        "tokenIn": spec.token_in,
+        "tokenOut": spec.token_out,
+        "amountIn": str(spec.amount_in),
+        "slippageBps": spec.slippage_bps,
+        "links": {
+            "self": f"/api/orders/{order_id}",
+            "stream": f"{public_ws_url}/ws/orders/{order_id}",
+        },
+    }

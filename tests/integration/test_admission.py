@@ -1,0 +1,62 @@
+"""Rate limits and backpressure refuse orders cleanly: a 4xx/5xx with Retry-After, no trace."""
+
+from __future__ import annotations
+
+import nats
+
+from dexec.bus.subjects import STREAM
+from dexec_router.service import RouterService
+from dexec_router.settings import RouterSettings
+from tests.support.stack import Stack
+from tests.support.waiting import eventually
+
+ORDER = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1"}
+
+
+async def orders_in_stream(nats_url: str) -> int:
+    nc = await nats.connect(nats_url)
+    try:
+        info = await nc.jetstream().stream_info(STREAM, subjects_filter="orders.pending.*")
+        return len(info.state.subjects or {})
+    finally:
+        await nc.close()
+
+
+async def test_a_client_over_its_rate_gets_429_with_retry_after(start) -> None:
+    stack: Stack = await start(rate_limit_per_second=1, rate_limit_burst=5)
+
+    responses = [await stack.submit(ORDER) for _ in range(7)]
+
+    assert [r.status_code for r in responses] == [202] * 5 + [429] * 2
+    refused = responses[-1]
+    assert refused.json()["error"]["code"] == "RATE_LIMITED"
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert await orders_in_stream(stack.nats_url) == 5
+    metrics = (await stack.http.get(f"{stack.api_url}/metrics/")).text
+    assert 'dexec_orders_rejected_total{reason="rate_limited"} 2.0' in metrics
+
+
+async def test_orders_are_refused_while_the_router_backlog_is_over_the_limit(start) -> None:
+    # No router: accepted orders wait in its consumer's backlog.
+    stack: Stack = await start(
+        without=frozenset({"router"}), max_router_backlog=3, backlog_refresh_seconds=0.05
+    )
+    # The router's consumer exists once a router has started; declare it as a router would.
+    router = RouterService(RouterSettings(nats_url=stack.nats_url, router_metrics_port=0))
+    await router.start()
+    await router.stop()  # declared, then gone: its backlog now only grows
+
+    for _ in range(4):
+        assert (await stack.submit(ORDER)).status_code == 202
+
+    async def backlog_seen() -> bool:  # the API reads the backlog in the background
+        metrics = (await stack.http.get(f"{stack.api_url}/metrics/")).text
+        return "dexec_router_backlog 4.0" in metrics
+
+    await eventually(backlog_seen, what="the API to see a backlog of 4")
+    response = await stack.submit(ORDER)
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "OVERLOADED"
+    assert response.headers["Retry-After"] == "1"
+    assert await orders_in_stream(stack.nats_url) == 4
