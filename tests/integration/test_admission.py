@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import nats
-
-from dexec.bus.subjects import STREAM
 from dexec_router.service import RouterService
 from dexec_router.settings import RouterSettings
 from tests.support.stack import Stack
+from tests.support.stream import orders_in_stream
 from tests.support.waiting import eventually
 
 ORDER = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1"}
-
-
-async def orders_in_stream(nats_url: str) -> int:
-    nc = await nats.connect(nats_url)
-    try:
-        info = await nc.jetstream().stream_info(STREAM, subjects_filter="orders.pending.*")
-        return len(info.state.subjects or {})
-    finally:
-        await nc.close()
 
 
 async def test_a_client_over_its_rate_gets_429_with_retry_after(start) -> None:

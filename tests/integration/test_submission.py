@@ -5,33 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-import nats
 import pytest
 
-from dexec.bus.history import read_order_events
-from dexec.bus.subjects import STREAM
 from tests.support.stack import Stack
+from tests.support.stream import event_counts, orders_in_stream
 
 ORDER = {"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippageBps": 50}
-
-
-async def orders_in_stream(nats_url: str) -> int:
-    """How many orders were accepted: one `pending` subject per order."""
-    nc = await nats.connect(nats_url)
-    try:
-        info = await nc.jetstream().stream_info(STREAM, subjects_filter="orders.pending.*")
-        return len(info.state.subjects or {})
-    finally:
-        await nc.close()
-
-
-async def pending_events(nats_url: str, order_id: str) -> int:
-    nc = await nats.connect(nats_url)
-    try:
-        stored = await read_order_events(nc.jetstream(), order_id)
-        return sum(1 for s in stored if s.event.event == "pending")
-    finally:
-        await nc.close()
 
 
 async def test_twenty_concurrent_requests_with_one_key_create_one_order(stack: Stack) -> None:
@@ -42,7 +21,7 @@ async def test_twenty_concurrent_requests_with_one_key_create_one_order(stack: S
     order_ids = {r.json()["orderId"] for r in responses}
     assert len(order_ids) == 1
     (order_id,) = order_ids
-    assert await pending_events(stack.nats_url, order_id) == 1
+    assert (await event_counts(stack.nats_url, order_id))["pending"] == 1
     assert (await stack.watch(order_id))[-1]["event"] == "confirmed"
 
 
@@ -58,7 +37,7 @@ async def test_same_key_and_body_later_returns_the_same_order(stack: Stack) -> N
     assert first.status_code == 202
     assert again.status_code == 200
     assert again.json()["orderId"] == order_id
-    assert await pending_events(stack.nats_url, order_id) == 1
+    assert (await event_counts(stack.nats_url, order_id))["pending"] == 1
 
 
 async def test_same_key_with_a_different_body_is_refused(stack: Stack) -> None:
