@@ -55,3 +55,20 @@ async def test_unknown_order_gets_a_json_error_and_close_code_4404(stack: Stack)
         await ws.wait_closed()
     assert error["error"]["code"] == "ORDER_NOT_FOUND"
     assert ws.close_code == 4404
+
+
+async def test_a_reconnecting_client_resumes_after_the_last_seq_it_saw(stack: Stack) -> None:
+    order_id = (await stack.submit(ORDER)).json()["orderId"]
+    everything = await stack.watch(order_id)
+    seen = everything[:3]
+
+    resumed = []
+    url = f"{stack.ws_url}/ws/orders/{order_id}?afterSeq={seen[-1]['seq']}"
+    async with websockets.connect(url) as ws:
+        async for raw in ws:
+            resumed.append(orjson.loads(raw))
+
+    assert seen + resumed == everything
+    async with websockets.connect(f"{url.split('?')[0]}?afterSeq={everything[-1]['seq']}") as ws:
+        assert [raw async for raw in ws] == []
+        assert ws.close_code == 1000

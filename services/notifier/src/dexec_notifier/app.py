@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Annotated
 
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI, Query, WebSocket
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 
@@ -16,6 +17,10 @@ from dexec_notifier.live import LiveHub
 from dexec_notifier.recorder import Recorder
 from dexec_notifier.settings import NotifierSettings
 from dexec_notifier.sockets import CLOSE_BAD_REQUEST, OrderStream, send_error
+
+# `?afterSeq=N`: resume after the last stream sequence a client saw (module level: FastAPI
+# resolves string annotations in the module's namespace).
+AfterSeq = Annotated[int, Query(ge=0)]
 
 
 def create_app(settings: NotifierSettings | None = None) -> FastAPI:
@@ -44,22 +49,22 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     app = FastAPI(title="dexec notifier", lifespan=lifespan)
     app.mount("/metrics", make_asgi_app())
 
-    async def stream(ws: WebSocket, order_id: str) -> None:
-        await OrderStream(ws, app.state.js, hub, settings.ws_queue_limit).run(order_id)
+    async def stream(ws: WebSocket, order_id: str, after_seq: int) -> None:
+        stream = OrderStream(ws, app.state.js, hub, settings.ws_queue_limit, after_seq)
+        await stream.run(order_id)
 
     @app.websocket("/ws/orders/{order_id}")
-    async def ws_order(ws: WebSocket, order_id: str) -> None:
-        await stream(ws, order_id)
+    async def ws_order(ws: WebSocket, order_id: str, afterSeq: AfterSeq = 0) -> None:
+        await stream(ws, order_id, afterSeq)
 
     @app.websocket("/ws")
-    async def ws_query(ws: WebSocket, orderId: str | None = None) -> None:
+    async def ws_query(ws: WebSocket, orderId: str | None = None, afterSeq: AfterSeq = 0) -> None:
         if not orderId:
             await ws.accept()
-            await send_error(
-                ws, "BAD_REQUEST", "query parameter orderId is required", CLOSE_BAD_REQUEST
-            )
+            message = "query parameter orderId is required"
+            await send_error(ws, "BAD_REQUEST", message, CLOSE_BAD_REQUEST)
             return
-        await stream(ws, orderId)
+        await stream(ws, orderId, afterSeq)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

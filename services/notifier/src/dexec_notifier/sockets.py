@@ -26,12 +26,20 @@ async def send_error(ws: WebSocket, code: str, message: str, close_code: int) ->
 
 
 class OrderStream:
-    def __init__(self, ws: WebSocket, js: JetStreamContext, hub: LiveHub, queue_limit: int):
+    def __init__(
+        self,
+        ws: WebSocket,
+        js: JetStreamContext,
+        hub: LiveHub,
+        queue_limit: int,
+        after_seq: int = 0,
+    ):
         self._ws = ws
         self._js = js
         self._hub = hub
         self._watcher = Watcher(queue_limit)
-        self._last_seq = 0
+        # A reconnecting client passes the last seq it saw and resumes after it.
+        self._last_seq = after_seq
 
     async def run(self, order_id: str) -> None:
         await self._ws.accept()
@@ -41,7 +49,7 @@ class OrderStream:
         disconnected = asyncio.create_task(self._wait_disconnect())
         try:
             backfill = await read_order_events(self._js, order_id)
-            if not backfill:
+            if not backfill and not self._last_seq:
                 await send_error(
                     self._ws, "ORDER_NOT_FOUND", f"no order {order_id}", CLOSE_NOT_FOUND
                 )
@@ -49,6 +57,9 @@ class OrderStream:
             for stored in backfill:
                 if await self._send(stored):
                     return
+            if backfill and is_terminal(backfill[-1].event.status):
+                await self._ws.close(CLOSE_DONE)  # resumed after the end: nothing left to send
+                return
             await self._follow(disconnected)
         except (WebSocketDisconnect, asyncio.CancelledError):
             pass
