@@ -252,6 +252,14 @@ class Service:
                 proc.wait()
         self._drain()
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no shutdown code runs (chaos tests)."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            self._signal_group(signal.SIGKILL)
+            proc.wait()
+        self._drain()
+
     def tail(self) -> str:
         self._drain()
         return log_tail(self.log_path)
