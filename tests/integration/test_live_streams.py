@@ -72,3 +72,59 @@ async def test_a_reconnecting_client_resumes_after_the_last_seq_it_saw(stack: St
     async with websockets.connect(f"{url.split('?')[0]}?afterSeq={everything[-1]['seq']}") as ws:
         assert [raw async for raw in ws] == []
         assert ws.close_code == 1000
+
+
+async def test_one_socket_watches_many_orders_and_can_unsubscribe(stack: Stack) -> None:
+    ids = [(await stack.submit(ORDER)).json()["orderId"] for _ in range(3)]
+    for order_id in ids:
+        await stack.watch(order_id)  # all finished: the subscription is pure backfill
+
+    async with websockets.connect(f"{stack.ws_url}/ws") as ws:
+        await ws.send(orjson.dumps({"op": "subscribe", "orderIds": [*ids, "missing"]}))
+        frames = [orjson.loads(await ws.recv()) for _ in range(3 * len(LIFECYCLE) + 1)]
+        await ws.send(orjson.dumps({"op": "unsubscribe", "orderIds": ids}))
+        await ws.send(orjson.dumps({"op": "resubscribe"}))
+        error = orjson.loads(await ws.recv())
+
+    events = [f for f in frames if "event" in f]
+    for order_id in ids:
+        assert [f["event"] for f in events if f["orderId"] == order_id] == LIFECYCLE
+    (missing,) = [f for f in frames if "error" in f]
+    assert missing["error"] == {
+        "code": "ORDER_NOT_FOUND",
+        "message": "no order missing",
+        "orderId": "missing",
+    }
+    assert error["error"]["code"] == "BAD_REQUEST"
+
+
+async def test_a_multiplexed_socket_gets_live_events_of_every_subscribed_order(start) -> None:
+    stack: Stack = await start(latency_mode="realistic", slot_ms=100)
+    async with websockets.connect(f"{stack.ws_url}/ws") as ws:
+        ids = [(await stack.submit(ORDER)).json()["orderId"] for _ in range(5)]
+        await ws.send(orjson.dumps({"op": "subscribe", "orderIds": ids}))
+        frames = [orjson.loads(await ws.recv()) for _ in range(5 * len(LIFECYCLE))]
+
+    for order_id in ids:
+        mine = [f for f in frames if f["orderId"] == order_id]
+        assert [f["event"] for f in mine] == LIFECYCLE
+        assert [f["seq"] for f in mine] == sorted({f["seq"] for f in mine})
+
+
+async def test_the_assignment_path_serves_websocket_upgrades(stack: Stack) -> None:
+    order_id = (await stack.submit(ORDER)).json()["orderId"]
+    messages = []
+    async with websockets.connect(f"{stack.ws_url}/api/orders/execute?orderId={order_id}") as ws:
+        async for raw in ws:
+            messages.append(orjson.loads(raw))
+    assert [m["event"] for m in messages] == LIFECYCLE
+
+
+async def test_single_order_sockets_can_stay_open_after_the_end(start) -> None:
+    stack: Stack = await start(ws_close_on_terminal=False)
+    order_id = (await stack.submit(ORDER)).json()["orderId"]
+    async with websockets.connect(f"{stack.ws_url}/ws/orders/{order_id}") as ws:
+        frames = [orjson.loads(await ws.recv()) for _ in LIFECYCLE]
+        pong = await ws.ping()
+        await asyncio.wait_for(pong, 5)  # the socket is still open and answering
+    assert frames[-1]["event"] == "confirmed"

@@ -42,7 +42,9 @@ def run_service(
         uvloop.run(serve_until_signalled(service))
 
 
-def run_http(name: str, app: object, host: str, port: int, log_level: str) -> None:
+def run_http(
+    name: str, app: object, host: str, port: int, log_level: str, ws_ping_interval: float = 20.0
+) -> None:
     """Entry point body of an HTTP service (api, notifier): uvicorn on uvloop and httptools."""
     import uvicorn
 
@@ -54,6 +56,8 @@ def run_http(name: str, app: object, host: str, port: int, log_level: str) -> No
         loop="uvloop",
         http="httptools",
         ws="websockets",
+        ws_ping_interval=ws_ping_interval,
+        ws_ping_timeout=ws_ping_interval,
         log_config=None,
         access_log=False,
     )

@@ -16,11 +16,12 @@ from dexec.health import readiness
 from dexec_notifier.live import LiveHub
 from dexec_notifier.recorder import Recorder
 from dexec_notifier.settings import NotifierSettings
-from dexec_notifier.sockets import CLOSE_BAD_REQUEST, OrderStream, send_error
+from dexec_notifier.sockets import StreamSession
 
 # `?afterSeq=N`: resume after the last stream sequence a client saw (module level: FastAPI
 # resolves string annotations in the module's namespace).
 AfterSeq = Annotated[int, Query(ge=0)]
+OrderId = Annotated[str | None, Query(max_length=64)]
 
 
 def create_app(settings: NotifierSettings | None = None) -> FastAPI:
@@ -49,22 +50,35 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     app = FastAPI(title="dexec notifier", lifespan=lifespan)
     app.mount("/metrics", make_asgi_app())
 
-    async def stream(ws: WebSocket, order_id: str, after_seq: int) -> None:
-        stream = OrderStream(ws, app.state.js, hub, settings.ws_queue_limit, after_seq)
-        await stream.run(order_id)
+    def session(ws: WebSocket) -> StreamSession:
+        return StreamSession(
+            ws,
+            app.state.js,
+            hub,
+            queue_limit=settings.ws_queue_limit,
+            send_timeout=settings.ws_send_timeout_seconds,
+        )
+
+    async def watch(ws: WebSocket, order_id: str | None, after_seq: int) -> None:
+        if order_id:
+            await session(ws).watch_one(order_id, after_seq, settings.ws_close_on_terminal)
+        else:
+            await session(ws).watch_many()
 
     @app.websocket("/ws/orders/{order_id}")
     async def ws_order(ws: WebSocket, order_id: str, afterSeq: AfterSeq = 0) -> None:
-        await stream(ws, order_id, afterSeq)
+        """One order's events: the backfill, then live, then close 1000 at its end."""
+        await watch(ws, order_id, afterSeq)
 
     @app.websocket("/ws")
-    async def ws_query(ws: WebSocket, orderId: str | None = None, afterSeq: AfterSeq = 0) -> None:
-        if not orderId:
-            await ws.accept()
-            message = "query parameter orderId is required"
-            await send_error(ws, "BAD_REQUEST", message, CLOSE_BAD_REQUEST)
-            return
-        await stream(ws, orderId, afterSeq)
+    async def ws_any(ws: WebSocket, orderId: OrderId = None, afterSeq: AfterSeq = 0) -> None:
+        """With `orderId`, as /ws/orders/{id}; without, a socket driven by subscribe commands."""
+        await watch(ws, orderId, afterSeq)
+
+    @app.websocket("/api/orders/execute")
+    async def ws_execute(ws: WebSocket, orderId: OrderId = None, afterSeq: AfterSeq = 0) -> None:
+        """Where clients of the original assignment connect (the ingress sends upgrades here)."""
+        await watch(ws, orderId, afterSeq)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -10,7 +10,14 @@ from dexec_notifier.settings import NotifierSettings
 def main() -> None:
     settings = NotifierSettings()
     app = create_app(settings)
-    run_http("notifier", app, settings.notifier_host, settings.notifier_port, settings.log_level)
+    run_http(
+        "notifier",
+        app,
+        settings.notifier_host,
+        settings.notifier_port,
+        settings.log_level,
+        settings.ws_ping_interval_seconds,
+    )
 
 
 if __name__ == "__main__":

@@ -7,5 +7,11 @@ class NotifierSettings(CommonSettings):
     notifier_host: str = "127.0.0.1"
     notifier_port: int = Field(8001, ge=0, le=65535)
     recorder_batch_size: int = Field(500, ge=1, le=10_000)
-    # Events a slow WebSocket client may have queued before it is cut off.
-    ws_queue_limit: int = Field(1_000, ge=10)
+    # Events a slow WebSocket client may have queued before it is cut off (close 1008).
+    ws_queue_limit: int = Field(1_000, ge=1)
+    # A send that takes longer means the client stopped reading: cut it off (close 1008).
+    ws_send_timeout_seconds: float = Field(5.0, gt=0)
+    # Protocol-level ping/pong keepalive; a client that misses a pong is disconnected.
+    ws_ping_interval_seconds: float = Field(20.0, gt=0)
+    # Single-order sockets close with 1000 after the order's terminal event.
+    ws_close_on_terminal: bool = True
