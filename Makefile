@@ -16,7 +16,7 @@ ARGS ?=
 PYTEST_ARGS ?= -q
 DATA_DIR ?= .dexec
 
-.PHONY: help up test lint fmt clean sync ensure-uv
+.PHONY: help up test lint fmt clean sync ensure-uv system-packages
 
 help: ## list the targets
 	@echo "dexec make targets:"
@@ -41,7 +41,10 @@ sync: ensure-uv ## create/update .venv exactly from uv.lock
 up: sync ## create the environment and start the engine (NATS, Postgres, the four services)
 	exec $(UV) run --frozen dexec-dev $(ARGS)
 
-test: sync ## run the tests (PYTEST_ARGS, default -q)
+system-packages: ## install the Debian packages the tests need (chromium), if missing
+	bash tools/system-packages.sh
+
+test: sync system-packages ## run the tests (PYTEST_ARGS, default -q)
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 lint: ensure-uv ## ruff lint and format check

@@ -14,6 +14,7 @@ from dexec.bus.connection import connect, ensure_stream
 from dexec.db.engine import create_engine
 from dexec.health import readiness
 from dexec.orders.states import OrderStatus
+from dexec_api import dashboard_routes
 from dexec_api.backpressure import RouterBacklog
 from dexec_api.errors import install_error_handlers
 from dexec_api.idempotency import IdempotencyStore
@@ -52,6 +53,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.state.settings = settings
+    app.include_router(dashboard_routes.router)
     app.mount("/metrics", make_asgi_app())
 
     async def submit(request: Request, idempotency_key: str | None) -> JSONResponse:
