@@ -12,6 +12,7 @@ from pathlib import Path
 import helm_python as helm
 import pytest
 
+from dexec.auth import AuthSettings, hash_api_key
 from dexec_api.settings import ApiSettings
 from dexec_executor.settings import ExecutorSettings
 from dexec_notifier.settings import NotifierSettings
@@ -39,8 +40,6 @@ SETTINGS = {
     "executor": ExecutorSettings,
     "notifier": NotifierSettings,
 }
-# API keys (DESIGN §6): the chart hands them to the api and notifier, which do not read them yet.
-NOT_YET_SETTINGS = {"DEXEC_API_KEYS", "DEXEC_API_KEYS_ENABLED"}
 
 
 def deployment(name: str, value_set: str) -> Manifest:
@@ -159,12 +158,12 @@ def test_every_setting_the_chart_sets_is_one_a_service_reads(value_set: str) -> 
     config = by_kind_and_name(objects(value_set))[("ConfigMap", "dexec-config")]
     # The ConfigMap is shared, so each of its settings is read by at least one service ...
     every_service = set().union(*(settings_of(service) for service in SERVICES))
-    assert set(config["data"]) - every_service - NOT_YET_SETTINGS == set()
+    assert set(config["data"]) - every_service == set()
     # ... and what a container gets on its own is read by that service.
     for service in SERVICES:
         for container in containers(deployment(service, value_set)):
             own = {e["name"] for e in container["env"] if e["name"].startswith("DEXEC_")}
-            assert own - settings_of(service) - NOT_YET_SETTINGS == set(), service
+            assert own - settings_of(service) == set(), service
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
@@ -255,13 +254,18 @@ def secret_data(secret: Manifest) -> dict[str, str]:
 def test_database_url_and_api_keys_are_secrets() -> None:
     index = by_kind_and_name(objects("public"))
     assert secret_data(index[("Secret", "dexec-database")]) == {"DEXEC_DATABASE_URL": DATABASE_URL}
-    keys = json.loads(secret_data(index[("Secret", "dexec-api-keys")])["DEXEC_API_KEYS"])
-    assert keys == {"acme": "k-acme", "globex": "k-globex"}
+    api_keys = secret_data(index[("Secret", "dexec-api-keys")])
+    assert json.loads(api_keys["keys.json"]) == {"acme": "k-acme", "globex": "k-globex"}
+    # The services get digests only, in the form dexec.auth reads.
+    digests = json.loads(api_keys["DEXEC_API_KEYS"])
+    assert digests == {"acme": hash_api_key("k-acme"), "globex": hash_api_key("k-globex")}
+    assert AuthSettings(api_keys=digests).api_keys == digests
 
-    generated = by_kind_and_name(objects("defaults"))[("Secret", "dexec-api-keys")]
-    [(tenant, key)] = json.loads(secret_data(generated)["DEXEC_API_KEYS"]).items()
+    generated = secret_data(by_kind_and_name(objects("defaults"))[("Secret", "dexec-api-keys")])
+    [(tenant, key)] = json.loads(generated["keys.json"]).items()
     assert tenant == "default"
     assert len(key) == 40
+    assert json.loads(generated["DEXEC_API_KEYS"]) == {"default": hash_api_key(key)}
 
 
 def test_development_postgres_gets_the_password_of_the_url() -> None:
@@ -326,7 +330,7 @@ def test_the_helm_test_pod_runs_the_smoke_script_from_the_chart() -> None:
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["API_URL"] == "http://dexec-api:80"
     assert env["NOTIFIER_URL"] == "ws://dexec-notifier:80"
-    assert "DEXEC_API_KEYS" in env
+    assert "API_KEYS" in env
     assert not [o for o in objects("tilt") if o["kind"] == "Pod"]
 
 

@@ -3,8 +3,8 @@ WebSocket, then read it back from the api (which serves what the recorder has wr
 
 Runs in the api image (the standard library and `websockets`, which every dexec image has).
 tests/deploy runs it against a local stack too. Settings: API_URL, NOTIFIER_URL (ws://...),
-TIMEOUT_SECONDS, and DEXEC_API_KEYS (the chart's {tenant: key} JSON) when API keys are on: the
-order is placed with one tenant's key.
+TIMEOUT_SECONDS, and API_KEYS (`keys.json` of the chart's Secret: {tenant: key}) when API keys
+are on: the order is placed with one tenant's key.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def main() -> int:
     api, notifier = os.environ["API_URL"], os.environ["NOTIFIER_URL"]
     deadline = time.monotonic() + float(os.environ.get("TIMEOUT_SECONDS", "120"))
     headers = {"content-type": "application/json"}
-    if keys := os.environ.get("DEXEC_API_KEYS"):
+    if keys := os.environ.get("API_KEYS"):
         headers["x-api-key"] = next(iter(json.loads(keys).values()))
 
     submit = {**headers, "idempotency-key": f"helm-test-{uuid.uuid4()}"}

@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 
+from dexec.auth import Tenants
 from dexec.bus.connection import connect, ensure_stream
 from dexec.db.engine import create_engine
 from dexec.health import readiness
@@ -21,9 +22,11 @@ from dexec_api.idempotency import IdempotencyStore
 from dexec_api.intake import OrderIntake, accepted_body
 from dexec_api.order_views import get_order, list_orders
 from dexec_api.settings import ApiSettings
+from dexec_api.tenancy import caller_tenant
 
 # Module level: FastAPI resolves these (string) annotations in the module's namespace.
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+Tenant = Annotated[str | None, Depends(caller_tenant)]
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
@@ -54,37 +57,45 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.state.settings = settings
+    app.state.tenants = Tenants(settings)
     app.include_router(dashboard_routes.router)
     app.mount("/metrics", make_asgi_app())
 
-    async def submit(request: Request, idempotency_key: str | None) -> JSONResponse:
-        accepted = await app.state.intake.submit(request, idempotency_key)
+    async def submit(
+        request: Request, idempotency_key: str | None, tenant: str | None
+    ) -> JSONResponse:
+        accepted = await app.state.intake.submit(request, idempotency_key, tenant)
         body = accepted_body(accepted, settings.public_ws_url)
         return JSONResponse(body, status_code=202 if accepted.created else 200)
 
     @app.post("/api/orders/execute", status_code=202)
-    async def execute_order(request: Request, idempotency_key: IdempotencyKey = None):
+    async def execute_order(
+        request: Request, tenant: Tenant, idempotency_key: IdempotencyKey = None
+    ) -> JSONResponse:
         """Submit a market order. Answers 202 with the order id (200 for a replayed key)."""
-        return await submit(request, idempotency_key)
+        return await submit(request, idempotency_key, tenant)
 
     @app.post("/api/orders", status_code=202)
-    async def create_order(request: Request, idempotency_key: IdempotencyKey = None):
+    async def create_order(
+        request: Request, tenant: Tenant, idempotency_key: IdempotencyKey = None
+    ) -> JSONResponse:
         """Alias of `POST /api/orders/execute`."""
-        return await submit(request, idempotency_key)
+        return await submit(request, idempotency_key, tenant)
 
     @app.get("/api/orders/{order_id}")
-    async def read_order(order_id: str) -> dict[str, Any]:
+    async def read_order(order_id: str, tenant: Tenant) -> dict[str, Any]:
         """The order's state, route, quotes, transaction and full event history."""
-        return await get_order(app.state.engine, app.state.js, order_id)
+        return await get_order(app.state.engine, app.state.js, order_id, tenant)
 
     @app.get("/api/orders")
     async def browse_orders(
+        tenant: Tenant,
         status: OrderStatus | None = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
         cursor: Annotated[str | None, Query(max_length=512)] = None,
     ) -> dict[str, Any]:
         """Orders, newest first; pass `nextCursor` back as `cursor` for the next page."""
-        return await list_orders(app.state.engine, status, limit, cursor)
+        return await list_orders(app.state.engine, tenant, status, limit, cursor)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

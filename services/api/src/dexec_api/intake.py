@@ -54,9 +54,11 @@ class OrderIntake:
             else None
         )
 
-    async def submit(self, request: Request, idempotency_key: str | None) -> Accepted:
+    async def submit(
+        self, request: Request, idempotency_key: str | None, tenant: str | None
+    ) -> Accepted:
         try:
-            accepted = await self._submit(request, idempotency_key)
+            accepted = await self._submit(request, idempotency_key, tenant)
         except ApiError as exc:
             ORDERS_REJECTED.labels(exc.code.lower()).inc()
             raise
@@ -64,10 +66,12 @@ class OrderIntake:
             ORDERS_ACCEPTED.inc()
         return accepted
 
-    async def _submit(self, request: Request, idempotency_key: str | None) -> Accepted:
-        self._admit(request)
+    async def _submit(
+        self, request: Request, idempotency_key: str | None, tenant: str | None
+    ) -> Accepted:
+        self._admit(request, tenant)
         raw = await read_json_body(request, self._settings.max_body_bytes)
-        spec = parse_order(parse_json_object(raw), self._settings.default_slippage_bps, None)
+        spec = parse_order(parse_json_object(raw), self._settings.default_slippage_bps, tenant)
         if self._backlog.overloaded:
             raise ApiError(
                 503,
@@ -86,10 +90,11 @@ class OrderIntake:
                 headers=retry_after_header(1),
             ) from exc
 
-    def _admit(self, request: Request) -> None:
+    def _admit(self, request: Request, tenant: str | None) -> None:
         if self._buckets is None:
             return
-        client = request.client.host if request.client else "unknown"
+        # A tenant's limit follows its key; without keys, the client's address.
+        client = f"tenant:{tenant}" if tenant else (request.client.host if request.client else "")
         wait = self._buckets.take(client)
         if wait is not None:
             raise ApiError(

@@ -60,10 +60,19 @@ def order_json(view: OrderView, events: list[dict[str, Any]] | None = None) -> d
     return body
 
 
-async def get_order(engine: AsyncEngine, js: JetStreamContext, order_id: str) -> dict[str, Any]:
+def not_found(order_id: str) -> ApiError:
+    return ApiError(404, "ORDER_NOT_FOUND", f"no order {order_id}")
+
+
+async def get_order(
+    engine: AsyncEngine, js: JetStreamContext, order_id: str, tenant: str | None
+) -> dict[str, Any]:
+    """The order; with API keys on, another tenant's order does not exist for the caller."""
     async with engine.connect() as conn:
         row = (await conn.execute(select(OrderRow).where(OrderRow.id == order_id))).first()
         if row is not None:
+            if tenant is not None and row.tenant != tenant:
+                raise not_found(order_id)
             rows = await conn.execute(
                 select(OrderEventRow)
                 .where(OrderEventRow.order_id == order_id)
@@ -73,8 +82,8 @@ async def get_order(engine: AsyncEngine, js: JetStreamContext, order_id: str) ->
             return order_json(view_from_row(row._mapping), events)
     # Not recorded yet (the POST answered before the recorder's next batch): fold the stream.
     stored = await read_order_events(js, order_id)
-    if not stored:
-        raise ApiError(404, "ORDER_NOT_FOUND", f"no order {order_id}")
+    if not stored or (tenant is not None and stored[0].event.data.get("tenant") != tenant):
+        raise not_found(order_id)
     view = fold(order_id, [(s.seq, s.event) for s in stored])
     events = [
         event_json(s.seq, s.event.event, s.event.status, s.event.at, s.event.attempt, s.event.data)
@@ -96,9 +105,15 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 async def list_orders(
-    engine: AsyncEngine, status: OrderStatus | None, limit: int, cursor: str | None
+    engine: AsyncEngine,
+    tenant: str | None,
+    status: OrderStatus | None,
+    limit: int,
+    cursor: str | None,
 ) -> dict[str, Any]:
     query = select(OrderRow).order_by(OrderRow.created_at.desc(), OrderRow.id.desc())
+    if tenant is not None:
+        query = query.where(OrderRow.tenant == tenant)
     if status is not None:
         query = query.where(OrderRow.status == str(status))
     if cursor:

@@ -1,9 +1,10 @@
 from pydantic import Field
 
+from dexec.auth import AuthSettings
 from dexec.settings import CommonSettings
 
 
-class ApiSettings(CommonSettings):
+class ApiSettings(CommonSettings, AuthSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=0, le=65535)
     # Where clients reach the notifier's WebSocket; used for the links in responses.

@@ -10,13 +10,14 @@ from fastapi import FastAPI, Query, WebSocket
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 
+from dexec.auth import Tenants
 from dexec.bus.connection import connect, ensure_stream
 from dexec.db.engine import create_engine
 from dexec.health import readiness
 from dexec_notifier.live import LiveHub
 from dexec_notifier.recorder import Recorder
 from dexec_notifier.settings import NotifierSettings
-from dexec_notifier.sockets import StreamSession
+from dexec_notifier.sockets import CLOSE_UNAUTHORIZED, StreamSession, error_frame
 
 # `?afterSeq=N`: resume after the last stream sequence a client saw (module level: FastAPI
 # resolves string annotations in the module's namespace).
@@ -50,20 +51,30 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     app = FastAPI(title="dexec notifier", lifespan=lifespan)
     app.mount("/metrics", make_asgi_app())
 
-    def session(ws: WebSocket) -> StreamSession:
-        return StreamSession(
+    tenants = Tenants(settings)
+
+    async def watch(ws: WebSocket, order_id: str | None, after_seq: int) -> None:
+        tenant = None
+        if tenants.enabled:
+            # Browsers cannot set headers on a WebSocket: the key may come as ?apiKey=.
+            tenant = tenants.resolve(ws.query_params.get("apiKey") or ws.headers.get("x-api-key"))
+            if tenant is None:
+                await ws.accept()
+                await ws.send_text(error_frame("UNAUTHORIZED", "a valid API key is required"))
+                await ws.close(CLOSE_UNAUTHORIZED)
+                return
+        session = StreamSession(
             ws,
             app.state.js,
             hub,
             queue_limit=settings.ws_queue_limit,
             send_timeout=settings.ws_send_timeout_seconds,
+            tenant=tenant,
         )
-
-    async def watch(ws: WebSocket, order_id: str | None, after_seq: int) -> None:
         if order_id:
-            await session(ws).watch_one(order_id, after_seq, settings.ws_close_on_terminal)
+            await session.watch_one(order_id, after_seq, settings.ws_close_on_terminal)
         else:
-            await session(ws).watch_many()
+            await session.watch_many()
 
     @app.websocket("/ws/orders/{order_id}")
     async def ws_order(ws: WebSocket, order_id: str, afterSeq: AfterSeq = 0) -> None:

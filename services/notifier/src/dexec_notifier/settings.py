@@ -1,9 +1,10 @@
 from pydantic import Field
 
+from dexec.auth import AuthSettings
 from dexec.settings import CommonSettings
 
 
-class NotifierSettings(CommonSettings):
+class NotifierSettings(CommonSettings, AuthSettings):
     notifier_host: str = "127.0.0.1"
     notifier_port: int = Field(8001, ge=0, le=65535)
     recorder_batch_size: int = Field(500, ge=1, le=10_000)

@@ -1,0 +1,54 @@
+"""Optional API keys: each key belongs to a tenant, and services keep only the keys' hashes.
+
+`DEXEC_API_KEYS` maps tenant → `sha256:<hex digest of the key>`; print a key's digest with
+`python -m dexec.auth <key>`. A key is looked up by its digest, so no service ever holds the
+keys themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def hash_api_key(key: str) -> str:
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+class AuthSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DEXEC_", extra="ignore")
+
+    api_keys_enabled: bool = False
+    api_keys: dict[str, str] = {}
+
+    @field_validator("api_keys")
+    @classmethod
+    def _only_digests(cls, keys: dict[str, str]) -> dict[str, str]:
+        for tenant, digest in keys.items():
+            if not DIGEST.match(digest):
+                raise ValueError(
+                    f"tenant {tenant!r}: give the key's digest (python -m dexec.auth KEY), "
+                    "not the key"
+                )
+        return keys
+
+
+class Tenants:
+    def __init__(self, settings: AuthSettings) -> None:
+        self.enabled = settings.api_keys_enabled
+        self._by_digest = {digest: tenant for tenant, digest in settings.api_keys.items()}
+
+    def resolve(self, key: str | None) -> str | None:
+        """The key's tenant, or None for a missing or unknown key."""
+        return self._by_digest.get(hash_api_key(key)) if key else None
+
+
+if __name__ == "__main__":
+    for arg in sys.argv[1:] or [sys.stdin.readline().strip()]:
+        print(hash_api_key(arg))

@@ -1,0 +1,29 @@
+"""Who is calling: the tenant of the request's API key, when API keys are on."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from dexec.auth import Tenants
+from dexec_api.errors import ApiError
+
+API_KEY_HEADER = "X-API-Key"
+
+
+def api_key_of(request: Request) -> str | None:
+    key = request.headers.get(API_KEY_HEADER)
+    if key is None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        key = token if scheme.lower() == "bearer" else None
+    return key
+
+
+def caller_tenant(request: Request) -> str | None:
+    """The caller's tenant; None when API keys are off. Unknown keys are a 401."""
+    tenants: Tenants = request.app.state.tenants
+    if not tenants.enabled:
+        return None
+    tenant = tenants.resolve(api_key_of(request))
+    if tenant is None:
+        raise ApiError(401, "UNAUTHORIZED", f"a valid API key is required ({API_KEY_HEADER})")
+    return tenant
