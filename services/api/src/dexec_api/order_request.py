@@ -12,8 +12,16 @@ import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from dexec.market.tokens import BadAmount, UnknownToken, resolve_token, to_base_units
 from dexec.orders.events import OrderSpec
@@ -34,6 +42,15 @@ class OrderRequest(BaseModel):
     slippage_bps: int | None = Field(None, alias="slippageBps", ge=0, le=10_000)
     slippage: Decimal | None = Field(None, ge=0, le=1)
     webhook_url: str | None = Field(None, alias="webhookUrl", max_length=2048)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("webhookUrl must be an http(s) URL")
+        return url
 
     @model_validator(mode="after")
     def _one_way_to_name_tokens(self) -> OrderRequest:

@@ -18,6 +18,7 @@ from dexec_notifier.live import LiveHub
 from dexec_notifier.recorder import Recorder
 from dexec_notifier.settings import NotifierSettings
 from dexec_notifier.sockets import CLOSE_UNAUTHORIZED, StreamSession, error_frame
+from dexec_notifier.webhooks import WebhookDispatcher
 
 # `?afterSeq=N`: resume after the last stream sequence a client saw (module level: FastAPI
 # resolves string annotations in the module's namespace).
@@ -38,11 +39,14 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         await hub.start(js)
         recorder = Recorder(js, engine, settings)
         await recorder.start()
+        webhooks = WebhookDispatcher(js, settings)
+        await webhooks.start()
         app.state.nc, app.state.js, app.state.engine = nc, js, engine
         app.state.recorder = recorder
         try:
             yield
         finally:
+            await webhooks.stop()
             await recorder.stop()
             await hub.stop()
             await nc.drain()

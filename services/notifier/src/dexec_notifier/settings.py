@@ -16,3 +16,11 @@ class NotifierSettings(CommonSettings, AuthSettings):
     ws_ping_interval_seconds: float = Field(20.0, gt=0)
     # Single-order sockets close with 1000 after the order's terminal event.
     ws_close_on_terminal: bool = True
+    # Webhooks: each event POSTed to the order's webhookUrl, signed with HMAC-SHA256.
+    webhook_secret: str = "dexec-development-webhook-secret"
+    webhook_timeout_seconds: float = Field(5.0, gt=0)
+    webhook_backoff_base_seconds: float = Field(1.0, gt=0)
+    webhook_backoff_max_seconds: float = Field(60.0, gt=0)
+    # An event still undelivered this long after it happened is dropped (and logged).
+    webhook_give_up_seconds: float = Field(3600.0, gt=0)
+    webhook_concurrency: int = Field(64, ge=1)

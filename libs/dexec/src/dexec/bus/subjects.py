@@ -12,9 +12,13 @@ ALL_EVENTS = f"{SUBJECT_PREFIX}.>"
 
 QUOTE_SUBJECT = "router.quote"
 QUOTE_QUEUE = "router"
+# What the router's market trades, and where: answered by any router replica (QUOTE_QUEUE).
+MARKET_SUBJECT = "router.market"
 
 IDEMPOTENCY_BUCKET = "dexec_idempotency"
 CHAIN_BUCKET = "dexec_chain"
+# Per order, the stream sequence of the last event its webhook received (in-order delivery).
+WEBHOOK_BUCKET = "dexec_webhooks"
 
 
 def event_subject(event: EventType, order_id: str) -> str:
@@ -39,3 +43,4 @@ class ConsumerSpec:
 ROUTER_CONSUMER = ConsumerSpec("router", f"{SUBJECT_PREFIX}.{EventType.PENDING}.*")
 EXECUTOR_CONSUMER = ConsumerSpec("executor", f"{SUBJECT_PREFIX}.{EventType.ROUTED}.*")
 RECORDER_CONSUMER = ConsumerSpec("recorder", ALL_EVENTS)
+WEBHOOK_CONSUMER = ConsumerSpec("webhooks", ALL_EVENTS)

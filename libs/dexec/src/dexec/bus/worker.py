@@ -7,7 +7,6 @@ exponential backoff through `nak(delay)` for at most `max_attempts` deliveries; 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -15,14 +14,13 @@ from dataclasses import dataclass
 
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
-from dexec.bus.connection import ensure_consumer
 from dexec.bus.errors import PermanentError, StageError, TransientError
 from dexec.bus.publisher import emit
-from dexec.bus.subjects import STREAM, ConsumerSpec
+from dexec.bus.pull import PullLoop
+from dexec.bus.subjects import ConsumerSpec
 from dexec.orders.events import Failure, OrderEvent, Retry
 from dexec.orders.states import EventType, OrderStatus
 from dexec.settings import CommonSettings
@@ -61,6 +59,8 @@ class Stage:
 
 
 class ConsumerWorker:
+    """Runs one stage's handler on a durable consumer, with the retry policy above."""
+
     def __init__(
         self,
         js: JetStreamContext,
@@ -74,70 +74,19 @@ class ConsumerWorker:
     ) -> None:
         self._js = js
         self._settings = settings
-        self._spec = spec
         self._stage = stage
         self._handler = handler
-        self._concurrency = concurrency
-        self._batch = batch
-        self._room = asyncio.Event()
+        self._pull = PullLoop(
+            js, settings, spec, self._process, concurrency=concurrency, batch=batch
+        )
         # Messages this worker finished (acked or terminated): shows how replicas share work.
         self.processed = 0
-        self._sub: JetStreamContext.PullSubscription | None = None
-        self._loop: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._stopping = asyncio.Event()
 
     async def start(self) -> None:
-        await ensure_consumer(self._js, self._spec, self._settings, self._concurrency * 4)
-        self._sub = await self._js.pull_subscribe_bind(self._spec.durable, stream=STREAM)
-        self._loop = asyncio.create_task(self._fetch_loop())
+        await self._pull.start()
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Stop fetching and let in-flight handlers finish (unfinished ones are redelivered).
-
-        The subscription is gone before this returns, so draining the connection afterwards
-        does not wait on an outstanding pull request.
-        """
-        self._stopping.set()
-        if self._loop is not None:
-            self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=timeout)
-        if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
-
-    async def _fetch_loop(self) -> None:
-        assert self._sub is not None
-        while not self._stopping.is_set():
-            free = self._concurrency - len(self._tasks)
-            if free <= 0:
-                self._room.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._room.wait(), 1.0)
-                continue
-            try:
-                msgs = await self._sub.fetch(min(self._batch, free), timeout=1.0)
-            except (TimeoutError, NatsTimeoutError):
-                continue
-            except Exception as exc:  # reconnecting, or the consumer is being recreated
-                log.warning("fetch from %s failed: %s", self._spec.durable, exc)
-                await self._wait_or_stop(0.5)
-                continue
-            for msg in msgs:
-                task = asyncio.create_task(self._process(msg))
-                self._tasks.add(task)
-                task.add_done_callback(self._finish)
-
-    def _finish(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._room.set()
-
-    async def _wait_or_stop(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+        await self._pull.stop(timeout)
 
     async def _process(self, msg: Msg) -> None:
         try:
