@@ -1,4 +1,4 @@
-"""Constant-product pool math and the seeded simulated market."""
+"""Constant-product pool math (Raydium AMM v4 and CPMM): hand-checked examples and properties."""
 
 from __future__ import annotations
 
@@ -9,30 +9,26 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from dexec.market.market import (
-    DRIFT_EPOCH_SLOTS,
-    MAX_DRIFT_BPS,
-    METEORA,
-    RAYDIUM,
-    VENUE_FEE_BPS,
-    VENUES,
-    Market,
-    NoPool,
+from dexec.market.constant_product import (
+    AMM_V4_FEE_DENOMINATOR,
+    AMM_V4_FEE_NUMERATOR,
+    CPMM_FEE_DENOMINATOR,
+    CPMM_FEE_TIERS,
+    constant_product_swap,
 )
-from dexec.market.pools import ceil_div, constant_product_swap
-from dexec.market.tokens import resolve_token
-
-SOL = resolve_token("SOL")
-USDC = resolve_token("USDC")
-BONK = resolve_token("BONK")
-JUP = resolve_token("JUP")
+from dexec.market.pools import ceil_div, percent
 
 reserves = st.integers(min_value=1, max_value=10**18)
 amounts = st.integers(min_value=1, max_value=10**15)
-fee_bps = st.integers(min_value=0, max_value=1_000)
+# (numerator, denominator): AMM v4's 25/10_000, every CPMM tier over 1e6, and arbitrary bps.
+fee_rates = st.one_of(
+    st.just((AMM_V4_FEE_NUMERATOR, AMM_V4_FEE_DENOMINATOR)),
+    st.sampled_from(sorted(CPMM_FEE_TIERS)).map(lambda r: (r, CPMM_FEE_DENOMINATOR)),
+    st.integers(min_value=0, max_value=1_000).map(lambda r: (r, 10_000)),
+)
 
 
-def test_hand_checked_raydium_swap() -> None:
+def test_hand_checked_amm_v4_swap() -> None:
     # fee = ceil(10_000 * 25 / 10_000) = 25; in' = 9_975;
     # out = floor(2_000_000 * 9_975 / 1_009_975) = floor(19_950_000_000 / 1_009_975)
     # 1_009_975 * 19_752 = 19_949_026_200 <= 19_950_000_000
@@ -41,7 +37,21 @@ def test_hand_checked_raydium_swap() -> None:
     assert result.fee == 25
     assert result.amount_in == 10_000
     assert result.amount_out == 19_752
-    assert result.spot_out == Decimal(20_000)
+    assert result.spot_out == 20_000
+
+
+def test_hand_checked_cpmm_one_percent_tier() -> None:
+    # fee = ceil(10_000 * 10_000 / 1_000_000) = 100; in' = 9_900;
+    # out = floor(2_000_000 * 9_900 / 1_009_900) = floor(19_800_000_000 / 1_009_900)
+    # 1_009_900 * 19_605 = 19_799_089_500 <= 19_800_000_000 < 19_800_099_400 = 1_009_900 * 19_606
+    result = constant_product_swap(1_000_000, 2_000_000, 10_000, 10_000, CPMM_FEE_DENOMINATOR)
+    assert (result.fee, result.amount_out) == (100, 19_605)
+
+
+def test_hand_checked_cpmm_one_bps_tier_rounds_the_fee_up() -> None:
+    # 10_000 * 100 / 1e6 = 1 exactly; 10_001 * 100 / 1e6 = 1.0001 -> 2
+    assert constant_product_swap(10**6, 2 * 10**6, 10_000, 100, CPMM_FEE_DENOMINATOR).fee == 1
+    assert constant_product_swap(10**6, 2 * 10**6, 10_001, 100, CPMM_FEE_DENOMINATOR).fee == 2
 
 
 def test_fee_is_rounded_up() -> None:
@@ -69,6 +79,11 @@ def test_ceil_div() -> None:
     assert ceil_div(0, 5) == 0
 
 
+def test_percent_is_exact_to_four_decimals() -> None:
+    assert percent(Fraction(1, 3)) == Decimal("33.3333")
+    assert percent(Fraction(0)) == Decimal(0)
+
+
 def test_hand_checked_price_impact() -> None:
     # after fee at spot: 20_000 * 9_975 / 10_000 = 19_950; (19_950 - 19_752) / 19_950 = 0.9925 %
     assert constant_product_swap(1_000_000, 2_000_000, 10_000, 25).price_impact_pct == Decimal(
@@ -84,41 +99,43 @@ def test_price_impact_grows_with_size() -> None:
     assert len(set(impacts)) == len(impacts)
 
 
-@given(reserves, reserves, amounts, amounts, fee_bps)
-def test_output_is_monotone_in_input(x: int, y: int, a: int, b: int, fee: int) -> None:
+@given(reserves, reserves, amounts, amounts, fee_rates)
+def test_output_is_monotone_in_input(x: int, y: int, a: int, b: int, fee: tuple[int, int]) -> None:
     small, large = sorted((a, b))
-    out_small = constant_product_swap(x, y, small, fee).amount_out
-    out_large = constant_product_swap(x, y, large, fee).amount_out
+    out_small = constant_product_swap(x, y, small, *fee).amount_out
+    out_large = constant_product_swap(x, y, large, *fee).amount_out
     assert out_small <= out_large
 
 
-@given(reserves, reserves, amounts, fee_bps)
-def test_output_is_less_than_reserve_out(x: int, y: int, a: int, fee: int) -> None:
-    assert constant_product_swap(x, y, a, fee).amount_out < y
+@given(reserves, reserves, amounts, fee_rates)
+def test_output_is_less_than_reserve_out(x: int, y: int, a: int, fee: tuple[int, int]) -> None:
+    assert constant_product_swap(x, y, a, *fee).amount_out < y
 
 
-@given(reserves, reserves, amounts, fee_bps)
-def test_fee_is_the_ceiling_of_the_bps_share(x: int, y: int, a: int, fee: int) -> None:
-    result = constant_product_swap(x, y, a, fee)
+@given(reserves, reserves, amounts, fee_rates)
+def test_fee_is_the_ceiling_of_the_rate_share(x: int, y: int, a: int, fee: tuple[int, int]) -> None:
+    numerator, denominator = fee
+    result = constant_product_swap(x, y, a, numerator, denominator)
     assert result.fee >= 0
-    assert result.fee * 10_000 >= a * fee
-    assert (result.fee - 1) * 10_000 < a * fee
+    assert result.fee * denominator >= a * numerator
+    assert (result.fee - 1) * denominator < a * numerator
     assert result.fee <= a
 
 
-@given(reserves, reserves, amounts, fee_bps)
-def test_output_is_rounded_against_the_trader(x: int, y: int, a: int, fee: int) -> None:
-    result = constant_product_swap(x, y, a, fee)
+@given(reserves, reserves, amounts, fee_rates)
+def test_output_is_rounded_against_the_trader(x: int, y: int, a: int, fee: tuple[int, int]) -> None:
+    result = constant_product_swap(x, y, a, *fee)
     net_in = a - result.fee
     exact = Fraction(y * net_in, x + net_in)
     assert result.amount_out <= exact
     assert exact - result.amount_out < 1
 
 
-@given(reserves, reserves, amounts, fee_bps)
-def test_output_never_beats_the_spot_price(x: int, y: int, a: int, fee: int) -> None:
-    result = constant_product_swap(x, y, a, fee)
+@given(reserves, reserves, amounts, fee_rates)
+def test_output_never_beats_the_spot_price(x: int, y: int, a: int, fee: tuple[int, int]) -> None:
+    result = constant_product_swap(x, y, a, *fee)
     assert result.amount_out <= Fraction(y * a, x)
+    assert result.amount_out <= result.ideal_out
 
 
 @given(
@@ -138,109 +155,3 @@ def test_price_impact_grows_with_size_when_rounding_is_negligible(
     small = constant_product_swap(x, y, a, fee).price_impact_pct
     large = constant_product_swap(x, y, b, fee).price_impact_pct
     assert Decimal(0) <= small <= large
-
-
-def test_same_seed_gives_the_same_market() -> None:
-    one, two = Market(42), Market(42)
-    assert one.pools() == two.pools()
-    for pool in one.pools():
-        for slot in (0, 1_000, 123_456):
-            assert one.drift_bps(pool, slot) == two.drift_bps(pool, slot)
-    for venue in VENUES:
-        for slot in (0, 50, 9_999):
-            assert one.swap(venue, SOL, USDC, 10**9, slot) == two.swap(
-                venue, SOL, USDC, 10**9, slot
-            )
-
-
-def test_different_seeds_give_different_reserves() -> None:
-    reserves_of = {
-        seed: [(p.reserve_base, p.reserve_quote) for p in Market(seed).pools()] for seed in (1, 2)
-    }
-    assert reserves_of[1] != reserves_of[2]
-
-
-def test_each_pair_has_one_pool_per_venue_with_the_venue_fee() -> None:
-    market = Market(7)
-    pools = market.pools()
-    assert len(pools) == 2 * 6
-    for pool in pools:
-        assert pool.fee_bps == VENUE_FEE_BPS[pool.venue]
-        assert pool.reserve_base > 0 and pool.reserve_quote > 0
-    assert market.pool(RAYDIUM, SOL, USDC).fee_bps == 25
-    assert market.pool(METEORA, SOL, USDC).fee_bps == 20
-
-
-def test_pool_is_found_in_either_direction() -> None:
-    market = Market(7)
-    assert market.pool(RAYDIUM, SOL, USDC) is market.pool(RAYDIUM, USDC, SOL)
-
-
-def test_missing_pair_raises_no_pool() -> None:
-    with pytest.raises(NoPool):
-        Market(7).pool(RAYDIUM, BONK, JUP)
-
-
-@pytest.mark.parametrize("seed", [0, 1, 99])
-@pytest.mark.parametrize("venue", VENUES)
-def test_sol_usdc_pool_is_priced_near_150(seed: int, venue: str) -> None:
-    pool = Market(seed).pool(venue, SOL, USDC)
-    price = (Decimal(pool.reserve_quote) / 10**6) / (Decimal(pool.reserve_base) / 10**9)
-    # Venues start at most 20 bps off the reference price.
-    assert abs(price - 150) <= Decimal("150") * Decimal("0.0021")
-
-
-@pytest.mark.parametrize("venue", VENUES)
-def test_selling_one_sol_gives_about_150_usdc(venue: str) -> None:
-    _, result = Market(3).swap(venue, SOL, USDC, 10**9, slot=0)
-    assert 148 * 10**6 < result.amount_out < 152 * 10**6
-
-
-@pytest.mark.parametrize("venue", VENUES)
-def test_buying_sol_with_150_usdc_gives_about_one_sol(venue: str) -> None:
-    _, result = Market(3).swap(venue, USDC, SOL, 150 * 10**6, slot=0)
-    assert Decimal("0.985") * 10**9 < result.amount_out < Decimal("1.015") * 10**9
-
-
-@given(
-    seed=st.integers(min_value=0, max_value=2**32),
-    slot=st.integers(min_value=0, max_value=10**9),
-    index=st.integers(min_value=0, max_value=11),
-)
-def test_drift_stays_within_bounds(seed: int, slot: int, index: int) -> None:
-    market = Market(seed)
-    pool = market.pools()[index]
-    assert -MAX_DRIFT_BPS <= market.drift_bps(pool, slot) <= MAX_DRIFT_BPS
-
-
-@given(
-    seed=st.integers(min_value=0, max_value=2**32),
-    epoch=st.integers(min_value=0, max_value=10**7),
-    offset=st.integers(min_value=0, max_value=DRIFT_EPOCH_SLOTS - 1),
-)
-def test_drift_is_constant_within_an_epoch(seed: int, epoch: int, offset: int) -> None:
-    market = Market(seed)
-    pool = market.pools()[0]
-    start = epoch * DRIFT_EPOCH_SLOTS
-    assert market.drift_bps(pool, start + offset) == market.drift_bps(pool, start)
-
-
-def test_drift_changes_over_epochs() -> None:
-    market = Market(5)
-    pool = market.pool(RAYDIUM, SOL, USDC)
-    drifts = {market.drift_bps(pool, epoch * DRIFT_EPOCH_SLOTS) for epoch in range(50)}
-    assert len(drifts) > 1
-
-
-def test_positive_drift_gives_more_quote_for_base() -> None:
-    market = Market(11)
-    pool = market.pool(RAYDIUM, SOL, USDC)
-    by_drift = {}
-    for epoch in range(200):
-        slot = epoch * DRIFT_EPOCH_SLOTS
-        by_drift.setdefault(market.drift_bps(pool, slot), slot)
-    low, high = min(by_drift), max(by_drift)
-    assert low < high
-    sell_low = market.swap(RAYDIUM, SOL, USDC, 10**9, by_drift[low])[1].amount_out
-    sell_high = market.swap(RAYDIUM, SOL, USDC, 10**9, by_drift[high])[1].amount_out
-    assert sell_high > sell_low

@@ -1,21 +1,24 @@
-"""Route choice, minimum output, network fees, and token lookup and unit conversion."""
+"""Route choice (single pools, splits, multi-hop, network fees), min-out, fees and tokens."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dexec.market.market import METEORA, RAYDIUM, Market
-from dexec.market.routing import (
-    NoRoute,
-    choose_route,
-    min_out,
-    network_fee_lamports,
-    quote_venue,
+from dexec.market.fees import (
+    PRIORITY_FEE_REFERENCE_CU,
+    SWAP_CU,
+    TRANSACTION_BASE_CU,
+    UNWRAP_SOL_CU,
+    WRAP_SOL_CU,
+    compute_unit_limit,
 )
+from dexec.market.market import Market
+from dexec.market.market_file import parse_market
+from dexec.market.routing import NoRoute, find_route, min_out, network_fee_lamports
 from dexec.market.tokens import (
     TOKENS,
     WSOL_MINT,
@@ -25,118 +28,271 @@ from dexec.market.tokens import (
     resolve_token,
     to_base_units,
 )
-from dexec.orders.events import VenueQuote
+from dexec.market.venues import METEORA, RAYDIUM, PoolKind
+from dexec.orders.events import Route
 
 SOL = resolve_token("SOL")
 USDC = resolve_token("USDC")
 USDT = resolve_token("USDT")
 BONK = resolve_token("BONK")
+JUP = resolve_token("JUP")
+SLOT = 4_400_000_321
+PRIORITY = 10_000
+
+DLMM = """
+[[pools]]
+kind = "meteora-dlmm"
+pair = "SOL/USDC"
+bin_step = 10
+base_factor = 10000
+bins_each_side = 50
+liquidity_usd = {liquidity}
+"""
+AMM_V4 = """
+[[pools]]
+kind = "raydium-amm-v4"
+pair = "SOL/USDC"
+liquidity_usd = {liquidity}
+"""
+CPMM_1_PERCENT = """
+[[pools]]
+kind = "raydium-cpmm"
+pair = "SOL/USDC"
+trade_fee_rate = 10000
+liquidity_usd = {liquidity}
+"""
 
 
-def quote(venue: str, out_amount: int, in_amount: int = 10**9) -> VenueQuote:
-    return VenueQuote(
-        venue=venue,
-        pool=f"{venue}-pool",
-        in_amount=in_amount,
-        out_amount=out_amount,
-        fee_amount=in_amount // 400,
-        price_impact_pct=Decimal("0.0123"),
-        context_slot=777,
+def still_market(*pools: str) -> Market:
+    """A market whose prices never move (no price path, no drift): SOL at 150 USDC."""
+    text = """
+name = "still"
+[price_path]
+[pool_drift]
+[tokens.SOL]
+price_usd = 150
+[tokens.USDC]
+price_usd = 1
+"""
+    return Market(1, parse_market(text + "".join(pools)))
+
+
+def route(
+    market: Market,
+    token_in=SOL,
+    token_out=USDC,
+    amount: int = 10**9,
+    *,
+    slippage: int = 50,
+    venues: frozenset[str] | None = None,
+    failed: dict[str, str] | None = None,
+    priority: int = PRIORITY,
+) -> Route:
+    return find_route(
+        market.view(SLOT, venues),
+        token_in,
+        token_out,
+        amount,
+        slippage,
+        priority_fee_lamports=priority,
+        failed_venues=failed,
     )
 
 
-def route_for(quotes: list[VenueQuote], failed: dict[str, str] | None = None, slippage: int = 50):
-    return choose_route(SOL, USDC, 10**9, slippage, quotes, failed or {}, 5_000)
+def singles(r: Route) -> list:
+    return [c for c in r.candidates if len(c.route_plan) == 1]
 
 
-def test_picks_the_venue_with_the_larger_output() -> None:
-    route = route_for([quote(RAYDIUM, 149_000_000), quote(METEORA, 150_000_000)])
-    assert route.route_plan[0].venue == METEORA
-    assert route.out_amount == 150_000_000
-    assert route.route_plan[0].out_amount == 150_000_000
-    assert route.route_plan[0].percent == 100
-    assert route.route_plan[0].pool == "meteora-pool"
-
-
-def test_picks_the_larger_output_whatever_the_order_of_quotes() -> None:
-    route = route_for([quote(METEORA, 149_000_000), quote(RAYDIUM, 150_000_000)])
-    assert route.route_plan[0].venue == RAYDIUM
-
-
-def test_threshold_is_output_less_slippage_rounded_down() -> None:
-    route = route_for([quote(RAYDIUM, 150_000_001)], slippage=50)
-    # 150_000_001 * 9_950 / 10_000 = 149_250_000.995
-    assert route.other_amount_threshold == 149_250_000
-
-
-def test_route_carries_jupiter_fields() -> None:
-    best = quote(RAYDIUM, 150_000_000)
-    route = route_for([best])
-    assert route.input_mint == SOL.mint
-    assert route.output_mint == USDC.mint
-    assert route.in_amount == 10**9
-    assert route.price_impact_pct == best.price_impact_pct
-    assert route.context_slot == 777
-    assert route.network_fee_lamports == 5_000
-
-
-def test_route_records_all_quotes_and_failed_venues() -> None:
-    quotes = [quote(RAYDIUM, 150_000_000), quote(METEORA, 149_000_000)]
-    route = route_for(quotes, {"orca": "timeout"})
-    assert route.quotes == quotes
-    assert route.failed_venues == {"orca": "timeout"}
-
-
-def test_reason_names_the_chosen_venue_and_the_runner_up() -> None:
-    route = route_for(
-        [quote(RAYDIUM, 150_000_000), quote(METEORA, 149_000_000)], {"orca": "timeout"}
+def test_picks_the_pool_that_leaves_the_most() -> None:
+    market = still_market(
+        AMM_V4.format(liquidity=2_000_000), CPMM_1_PERCENT.format(liquidity=2_000_000)
     )
-    assert route.reason.startswith("raydium gives 150.000000 USDC")
-    # (150 - 149) / 149 * 10_000 = 67.1 -> 67 bps
-    assert "67 bps more than meteora" in route.reason
-    assert "orca unavailable (timeout)" in route.reason
+    r = route(market)
+    assert [leg.label for leg in r.route_plan] == ["Raydium"]
+    assert r.route_plan[0].percent == 100
+    assert r.out_amount == max(c.out_amount for c in r.candidates)
+    assert r.reason.startswith("raydium SOL/USDC AMM v4 gives ")
+    assert "bps more than raydium SOL/USDC CPMM 1%" in r.reason
 
 
-def test_single_quote_reason_mentions_the_venue() -> None:
-    route = route_for([quote(METEORA, 150_000_000)], {RAYDIUM: "no pool for this pair"})
-    assert METEORA in route.reason
-    assert route.route_plan[0].venue == METEORA
+def test_route_carries_jupiter_fields_and_the_threshold() -> None:
+    market = still_market(AMM_V4.format(liquidity=2_000_000))
+    r = route(market, slippage=50)
+    assert (r.input_mint, r.output_mint, r.in_amount) == (SOL.mint, USDC.mint, 10**9)
+    assert r.other_amount_threshold == r.out_amount * 9_950 // 10_000
+    assert r.slippage_bps == 50 and r.swap_mode == "ExactIn"
+    assert r.context_slot == SLOT
+    leg = r.route_plan[0]
+    assert (leg.input_mint, leg.output_mint, leg.fee_mint) == (SOL.mint, USDC.mint, SOL.mint)
+    # 0.25% of 1 SOL, rounded up.
+    assert leg.fee_amount == 2_500_000
+    assert r.price_impact_pct > 0
 
 
-def test_zero_output_quotes_are_not_chosen_but_recorded() -> None:
-    quotes = [quote(RAYDIUM, 0), quote(METEORA, 1)]
-    route = route_for(quotes)
-    assert route.route_plan[0].venue == METEORA
-    assert route.quotes == quotes
+def test_a_large_order_splits_when_that_beats_one_venue() -> None:
+    # The concentrated DLMM pool is best at first, but a big order walks it down past the
+    # deep constant-product pool's price.
+    market = still_market(AMM_V4.format(liquidity=40_000_000), DLMM.format(liquidity=2_000_000))
+    r = route(market, amount=2_000 * 10**9)
+    assert {leg.venue for leg in r.route_plan} == {RAYDIUM, METEORA}
+    assert sum(leg.percent for leg in r.route_plan) == 100
+    assert all(leg.percent % 5 == 0 for leg in r.route_plan)
+    assert sum(leg.in_amount for leg in r.route_plan) == r.in_amount
+    assert r.out_amount == sum(leg.out_amount for leg in r.route_plan)
+    best_single = max(singles(r), key=lambda c: c.net_out_amount)
+    assert r.out_amount > best_single.out_amount
+    assert r.reason.startswith("split ")
+    # The split pays for its second leg.
+    assert r.network_fee_lamports > best_single.network_fee_lamports
 
 
-def test_no_quotes_raises_no_route() -> None:
+def test_a_small_order_stays_in_one_pool() -> None:
+    market = still_market(AMM_V4.format(liquidity=40_000_000), DLMM.format(liquidity=2_000_000))
+    r = route(market, amount=10**9)
+    assert len(r.route_plan) == 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(min_value=0, max_value=1_000),
+    sol=st.integers(min_value=1, max_value=40_000),
+    slot=st.integers(min_value=0, max_value=10**9),
+)
+def test_the_chosen_route_is_never_worse_than_the_best_single_venue(
+    seed: int, sol: int, slot: int
+) -> None:
+    market = Market(seed)
+    r = find_route(market.view(slot), SOL, USDC, sol * 10**8, 50, priority_fee_lamports=PRIORITY)
+    chosen = next(c for c in r.candidates if c.chosen)
+    assert all(chosen.net_out_amount >= c.net_out_amount for c in singles(r))
+    splits = [c for c in r.candidates if len(c.route_plan) > 1]
+    assert all(s.out_amount > max(c.out_amount for c in singles(r)) for s in splits)
+
+
+def test_route_records_every_candidate_each_pool_quote_and_the_choice() -> None:
+    market = Market(7)
+    r = route(market, amount=500 * 10**9)
+    pools = market.pools_between(SOL, USDC)
+    assert {q.pool for q in r.quotes} == {p.address for p in pools}
+    assert {q.venue for q in r.quotes} == {RAYDIUM, METEORA}
+    assert len(singles(r)) == len(pools)
+    assert [c.chosen for c in r.candidates].count(True) == 1
+    chosen = next(c for c in r.candidates if c.chosen)
+    assert chosen.route_plan == r.route_plan
+    assert chosen.net_out_amount == chosen.out_amount - chosen.network_fee_in_output
+    assert r.reason.startswith(chosen.description)
+
+
+def test_multi_hop_through_a_hub_when_the_pair_has_no_pool() -> None:
+    market = Market(7)
+    r = route(market, BONK, JUP, 10**8 * 10**5)
+    hub = resolve_token(r.route_plan[0].output_mint)
+    assert hub.symbol in {"SOL", "USDC"}
+    first = [leg for leg in r.route_plan if leg.input_mint == BONK.mint]
+    second = [leg for leg in r.route_plan if leg.input_mint == hub.mint]
+    assert first and second and len(first) + len(second) == len(r.route_plan)
+    assert all(leg.output_mint == JUP.mint for leg in second)
+    assert sum(leg.in_amount for leg in first) == r.in_amount
+    assert sum(leg.in_amount for leg in second) == sum(leg.out_amount for leg in first)
+    assert r.out_amount == sum(leg.out_amount for leg in second)
+    assert f"no BONK/JUP pool, so through {hub.symbol}" in r.reason
+    # Both hubs were tried.
+    assert {c.description.split(":")[0] for c in r.candidates} == {"BONK→SOL→JUP", "BONK→USDC→JUP"}
+
+
+def test_no_route_when_no_pool_and_no_hub_connects_the_tokens() -> None:
+    market = still_market(AMM_V4.format(liquidity=1_000_000))
     with pytest.raises(NoRoute) as info:
-        route_for([], {RAYDIUM: "timeout", METEORA: "timeout"})
-    assert info.value.args[1] == {RAYDIUM: "timeout", METEORA: "timeout"}
+        route(market, BONK, JUP, 10**9, failed={METEORA: "no pool for this pair"})
+    assert info.value.args[1] == {METEORA: "no pool for this pair"}
 
 
-def test_only_zero_output_quotes_raise_no_route() -> None:
+def test_no_route_when_no_venue_answered() -> None:
     with pytest.raises(NoRoute):
-        route_for([quote(RAYDIUM, 0), quote(METEORA, 0)])
+        route(Market(7), venues=frozenset(), failed={RAYDIUM: "timeout", METEORA: "timeout"})
 
 
-def test_routing_real_quotes_picks_the_best_venue() -> None:
-    market = Market(8)
-    quotes = [quote_venue(market, v, SOL, USDC, 10**9, 100) for v in (RAYDIUM, METEORA)]
-    route = choose_route(SOL, USDC, 10**9, 100, quotes, {}, network_fee_lamports(0))
-    assert route.out_amount == max(q.out_amount for q in quotes)
-    assert route.out_amount == quotes[0].out_amount or route.out_amount == quotes[1].out_amount
+def test_no_route_when_every_output_rounds_to_zero() -> None:
+    with pytest.raises(NoRoute):
+        route(Market(7), USDC, SOL, 1)
 
 
-def test_quote_venue_reports_the_pool_swap() -> None:
-    market = Market(8)
-    pool, result = market.swap(RAYDIUM, SOL, USDC, 10**9, 100)
-    q = quote_venue(market, RAYDIUM, SOL, USDC, 10**9, 100)
-    assert q.pool == pool.address
-    assert q.out_amount == result.amount_out
-    assert q.fee_amount == result.fee
-    assert q.context_slot == 100
+def test_only_the_venues_that_answered_are_used() -> None:
+    r = route(Market(7), venues=frozenset({RAYDIUM}), failed={METEORA: "timeout"})
+    assert {leg.venue for leg in r.route_plan} == {RAYDIUM}
+    assert {q.venue for q in r.quotes} == {RAYDIUM}
+    assert r.failed_venues == {METEORA: "timeout"}
+    assert r.reason.endswith("; meteora unavailable (timeout)")
+
+
+def test_network_fees_can_outweigh_a_better_pool_output() -> None:
+    # The DLMM pool gives more (0.1% fee against 0.25%) but its swap costs 30k more compute
+    # units; at a high priority fee, on a tiny order, that costs more than it gains.
+    market = still_market(AMM_V4.format(liquidity=2_000_000), DLMM.format(liquidity=2_000_000))
+    tiny = route(market, amount=10**6, priority=2_000_000)
+    by_label = {c.route_plan[0].label: c for c in singles(tiny)}
+    assert by_label["Meteora DLMM"].out_amount > by_label["Raydium"].out_amount
+    assert tiny.route_plan[0].label == "Raydium"
+    normal = route(market, amount=10**9, priority=PRIORITY)
+    assert normal.route_plan[0].label == "Meteora DLMM"
+
+
+def test_network_fee_counts_signature_priority_and_sol_wrapping() -> None:
+    market = Market(7)
+    sell_sol = route(market, SOL, USDC, 10**9)
+    kinds = [PoolKind(market.pool(leg.pool).kind) for leg in sell_sol.route_plan]
+    units = TRANSACTION_BASE_CU + sum(SWAP_CU[k] for k in kinds) + WRAP_SOL_CU
+    assert sell_sol.compute_unit_limit == units
+    assert sell_sol.network_fee_lamports == 5_000 + -(
+        -PRIORITY * units // PRIORITY_FEE_REFERENCE_CU
+    )
+    buy_sol = route(market, USDC, SOL, 100 * 10**6)
+    assert buy_sol.compute_unit_limit is not None and buy_sol.compute_unit_limit >= (
+        TRANSACTION_BASE_CU + UNWRAP_SOL_CU + min(SWAP_CU.values())
+    )
+    # SOL out: the fee in the output token is the fee itself, in lamports.
+    chosen = next(c for c in buy_sol.candidates if c.chosen)
+    assert chosen.network_fee_in_output == buy_sol.network_fee_lamports
+
+
+def test_compute_units_of_a_route() -> None:
+    amm = PoolKind.RAYDIUM_AMM_V4
+    assert compute_unit_limit([amm], USDT.mint, USDC.mint) == TRANSACTION_BASE_CU + SWAP_CU[amm]
+    both = compute_unit_limit([amm], WSOL_MINT, WSOL_MINT)
+    assert both == TRANSACTION_BASE_CU + SWAP_CU[amm] + WRAP_SOL_CU + UNWRAP_SOL_CU
+
+
+def test_the_same_seed_gives_the_same_quotes() -> None:
+    for token_in, token_out, amount in ((SOL, USDC, 7 * 10**9), (BONK, JUP, 10**13)):
+        one = route(Market(5), token_in, token_out, amount)
+        two = route(Market(5), token_in, token_out, amount)
+        assert one == two
+    assert route(Market(5)).out_amount != route(Market(6)).out_amount
+
+
+def test_price_impact_of_the_route_grows_with_size() -> None:
+    market = Market(7)
+    impacts = [
+        route(market, amount=sol * 10**9).price_impact_pct for sol in (1, 100, 2_000, 20_000)
+    ]
+    assert impacts == sorted(impacts)
+    assert impacts[-1] > impacts[0] >= Decimal(0)
+
+
+def test_a_finer_split_grid() -> None:
+    market = still_market(AMM_V4.format(liquidity=40_000_000), DLMM.format(liquidity=2_000_000))
+    r = find_route(
+        market.view(SLOT),
+        SOL,
+        USDC,
+        2_000 * 10**9,
+        50,
+        priority_fee_lamports=PRIORITY,
+        split_step_percent=1,
+    )
+    coarse = route(market, amount=2_000 * 10**9)
+    assert sum(leg.percent for leg in r.route_plan) == 100
+    assert r.out_amount >= coarse.out_amount
 
 
 @pytest.mark.parametrize(
@@ -173,6 +329,17 @@ def test_network_fee_is_5000_per_signature_plus_priority(
 
 def test_network_fee_defaults_to_one_signature() -> None:
     assert network_fee_lamports(2_500) == 7_500
+
+
+@pytest.mark.parametrize(
+    ("priority", "units", "expected"),
+    # The priority fee is bid per 200,000 compute units, rounded up.
+    [(10_000, 200_000, 15_000), (10_000, 85_000, 9_250), (10_000, 1, 5_001), (0, 500_000, 5_000)],
+)
+def test_network_fee_prices_the_compute_unit_limit(
+    priority: int, units: int, expected: int
+) -> None:
+    assert network_fee_lamports(priority, compute_units=units) == expected
 
 
 @pytest.mark.parametrize("key", ["SOL", "sol", "Sol", " sol "])

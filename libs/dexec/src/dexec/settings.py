@@ -43,12 +43,21 @@ class MarketSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DEXEC_", extra="ignore")
 
     market_seed: int = 7
+    # A market file (TOML or JSON); unset: the default market shipped with dexec.
+    market_file: str | None = None
     latency_mode: LatencyMode = LatencyMode.REALISTIC
     quote_latency_ms_min: int = Field(100, ge=0)
     quote_latency_ms_max: int = Field(300, ge=0)
+    # Seeded share of venue quote requests that fail at once (503) or never answer (timeout).
+    quote_failure_rate: Decimal = Field(Decimal(0), ge=0, le=1)
+    quote_timeout_rate: Decimal = Field(Decimal(0), ge=0, le=1)
+    # Fault injection for tests and demos: venues that fail every quote ("meteora,raydium").
+    venues_down: str = ""
     slot_ms: int = Field(400, gt=0)
     confirm_slots_min: int = Field(1, ge=0)
     confirm_slots_max: int = Field(3, ge=0)
+    # The priority fee bid per 200,000 compute units: a transaction pays it pro rata to the
+    # compute-unit limit its route needs (more legs, hops or SOL wrapping cost more).
     priority_fee_lamports: int = Field(10_000, ge=0)
     # Seeded failure rates of the simulated RPC node, per send attempt (0..1, Decimal: exact).
     chain_rate_limit_rate: Decimal = Field(Decimal(0), ge=0, le=1)
@@ -57,6 +66,10 @@ class MarketSettings(BaseSettings):
     chain_rate_limit_first_attempts: int = Field(0, ge=0)
     # Simulated front-running: every swap lands this many bps worse than the pool's price.
     chain_frontrun_bps: int = Field(0, ge=0, le=10_000)
+
+    @property
+    def down_venues(self) -> frozenset[str]:
+        return frozenset(v.strip().lower() for v in self.venues_down.split(",") if v.strip())
 
 
 class ChainSettings(MarketSettings):

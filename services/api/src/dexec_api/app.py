@@ -8,18 +8,19 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
-from prometheus_client import make_asgi_app
 
 from dexec.auth import Tenants
 from dexec.bus.connection import connect, ensure_stream
 from dexec.db.engine import create_engine
 from dexec.health import readiness
+from dexec.http_metrics import instrument
 from dexec.orders.states import OrderStatus
 from dexec_api import dashboard_routes
 from dexec_api.backpressure import RouterBacklog
 from dexec_api.errors import install_error_handlers
 from dexec_api.idempotency import IdempotencyStore
 from dexec_api.intake import OrderIntake, accepted_body
+from dexec_api.market_routes import market_router
 from dexec_api.order_views import get_order, list_orders
 from dexec_api.settings import ApiSettings
 from dexec_api.tenancy import caller_tenant
@@ -59,7 +60,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.tenants = Tenants(settings)
     app.include_router(dashboard_routes.router)
-    app.mount("/metrics", make_asgi_app())
+    app.include_router(market_router(settings))
+    instrument(app)  # request durations by route, and /metrics
 
     async def submit(
         request: Request, idempotency_key: str | None, tenant: str | None

@@ -1,15 +1,33 @@
-"""Asking every venue for a quote at once, with the simulated venue latency and a timeout."""
+"""Asking the venues for their pools' state at once, with simulated latency and failures.
+
+Like an aggregator, the router reads each venue's pool accounts (one RPC round trip per venue,
+concurrently) and quotes every route itself with the pools' math. A venue that fails or does
+not answer within the timeout is left out; the route is chosen among the others.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
+from decimal import Decimal
 
-from dexec.market.market import VENUES, Market, NoPool
-from dexec.market.routing import quote_venue
-from dexec.market.tokens import Token
-from dexec.orders.events import VenueQuote
+from dexec.market.market import Market, MarketView
+from dexec.market.pool_model import Pool
 from dexec.settings import LatencyMode, MarketSettings
+
+NO_POOL = "no pool for this pair"
+TIMEOUT = "timeout"
+
+
+class VenueUnavailable(Exception):
+    pass
+
+
+def _roll(*parts: object) -> Decimal:
+    """A seeded draw in [0, 1), exact, from the parts."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return Decimal(int.from_bytes(digest, "big")) / Decimal(2**64)
 
 
 def venue_latency_seconds(settings: MarketSettings, venue: str, key: str) -> float:
@@ -20,51 +38,50 @@ def venue_latency_seconds(settings: MarketSettings, venue: str, key: str) -> flo
     return (low + roll % (high - low + 1)) / 1000
 
 
-async def _quote_one(
-    market: Market,
-    settings: MarketSettings,
-    venue: str,
-    token_in: Token,
-    token_out: Token,
-    amount_in: int,
-    slot: int,
-    key: str,
-) -> VenueQuote:
+async def _ask_venue(settings: MarketSettings, venue: str, key: str) -> None:
+    """One venue's round trip: returns when it answered, raises or hangs when it does not."""
+    if venue in settings.down_venues:
+        raise VenueUnavailable("503 Service Unavailable (venue down)")
+    seed = settings.market_seed
+    timeout_rate, failure_rate = settings.quote_timeout_rate, settings.quote_failure_rate
+    if timeout_rate and _roll(seed, "quote-timeout", venue, key) < timeout_rate:
+        await asyncio.Event().wait()  # never answers; the caller's timeout ends it
     delay = venue_latency_seconds(settings, venue, key)
     if delay:
         await asyncio.sleep(delay)
-    return quote_venue(market, venue, token_in, token_out, amount_in, slot)
+    if failure_rate and _roll(seed, "quote-failure", venue, key) < failure_rate:
+        raise VenueUnavailable("503 Service Unavailable")
 
 
-async def gather_quotes(
+async def _why_not(settings: MarketSettings, venue: str, key: str, timeout: float) -> str | None:
+    """None when the venue answered in time, else why it did not."""
+    try:
+        async with asyncio.timeout(timeout):
+            await _ask_venue(settings, venue, key)
+    except TimeoutError:
+        return TIMEOUT
+    except VenueUnavailable as exc:
+        return f"error: {exc}"
+    return None
+
+
+async def fetch_view(
     market: Market,
     settings: MarketSettings,
-    token_in: Token,
-    token_out: Token,
-    amount_in: int,
-    slot: int,
+    pools: list[Pool],
     timeout: float,
     key: str,
-) -> tuple[list[VenueQuote], dict[str, str]]:
-    """Every venue's quote, and for each venue that gave none, why."""
-    results = await asyncio.gather(
-        *(
-            asyncio.wait_for(
-                _quote_one(market, settings, v, token_in, token_out, amount_in, slot, key), timeout
-            )
-            for v in VENUES
-        ),
-        return_exceptions=True,
-    )
-    quotes: list[VenueQuote] = []
-    failed: dict[str, str] = {}
-    for venue, result in zip(VENUES, results, strict=True):
-        if isinstance(result, VenueQuote):
-            quotes.append(result)
-        elif isinstance(result, NoPool):
-            failed[venue] = "no pool for this pair"
-        elif isinstance(result, TimeoutError):
-            failed[venue] = "timeout"
-        else:
-            failed[venue] = f"error: {result}"
-    return quotes, failed
+    slot_now: Callable[[], int],
+) -> tuple[MarketView, dict[str, str]]:
+    """The market as the venues that answered show it, and why each other venue did not.
+
+    The view is at the slot when the last answer came (`slot_now()` after the round trips).
+    """
+    asked = [v for v in market.venues if any(p.venue == v for p in pools)]
+    failed = {v: NO_POOL for v in market.venues if v not in asked}
+    reasons = await asyncio.gather(*(_why_not(settings, v, key, timeout) for v in asked))
+    for venue, reason in zip(asked, reasons, strict=True):
+        if reason is not None:
+            failed[venue] = reason
+    answered = frozenset(v for v in asked if v not in failed)
+    return market.view(slot_now(), answered), failed

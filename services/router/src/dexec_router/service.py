@@ -1,4 +1,7 @@
-"""The router: consumes `pending`, quotes every venue, publishes `routing` then `routed`."""
+"""The router: consumes `pending`, plans the route, publishes `routing` then `routed`.
+
+It also answers quotes and the market catalogue over NATS request/reply (`QuoteServer`).
+"""
 
 from __future__ import annotations
 
@@ -13,11 +16,11 @@ from dexec.bus.subjects import ROUTER_CONSUMER
 from dexec.bus.worker import ConsumerWorker, Delivery, Stage
 from dexec.market.chain import SlotClock
 from dexec.market.market import Market
-from dexec.market.routing import NoRoute, choose_route, network_fee_lamports
 from dexec.market.tokens import resolve_token
 from dexec.orders.events import OrderEvent, OrderSpec
 from dexec.orders.states import EventType, OrderStatus
-from dexec_router.quoting import gather_quotes
+from dexec_router.planner import RoutePlanner, RoutingFailed
+from dexec_router.quote_server import QuoteServer
 from dexec_router.settings import RouterSettings
 
 log = logging.getLogger(__name__)
@@ -26,15 +29,19 @@ log = logging.getLogger(__name__)
 class RouterService:
     def __init__(self, settings: RouterSettings) -> None:
         self.settings = settings
-        self.market = Market(settings.market_seed)
+        self.market = Market.from_settings(settings)
         self.clock = SlotClock(settings.slot_ms)
+        self.planner = RoutePlanner(self.market, settings, self.clock)
         self._nc: Client | None = None
         self._worker: ConsumerWorker | None = None
+        self._quotes: QuoteServer | None = None
 
     async def start(self) -> None:
         self._nc = await connect(self.settings, "dexec-router")
         js = self._nc.jetstream()
         await ensure_stream(js, self.settings)
+        self._quotes = QuoteServer(self._nc, self.planner, self.settings.router_concurrency)
+        await self._quotes.start()
         self._worker = ConsumerWorker(
             js,
             self.settings,
@@ -50,7 +57,13 @@ class RouterService:
         """Messages this replica finished: shows how replicas share the work."""
         return self._worker.processed if self._worker else 0
 
+    @property
+    def quotes_answered(self) -> int:
+        return self._quotes.answered if self._quotes else 0
+
     async def stop(self) -> None:
+        if self._quotes:
+            await self._quotes.stop()
         if self._worker:
             await self._worker.stop()
         if self._nc:
@@ -63,37 +76,26 @@ class RouterService:
         order_id = event.order_id
         await emit(js, order_id, EventType.ROUTING, attempt=delivery.attempt)
         token_in, token_out = resolve_token(spec.token_in), resolve_token(spec.token_out)
-        quotes, failed = await gather_quotes(
-            self.market,
-            self.settings,
-            token_in,
-            token_out,
-            spec.amount_in,
-            self.clock.now(),
-            self.settings.quote_timeout_seconds,
-            key=f"{order_id}:{delivery.attempt}",
-        )
         try:
-            route = choose_route(
+            route = await self.planner.plan(
                 token_in,
                 token_out,
                 spec.amount_in,
                 spec.slippage_bps,
-                quotes,
-                failed,
-                network_fee_lamports(self.settings.priority_fee_lamports),
+                key=f"{order_id}:{delivery.attempt}",
             )
-        except NoRoute as exc:
-            if any(reason == "timeout" or reason.startswith("error") for reason in failed.values()):
-                raise TransientError(
-                    "QUOTES_UNAVAILABLE", "no venue answered in time", details={"venues": failed}
-                ) from exc
-            raise PermanentError(
-                "NO_ROUTE",
-                f"no venue trades {token_in.symbol} for {token_out.symbol}",
-                details={"venues": failed},
-            ) from exc
-        log.info("routed: %s", route.reason, extra={"order_id": order_id})
+        except RoutingFailed as exc:
+            log.info("not routed: %s %s", exc.code, exc.details, extra={"order_id": order_id})
+            kind = TransientError if exc.retryable else PermanentError
+            raise kind(exc.code, exc.message, details=exc.details) from exc
+        log.info(
+            "routed %s %s → %s: %s",
+            spec.amount_in,
+            token_in.symbol,
+            token_out.symbol,
+            route.reason,
+            extra={"order_id": order_id},
+        )
         await emit(
             js,
             order_id,

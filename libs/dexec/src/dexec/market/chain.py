@@ -203,30 +203,33 @@ class SimulatedChain:
         return s.confirm_slots_min + int(self._roll("land", signature) * span)
 
     def _execute(self, tx: SignedSwap, slot: int) -> Outcome:
-        token_in = resolve_token(tx.route.input_mint)
-        token_out = resolve_token(tx.route.output_mint)
-        out_total = 0
-        for leg in tx.route.route_plan:
-            _, result = self._market.swap(leg.venue, token_in, token_out, leg.in_amount, slot)
-            out_total += result.amount_out
-        out_total = out_total * (BPS - self._settings.chain_frontrun_bps) // BPS
-        fee = network_fee_lamports(self._settings.priority_fee_lamports)
-        price = from_base_units(token_out, out_total) / from_base_units(
-            token_in, tx.route.in_amount
+        route = tx.route
+        token_in = resolve_token(route.input_mint)
+        token_out = resolve_token(route.output_mint)
+        # Every leg (split or hop) swaps again on its pool as it is at the landing slot.
+        fill = self._market.execute(route, slot)
+        out_total = fill.out_amount * (BPS - self._settings.chain_frontrun_bps) // BPS
+        # The priority fee is bid on the compute-unit limit the route set when it was built.
+        fee = network_fee_lamports(
+            self._settings.priority_fee_lamports, compute_units=route.compute_unit_limit
         )
-        ok = out_total >= tx.route.other_amount_threshold
-        venue = tx.route.route_plan[0].venue
+        price = from_base_units(token_out, out_total) / from_base_units(token_in, route.in_amount)
+        ok = out_total >= route.other_amount_threshold
+        reason = None
+        if not ok:
+            reason = f"output {out_total} below minimum {route.other_amount_threshold}"
+            if fill.note:
+                reason += f" ({fill.note})"
         return Outcome(
             signature=tx.signature,
             order_id=tx.order_id,
             slot=slot,
             ok=ok,
             error_code=None if ok else SlippageExceeded.code,
-            error_reason=None
-            if ok
-            else f"output {out_total} below minimum {tx.route.other_amount_threshold}",
-            venue_error=None if ok else VENUE_SLIPPAGE_ERRORS.get(venue),
-            in_amount=tx.route.in_amount,
+            error_reason=reason,
+            # The venue whose leg fell furthest below its quote reports the shortfall.
+            venue_error=None if ok else VENUE_SLIPPAGE_ERRORS.get(fill.worst_venue),
+            in_amount=route.in_amount,
             out_amount=out_total,
             executed_price=price.quantize(Decimal("0.000000001")),
             fee_lamports=fee,

@@ -1,4 +1,8 @@
-"""Tradable tokens and conversions between decimal amounts and integer base units."""
+"""Known tokens (mainnet mints) and conversions between decimal amounts and base units.
+
+This is the registry every service validates against; which of these tokens trade, and where,
+is the market file's business (`dexec.market.market_file`).
+"""
 
 from __future__ import annotations
 
@@ -23,6 +27,8 @@ TOKENS: tuple[Token, ...] = (
     Token("BONK", "DezXAZ8z7PnrnRJjz3wXBoRgixCa6xjnB7YaB1pPB263", 5, "Bonk"),
     Token("JUP", "JUPyiwrYJFskUPiHa7hkeR8VUtAeFoSYbKedZNsDvCN", 6, "Jupiter"),
     Token("RAY", "4k3Dyjzvzp8eMZWUXbBCjEvwSkkk59S5iCNLY3QrkX6R", 6, "Raydium"),
+    Token("WIF", "EKpQGSJtjMFqKZ9KQanSqYXRcF8fBopzLHYxdM65zcjm", 6, "dogwifhat"),
+    Token("JitoSOL", "J1toso1uCk3RLmjorhTtrVwY9HJ7X8V9yYac6Y7kGCPn", 9, "Jito Staked SOL"),
 )
 
 # SPL token amounts are u64 on chain.

@@ -17,6 +17,8 @@ from dexec.orders.states import EventType, OrderStatus
 
 # Accepts an int or a string of digits; always written as a string.
 BaseUnits = Annotated[int, Field(ge=0), PlainSerializer(str, return_type=str, when_used="json")]
+# The same for the rare amount that can be negative (an output less its fees).
+SignedUnits = Annotated[int, PlainSerializer(str, return_type=str, when_used="json")]
 
 
 class CamelModel(BaseModel):
@@ -38,6 +40,8 @@ class OrderSpec(CamelModel):
 
 
 class VenueQuote(CamelModel):
+    """One pool's quote for a whole hop: what that pool alone would give."""
+
     venue: str
     pool: str
     in_amount: BaseUnits
@@ -45,15 +49,46 @@ class VenueQuote(CamelModel):
     fee_amount: BaseUnits
     price_impact_pct: Decimal
     context_slot: int
+    # The pool type (Jupiter's AMM label) and the hop's mints; absent in events before them.
+    label: str | None = None
+    input_mint: str | None = None
+    output_mint: str | None = None
 
 
 class RouteLeg(CamelModel):
+    """One swap in one pool (Jupiter's `routePlan[].swapInfo` with its `percent`).
+
+    `percent` is the share of its hop's input; a multi-hop route lists the first hop's legs,
+    then the second's, each naming its input and output mint.
+    """
+
     venue: str
     pool: str
     in_amount: BaseUnits
     out_amount: BaseUnits
     fee_amount: BaseUnits
     percent: int
+    label: str | None = None
+    input_mint: str | None = None
+    output_mint: str | None = None
+    # The pool fee is taken from the leg's input.
+    fee_mint: str | None = None
+
+
+class RouteCandidate(CamelModel):
+    """A route the router considered, with what it would leave the trader after fees."""
+
+    description: str
+    route_plan: list[RouteLeg]
+    out_amount: BaseUnits
+    price_impact_pct: Decimal
+    compute_unit_limit: int
+    network_fee_lamports: BaseUnits
+    # The network fee valued in the output token at the market price, rounded up.
+    network_fee_in_output: BaseUnits
+    # out_amount - network_fee_in_output: what route choice maximises (negative for dust).
+    net_out_amount: SignedUnits
+    chosen: bool = False
 
 
 class Route(CamelModel):
@@ -71,6 +106,11 @@ class Route(CamelModel):
     quotes: list[VenueQuote]
     failed_venues: dict[str, str] = Field(default_factory=dict)
     reason: str
+    swap_mode: Literal["ExactIn"] = "ExactIn"
+    slippage_bps: int | None = None
+    # The transaction's compute-unit limit, which prices its priority fee (None: the default).
+    compute_unit_limit: int | None = None
+    candidates: list[RouteCandidate] = Field(default_factory=list)
 
 
 class Submission(CamelModel):
