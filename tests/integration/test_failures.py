@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.chain import landed_outcomes
+from tests.support.markets import sol_usdc_only
 from tests.support.stack import Stack
 from tests.support.waiting import eventually
 
@@ -111,33 +112,8 @@ async def test_permanent_chain_failure_fails_at_once_and_is_persisted(start) -> 
     assert order["failure"]["code"] == "INSUFFICIENT_FUNDS"
 
 
-# A market where only SOL/USDC trades: BONK → JUP has no pool and no hub connects them.
-SOL_USDC_ONLY = """
-name = "sol-usdc only"
-[price_path]
-[pool_drift]
-[tokens.SOL]
-price_usd = 150
-[tokens.USDC]
-price_usd = 1
-[[pools]]
-kind = "raydium-amm-v4"
-pair = "SOL/USDC"
-liquidity_usd = 1_000_000
-[[pools]]
-kind = "meteora-dlmm"
-pair = "SOL/USDC"
-bin_step = 10
-base_factor = 10000
-bins_each_side = 10
-liquidity_usd = 1_000_000
-"""
-
-
 async def test_pair_without_a_route_fails_with_no_route(start, tmp_path: Path) -> None:
-    market_file = tmp_path / "sol-usdc.toml"
-    market_file.write_text(SOL_USDC_ONLY)
-    stack: Stack = await start(market_file=str(market_file))
+    stack: Stack = await start(market_file=str(sol_usdc_only(tmp_path)))
     response = await stack.submit({"tokenIn": "BONK", "tokenOut": "JUP", "amount": "1000"})
     order_id = response.json()["orderId"]
 

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from dexec.market.tokens import resolve_token
+from tests.support.markets import sol_usdc_only
 from tests.support.stack import Stack
 
 SOL = resolve_token("SOL")
@@ -19,27 +20,6 @@ BONK = resolve_token("BONK")
 JUP = resolve_token("JUP")
 SOL_FOR_USDC = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1.5"}
 LIFECYCLE = ["pending", "routing", "routed", "building", "submitted", "confirmed"]
-
-SOL_USDC_ONLY = """
-name = "sol-usdc only"
-[price_path]
-[pool_drift]
-[tokens.SOL]
-price_usd = 150
-[tokens.USDC]
-price_usd = 1
-[[pools]]
-kind = "raydium-amm-v4"
-pair = "SOL/USDC"
-liquidity_usd = 1_000_000
-[[pools]]
-kind = "meteora-dlmm"
-pair = "SOL/USDC"
-bin_step = 10
-base_factor = 10000
-bins_each_side = 10
-liquidity_usd = 1_000_000
-"""
 
 
 async def get(stack: Stack, path: str, **params: Any) -> httpx.Response:
@@ -155,9 +135,7 @@ async def test_bad_quote_parameters_are_a_json_422(
 
 
 async def test_a_pair_no_route_connects_is_a_422_no_route(start, tmp_path: Path) -> None:
-    market_file = tmp_path / "sol-usdc.toml"
-    market_file.write_text(SOL_USDC_ONLY)
-    stack: Stack = await start(market_file=str(market_file))
+    stack: Stack = await start(market_file=str(sol_usdc_only(tmp_path)))
 
     response = await get(stack, "/api/quote", tokenIn="BONK", tokenOut="JUP", amount="1000")
 

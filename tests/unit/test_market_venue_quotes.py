@@ -15,6 +15,7 @@ from dexec.settings import LatencyMode, MarketSettings
 from dexec_router.planner import RoutePlanner, RoutingFailed
 from dexec_router.quoting import venue_latency_seconds
 from dexec_router.settings import RouterSettings
+from tests.support.markets import sol_usdc_only
 
 SOL = resolve_token("SOL")
 USDC = resolve_token("USDC")
@@ -95,29 +96,7 @@ async def test_both_venues_failing_is_a_retryable_routing_failure() -> None:
 
 
 async def test_a_pair_no_route_connects_is_a_permanent_no_route(tmp_path: Path) -> None:
-    market_file = tmp_path / "sol-usdc.toml"
-    market_file.write_text(
-        """
-name = "sol-usdc only"
-[price_path]
-[pool_drift]
-[tokens.SOL]
-price_usd = 150
-[tokens.USDC]
-price_usd = 1
-[[pools]]
-kind = "raydium-amm-v4"
-pair = "SOL/USDC"
-liquidity_usd = 1_000_000
-[[pools]]
-kind = "meteora-dlmm"
-pair = "SOL/USDC"
-bin_step = 10
-base_factor = 10000
-bins_each_side = 10
-liquidity_usd = 1_000_000
-"""
-    )
+    market_file = sol_usdc_only(tmp_path)
     with pytest.raises(RoutingFailed) as info:
         await planner(market_file=str(market_file)).plan(BONK, JUP, 10**9, 50, key="k")
     assert info.value.code == "NO_ROUTE"

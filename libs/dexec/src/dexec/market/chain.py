@@ -20,6 +20,7 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSe
 from nats.js.kv import KeyValue
 
 from dexec.bus.subjects import CHAIN_BUCKET
+from dexec.market.base58 import b58encode
 from dexec.market.market import METEORA, RAYDIUM, Market
 from dexec.market.pools import BPS
 from dexec.market.routing import network_fee_lamports
@@ -33,16 +34,6 @@ VENUE_SLIPPAGE_ERRORS = {
     RAYDIUM: "0x1e ExceededSlippage",
     METEORA: "0x1773 ExceededAmountSlippageTolerance",
 }
-_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-
-
-def b58encode(data: bytes) -> str:
-    number = int.from_bytes(data, "big")
-    out = ""
-    while number:
-        number, rem = divmod(number, 58)
-        out = _B58[rem] + out
-    return "1" * (len(data) - len(data.lstrip(b"\0"))) + out
 
 
 class ChainError(Exception):
