@@ -8,12 +8,12 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
+from prometheus_client import make_asgi_app
 
 from dexec.auth import Tenants
 from dexec.bus.connection import connect, ensure_stream
 from dexec.db.engine import create_engine
 from dexec.health import readiness
-from dexec.http_metrics import instrument
 from dexec.orders.states import OrderStatus
 from dexec_api import dashboard_routes
 from dexec_api.backpressure import RouterBacklog
@@ -61,7 +61,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.tenants = Tenants(settings)
     app.include_router(dashboard_routes.router)
     app.include_router(market_router(settings))
-    instrument(app)  # request durations by route, and /metrics
+    app.mount("/metrics", make_asgi_app())
 
     async def submit(
         request: Request, idempotency_key: str | None, tenant: str | None
