@@ -16,7 +16,7 @@ ARGS ?=
 PYTEST_ARGS ?= -q
 DATA_DIR ?= .dexec
 
-.PHONY: help up test lint fmt clean sync ensure-uv system-packages
+.PHONY: help up test bench lint fmt clean sync ensure-uv system-packages
 
 help: ## list the targets
 	@echo "dexec make targets:"
@@ -46,6 +46,10 @@ system-packages: ## install the Debian packages the tests need (chromium), if mi
 
 test: sync system-packages ## run the tests (PYTEST_ARGS, default -q)
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+BENCH_ARGS ?=
+bench: sync ## the standard benchmark: zero and realistic latency on fresh local stacks
+	$(UV) run --frozen python -m dexec_tools.bench $(BENCH_ARGS)
 
 lint: ensure-uv ## ruff lint and format check
 	$(UV) run --frozen ruff check . && $(UV) run --frozen ruff format --check .

@@ -1,0 +1,108 @@
+"""`make bench`: the standard benchmark, run on a fresh local stack per latency mode.
+
+For each mode it starts the engine exactly as `make up` does (a fresh data folder, free
+ports, rate limits off so the limiter is not what is measured), runs the load generator
+against it, stops it, and keeps the JSON report. A summary of both modes is printed at the end
+and written beside the reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from dexec_tools.servers import free_port
+
+MODES = {"zero": "0", "realistic": "500"}  # latency mode -> default target rate (orders/s)
+
+
+def start_stack(mode: str, data_dir: Path) -> tuple[subprocess.Popen[str], str]:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DEXEC_")},
+        "DEXEC_LATENCY_MODE": mode,
+        "DEXEC_RATE_LIMIT_PER_SECOND": "0",
+        "DEXEC_LOG_LEVEL": "WARNING",
+    }
+    ports = [str(free_port()) for _ in range(6)]
+    flags = ["--api-port", "--notifier-port", "--nats-port", "--pg-port"]
+    flags += ["--router-metrics-port", "--executor-metrics-port"]
+    args = [arg for pair in zip(flags, ports, strict=True) for arg in pair]
+    stack = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dexec_tools.devstack",
+            "--data-dir",
+            str(data_dir),
+            *args,
+            "--quiet",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert stack.stdout is not None
+    deadline = time.monotonic() + 120
+    for line in stack.stdout:
+        if line.startswith("DEXEC READY"):
+            api = line.split()[2].removeprefix("api=")
+            return stack, api
+        if time.monotonic() > deadline:
+            break
+    stack.kill()
+    raise RuntimeError(f"the {mode} stack did not start; see {data_dir}/logs")
+
+
+def stop_stack(stack: subprocess.Popen[str]) -> None:
+    stack.send_signal(signal.SIGTERM)
+    try:
+        stack.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(stack.pid, signal.SIGKILL)
+        stack.wait()
+
+
+def run_mode(mode: str, args: argparse.Namespace, out: Path) -> dict:
+    data_dir = Path(tempfile.mkdtemp(prefix=f"dexec-bench-{mode}-"))
+    report = out / f"{mode}.json"
+    try:
+        stack, api = start_stack(mode, data_dir)
+        try:
+            rate = args.rate if args.rate is not None else MODES[mode]
+            load = [sys.executable, "-m", "dexec_tools.loadgen", "--api", api]
+            load += ["--orders", str(args.orders), "--rate", str(rate)]
+            load += ["--workers", str(args.workers), "--json", str(report)]
+            print(f"\n=== {mode} latency: {args.orders} orders at rate {rate} ===", flush=True)
+            subprocess.run(load, check=False)
+        finally:
+            stop_stack(stack)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return json.loads(report.read_text()) if report.exists() else {}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="dexec-bench", description=__doc__)
+    parser.add_argument("--orders", type=int, default=3000)
+    parser.add_argument("--rate", type=float, default=None, help="default: per mode (0 = max)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--modes", default="zero,realistic")
+    parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    reports = {mode: run_mode(mode, args, args.out) for mode in args.modes.split(",")}
+    (args.out / "summary.json").write_text(json.dumps(reports, indent=2))
+    print(f"\nreports in {args.out}/: " + ", ".join(f"{m}.json" for m in reports))
+
+
+if __name__ == "__main__":
+    main()
