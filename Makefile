@@ -41,7 +41,7 @@ sync: ensure-uv ## create/update .venv exactly from uv.lock
 up: sync ## create the environment and start the engine (NATS, Postgres, the four services)
 	exec $(UV) run --frozen dexec-dev $(ARGS)
 
-system-packages: ## install the Debian packages the tests need (chromium), if missing
+system-packages: ## install the Debian packages the tests need (chromium, prometheus), if missing
 	bash tools/system-packages.sh
 
 test: sync system-packages ## run the tests (PYTEST_ARGS, default -q)

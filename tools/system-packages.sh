@@ -6,6 +6,9 @@ set -euo pipefail
 # command that shows it is installed -> Debian package
 declare -A NEEDED=(
     [chromium]=chromium  # tests/e2e/test_dashboard.py drives the dashboard in it
+    # tests/e2e/test_dashboards_prometheus.py scrapes the services with it (the binary only:
+    # the test runs its own server on a free port, never Debian's service)
+    [prometheus]=prometheus
 )
 
 missing=()

@@ -1,4 +1,4 @@
-"""Running a background service until SIGINT/SIGTERM, on uvloop."""
+"""Running a service until SIGINT/SIGTERM, on uvloop, with its logs, metrics and traces set up."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import Protocol
 import uvloop
 from prometheus_client import start_http_server
 
+from dexec import tracing
+from dexec.metrics import name_process
 from dexec.telemetry import configure_logging
 
 
@@ -35,6 +37,9 @@ def run_service(
 ) -> None:
     """Entry point body of a worker service; metrics port 0 turns the endpoint off."""
     configure_logging(name, log_level)
+    # The SDK's provider flushes what it holds at interpreter exit (atexit), after the drain.
+    tracing.configure(name)
+    name_process(name)
     host, port = metrics_address
     if port:
         start_http_server(port, host)
@@ -49,6 +54,8 @@ def run_http(
     import uvicorn
 
     configure_logging(name, log_level)
+    tracing.configure(name)
+    name_process(name)
     uvicorn.run(
         app,  # type: ignore[arg-type]
         host=host,

@@ -8,13 +8,14 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
-from prometheus_client import make_asgi_app
 
 from dexec.auth import Tenants
 from dexec.bus.connection import connect, ensure_stream
 from dexec.db.engine import create_engine
-from dexec.health import readiness
+from dexec.health import health_router
+from dexec.http_metrics import instrument
 from dexec.orders.states import OrderStatus
+from dexec.tracing import FASTAPI_TELEMETRY_OFF
 from dexec_api import dashboard_routes
 from dexec_api.backpressure import RouterBacklog
 from dexec_api.errors import install_error_handlers
@@ -55,13 +56,14 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         title="dexec",
         summary="Order execution for Solana DEXs: market orders routed to the best venue.",
         lifespan=lifespan,
+        telemetry=FASTAPI_TELEMETRY_OFF,
     )
     install_error_handlers(app)
     app.state.settings = settings
     app.state.tenants = Tenants(settings)
     app.include_router(dashboard_routes.router)
     app.include_router(market_router(settings))
-    app.mount("/metrics", make_asgi_app())
+    instrument(app, "api")  # request durations by route, and /metrics
 
     async def submit(
         request: Request, idempotency_key: str | None, tenant: str | None
@@ -99,13 +101,5 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         """Orders, newest first; pass `nextCursor` back as `cursor` for the next page."""
         return await list_orders(app.state.engine, tenant, status, limit, cursor)
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    async def readyz() -> JSONResponse:
-        body, status = await readiness(app.state.nc, app.state.engine)
-        return JSONResponse(body, status)
-
+    app.include_router(health_router())
     return app

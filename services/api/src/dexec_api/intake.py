@@ -2,6 +2,9 @@
 
 Everything that can refuse an order runs before anything is written, so a refused order
 leaves no trace but its metrics. The commit is the `pending` publish acked by JetStream.
+
+A submit is the root span of the order's trace (`dexec.tracing`): the `pending` it publishes
+carries the context on to the router, executor and notifier.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from fastapi import Request
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
+from opentelemetry.trace import StatusCode
 
+from dexec import tracing
 from dexec.bus.publisher import emit
 from dexec.bus.subjects import STREAM, event_subject
 from dexec.orders.events import OrderSpec
@@ -57,11 +62,20 @@ class OrderIntake:
     async def submit(
         self, request: Request, idempotency_key: str | None, tenant: str | None
     ) -> Accepted:
-        try:
-            accepted = await self._submit(request, idempotency_key, tenant)
-        except ApiError as exc:
-            ORDERS_REJECTED.labels(exc.code.lower()).inc()
-            raise
+        with tracing.root_span("dexec.api", "submit order") as span:
+            try:
+                accepted = await self._submit(request, idempotency_key, tenant)
+            except ApiError as exc:
+                ORDERS_REJECTED.labels(exc.code.lower()).inc()
+                if span.is_recording():
+                    span.set_attribute("http.response.status_code", exc.status)
+                    if exc.status >= 500:  # ours, not the client's
+                        span.set_status(StatusCode.ERROR, exc.code)
+                raise
+            if span.is_recording():
+                span.set_attributes(
+                    {"dexec.order_id": accepted.order_id, "dexec.replayed": not accepted.created}
+                )
         if accepted.created:
             ORDERS_ACCEPTED.inc()
         return accepted

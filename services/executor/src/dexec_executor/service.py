@@ -3,16 +3,22 @@
 Write-ahead (DESIGN §5): `submitted` is in the stream before the transaction is sent. On a
 redelivery the executor reads the order's events and resumes the signature it already
 published; it signs anew only when that blockhash has expired without the transaction landing.
+
+Metrics: building → submitted (this attempt's build and sign) and submitted → confirmed (from
+the submission that landed, so a resumed or retried send counts its whole wait).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from opentelemetry.trace import SpanKind
 
+from dexec import tracing
 from dexec.bus.connection import connect, ensure_stream
 from dexec.bus.errors import PermanentError, StageError, TransientError
 from dexec.bus.history import read_order_events
@@ -21,6 +27,7 @@ from dexec.bus.subjects import EXECUTOR_CONSUMER
 from dexec.bus.worker import ConsumerWorker, Delivery, Stage
 from dexec.market.chain import ChainError, Outcome, SignedSwap, SimulatedChain
 from dexec.market.market import Market
+from dexec.metrics import STAGE_DURATION, StageName
 from dexec.orders.events import Execution, OrderEvent, Route, Submission
 from dexec.orders.states import EventType, OrderStatus
 from dexec_executor.settings import ExecutorSettings
@@ -28,6 +35,10 @@ from dexec_executor.settings import ExecutorSettings
 log = logging.getLogger(__name__)
 
 FINISHED = frozenset({EventType.CONFIRMED, EventType.FAILED})
+SCOPE = "dexec.executor"
+
+BUILDING_TO_SUBMITTED = STAGE_DURATION.labels(StageName.BUILDING_TO_SUBMITTED)
+SUBMITTED_TO_CONFIRMED = STAGE_DURATION.labels(StageName.SUBMITTED_TO_CONFIRMED)
 
 
 def stage_error(exc: ChainError) -> StageError:
@@ -81,17 +92,20 @@ class ExecutorService:
         if any(past.event in FINISHED for past in history):
             return  # a previous delivery finished the order; this one only needs its ack
         await emit(self.js, order_id, EventType.BUILDING, attempt=delivery.attempt)
-        tx = await self._resume_or_sign(order_id, route, history, delivery.attempt)
+        tx, submitted_at = await self._resume_or_sign(order_id, route, history, delivery.attempt)
         try:
-            await self.chain.send(tx, delivery.attempt)
+            with tracing.child_span(SCOPE, "send transaction", SpanKind.CLIENT):
+                await self.chain.send(tx, delivery.attempt)
         except ChainError as exc:
             raise stage_error(exc) from exc
         await delivery.in_progress()
         try:
-            outcome = await self._confirm(tx, delivery)
+            with tracing.child_span(SCOPE, "confirm transaction", SpanKind.CLIENT):
+                outcome = await self._confirm(tx, delivery)
         except ChainError as exc:
             raise stage_error(exc) from exc
         await self._finish(order_id, outcome)
+        SUBMITTED_TO_CONFIRMED.observe(time.time() - submitted_at)
 
     async def _confirm(self, tx: SignedSwap, delivery: Delivery) -> Outcome:
         """Wait for confirmation, telling JetStream the order is still being worked on."""
@@ -108,17 +122,21 @@ class ExecutorService:
 
     async def _resume_or_sign(
         self, order_id: str, route: Route, history: list[OrderEvent], attempt: int
-    ) -> SignedSwap:
+    ) -> tuple[SignedSwap, float]:
+        """The transaction to send and when it was submitted (a Unix time)."""
         assert self.chain is not None
+        building_started = time.perf_counter()
         submitted = [past for past in history if past.event == EventType.SUBMITTED]
         if submitted:
-            last: Submission = max(submitted, key=lambda e: e.attempt).payload()
+            last_event = max(submitted, key=lambda e: e.attempt)
+            last: Submission = last_event.payload()
             landed = await self.chain.outcome(last.signature) is not None
             if landed or self.chain.clock.now() <= last.last_valid_block_height:
                 log.info("resuming signature %s", last.signature, extra={"order_id": order_id})
-                return self.chain.resign(
+                tx = self.chain.resign(
                     order_id, route, last.blockhash, last.last_valid_block_height
                 )
+                return tx, last_event.at.timestamp()
         tx = self.chain.sign(order_id, route)
         submission = Submission(
             signature=tx.signature,
@@ -126,7 +144,8 @@ class ExecutorService:
             last_valid_block_height=tx.last_valid_block_height,
         )
         await emit(self.js, order_id, EventType.SUBMITTED, submission, attempt=attempt)
-        return tx
+        BUILDING_TO_SUBMITTED.observe(time.perf_counter() - building_started)
+        return tx, time.time()
 
     async def _finish(self, order_id: str, outcome: Outcome) -> None:
         if not outcome.ok:

@@ -7,13 +7,13 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import FastAPI, Query, WebSocket
-from fastapi.responses import JSONResponse
-from prometheus_client import make_asgi_app
 
 from dexec.auth import Tenants
 from dexec.bus.connection import connect, ensure_stream
 from dexec.db.engine import create_engine
-from dexec.health import readiness
+from dexec.health import health_router
+from dexec.http_metrics import instrument
+from dexec.tracing import FASTAPI_TELEMETRY_OFF
 from dexec_notifier.live import LiveHub
 from dexec_notifier.recorder import Recorder
 from dexec_notifier.settings import NotifierSettings
@@ -52,8 +52,8 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             await nc.drain()
             await engine.dispose()
 
-    app = FastAPI(title="dexec notifier", lifespan=lifespan)
-    app.mount("/metrics", make_asgi_app())
+    app = FastAPI(title="dexec notifier", lifespan=lifespan, telemetry=FASTAPI_TELEMETRY_OFF)
+    instrument(app, "notifier")  # request durations by route, and /metrics
 
     tenants = Tenants(settings)
 
@@ -95,13 +95,5 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         """Where clients of the original assignment connect (the ingress sends upgrades here)."""
         await watch(ws, orderId, afterSeq)
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    async def readyz() -> JSONResponse:
-        body, status = await readiness(app.state.nc, app.state.engine)
-        return JSONResponse(body, status)
-
+    app.include_router(health_router())
     return app

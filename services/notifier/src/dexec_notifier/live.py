@@ -4,6 +4,7 @@ A shared durable consumer would load-balance events away from the replica holdin
 so each replica reads the whole stream (from "now") and keeps only what its sockets watch.
 A watcher registers before it reads the backfill, and drops live events at or below the last
 sequence it sent, so the merge is gap-free and sends each event once, in stream order.
+For a sampled order with watchers here, the hand-over is a span in the order's trace.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import orjson
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
+from opentelemetry.trace import SpanKind
 
+from dexec import tracing
 from dexec.bus.history import StoredEvent
 from dexec.bus.subjects import ALL_EVENTS, order_id_of
 from dexec.orders.events import OrderEvent
@@ -102,5 +105,17 @@ class LiveHub:
             log.error("skipping malformed live event on %s", msg.subject)
             return
         stored = StoredEvent(msg.metadata.sequence.stream, event)
-        for watcher in list(watchers):
-            watcher.offer(stored)
+        trace = tracing.extract_sampled(msg.headers)
+        if trace is None:
+            _fan_out(stored, watchers)
+            return
+        scope = tracing.tracer("dexec.notifier")
+        name = f"fan out {event.event}"
+        with scope.start_as_current_span(name, context=trace, kind=SpanKind.CONSUMER) as span:
+            span.set_attributes({"dexec.order_id": event.order_id, "dexec.watchers": len(watchers)})
+            _fan_out(stored, watchers)
+
+
+def _fan_out(stored: StoredEvent, watchers: set[Watcher]) -> None:
+    for watcher in list(watchers):
+        watcher.offer(stored)

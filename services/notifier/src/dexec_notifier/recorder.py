@@ -4,6 +4,10 @@ Per batch, in one transaction: insert the events (a repeated message id is skipp
 touched orders in id order (so two recorder replicas cannot interleave on one order or
 deadlock), fold the newly inserted events into them, and write them back. Only then are the
 messages acked, so a crash anywhere replays the batch and the replay changes nothing.
+
+Because each event is inserted once, the recorder is where an order's end-to-end time is
+measured exactly once, for every outcome (the router's failures too): when its terminal event
+is newly written, as that event's `at` less the order's `pending` `at`.
 """
 
 from __future__ import annotations
@@ -11,23 +15,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from dexec import tracing
 from dexec.bus.connection import ensure_consumer
 from dexec.bus.subjects import RECORDER_CONSUMER, STREAM
+from dexec.consumer_metrics import ConsumerSampler
 from dexec.db.models import OrderEventRow, OrderRow
 from dexec.db.projection import row_values, view_from_row
+from dexec.metrics import EVENTS_CONSUMED, STAGE_DURATION, Children, StageName
 from dexec.orders.events import OrderEvent
 from dexec.orders.projection import OrderView
-from dexec_notifier.metrics import RECORDED_EVENTS
+from dexec.orders.states import EventType
+from dexec_notifier.metrics import RECORDED_EVENTS, RECORDER_BATCH_SIZE, RECORDER_LAG
 from dexec_notifier.settings import NotifierSettings
 
 log = logging.getLogger(__name__)
@@ -35,27 +46,48 @@ log = logging.getLogger(__name__)
 EVENTS = OrderEventRow.__table__
 ORDERS = OrderRow.__table__
 
+CONSUMED = Children(EVENTS_CONSUMED, RECORDER_CONSUMER.durable).bind(EventType)
+END_TO_END = {
+    EventType.CONFIRMED: STAGE_DURATION.labels(StageName.PENDING_TO_CONFIRMED),
+    EventType.FAILED: STAGE_DURATION.labels(StageName.PENDING_TO_FAILED),
+}
+
 
 @dataclass(frozen=True)
 class Recorded:
     seq: int
     event: OrderEvent
+    # The order's trace context, only when the message says its trace is sampled.
+    trace: Context | None = None
+
+
+@dataclass
+class Written:
+    """What a batch added: the events new to Postgres, and the orders it finished."""
+
+    fresh: list[Recorded] = field(default_factory=list)
+    # (terminal event, seconds from the order's `pending` to it) per order finished here.
+    finished: list[tuple[EventType, float]] = field(default_factory=list)
 
 
 def decode(msgs: list[Msg]) -> list[Recorded]:
     recorded = []
     for msg in msgs:
         try:
-            recorded.append(Recorded(msg.metadata.sequence.stream, OrderEvent.from_json(msg.data)))
+            event = OrderEvent.from_json(msg.data)
         except ValidationError:
             log.error("skipping malformed event on %s", msg.subject)
+            continue
+        CONSUMED[event.event].inc()
+        trace = tracing.extract_sampled(msg.headers)
+        recorded.append(Recorded(msg.metadata.sequence.stream, event, trace))
     return recorded
 
 
-async def record_batch(engine: AsyncEngine, batch: list[Recorded]) -> int:
-    """Write a batch; returns how many events were new."""
+async def record_batch(engine: AsyncEngine, batch: list[Recorded]) -> Written:
+    """Write a batch; returns what was new."""
     if not batch:
-        return 0
+        return Written()
     async with engine.begin() as conn:
         inserted = await conn.execute(
             insert(EVENTS)
@@ -80,7 +112,7 @@ async def record_batch(engine: AsyncEngine, batch: list[Recorded]) -> int:
         new_ids = set(inserted.scalars())
         fresh = sorted((r for r in batch if r.event.msg_id in new_ids), key=lambda r: r.seq)
         if not fresh:
-            return 0
+            return Written()
         order_ids = sorted({r.event.order_id for r in fresh})
         views = await _lock_orders(conn, order_ids)
         created = [oid for oid in order_ids if oid not in views]
@@ -103,7 +135,24 @@ async def record_batch(engine: AsyncEngine, batch: list[Recorded]) -> int:
                 .values({c: bindparam(f"b_{c}") for c in columns}),
                 [{f"b_{k}": v for k, v in row_values(views[oid]).items()} for oid in existing],
             )
-    return len(fresh)
+    return Written(fresh, _finished(fresh, views))
+
+
+def _finished(fresh: list[Recorded], views: dict[str, OrderView]) -> list[tuple[EventType, float]]:
+    """End-to-end times of the orders whose terminal event this batch wrote.
+
+    A view with its spec has seen `pending`, the order's first event, so its `created_at` is
+    the pending's `at`; an order whose `pending` is not recorded yet (a rare out-of-order
+    redelivery) is not measured rather than measured wrong.
+    """
+    finished = []
+    for r in fresh:
+        if r.event.event in END_TO_END:
+            view = views[r.event.order_id]
+            if view.spec is not None and view.created_at is not None:
+                seconds = (r.event.at - view.created_at).total_seconds()
+                finished.append((r.event.event, seconds))
+    return finished
 
 
 async def _lock_orders(conn: AsyncConnection, order_ids: list[str]) -> dict[str, OrderView]:
@@ -121,16 +170,19 @@ class Recorder:
         self._stopping = asyncio.Event()
         self._sub: JetStreamContext.PullSubscription | None = None
         self._loop: asyncio.Task[None] | None = None
+        self._sampler = ConsumerSampler(js, RECORDER_CONSUMER.durable)
 
     async def start(self) -> None:
         batch_size = self._settings.recorder_batch_size
         await ensure_consumer(self._js, RECORDER_CONSUMER, self._settings, batch_size * 4)
         self._sub = await self._js.pull_subscribe_bind(RECORDER_CONSUMER.durable, stream=STREAM)
         self._loop = asyncio.create_task(self._record_loop())
+        await self._sampler.start()
 
     async def stop(self) -> None:
         """Finish the batch in hand, then let go of the subscription."""
         self._stopping.set()
+        await self._sampler.stop()
         if self._loop is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._loop, 5)
@@ -149,8 +201,9 @@ class Recorder:
                 log.warning("recorder fetch failed: %s", exc)
                 await self._pause(0.5)
                 continue
+            started = time.time_ns()
             try:
-                count = await record_batch(self._engine, decode(msgs))
+                written = await record_batch(self._engine, decode(msgs))
             except Exception:
                 # Postgres is down or restarting: hand the batch back and try again shortly.
                 log.exception("recording a batch of %d events failed", len(msgs))
@@ -159,10 +212,39 @@ class Recorder:
                         await msg.nak(delay=1.0)
                 await self._pause(1.0)
                 continue
-            RECORDED_EVENTS.inc(count)
+            observe(written, len(msgs), started)
             for msg in msgs:
                 await msg.ack()
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+def observe(written: Written, batch_size: int, started_ns: int) -> None:
+    """Metrics and (sampled) spans of one committed batch."""
+    RECORDER_BATCH_SIZE.observe(batch_size)
+    RECORDED_EVENTS.inc(len(written.fresh))
+    now = time.time()
+    for r in written.fresh:
+        RECORDER_LAG.observe(now - r.event.at.timestamp())
+        if r.trace is not None:
+            _span(r, started_ns)
+    for event, seconds in written.finished:
+        END_TO_END[event].observe(seconds)
+
+
+def _span(r: Recorded, started_ns: int) -> None:
+    """The batch's write as a span of each sampled order in it (a batch spans many traces)."""
+    span = tracing.tracer("dexec.notifier").start_span(
+        f"record {r.event.event}", context=r.trace, kind=SpanKind.CONSUMER, start_time=started_ns
+    )
+    span.set_attributes(
+        {
+            "messaging.system": "nats",
+            "messaging.consumer.group.name": RECORDER_CONSUMER.durable,
+            "dexec.order_id": r.event.order_id,
+            "dexec.seq": r.seq,
+        }
+    )
+    span.end()

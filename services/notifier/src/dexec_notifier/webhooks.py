@@ -5,6 +5,7 @@ event waits (is redelivered later) until its predecessor was delivered, and the 
 sequence per order lives in a NATS KV bucket, so it holds across notifier replicas and
 restarts. A failed POST is retried with exponential backoff; an event still undelivered after
 `webhook_give_up_seconds` is dropped and logged, so one dead receiver cannot stall forever.
+Each POST of a sampled order is a span in the order's trace.
 """
 
 from __future__ import annotations
@@ -20,13 +21,18 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
+from dexec import tracing
 from dexec.bus.history import read_order_events
 from dexec.bus.pull import PullLoop
 from dexec.bus.subjects import STREAM, WEBHOOK_BUCKET, WEBHOOK_CONSUMER, event_subject
+from dexec.metrics import EVENTS_CONSUMED, Children
 from dexec.orders.events import OrderEvent
 from dexec.orders.states import EventType
+from dexec.telemetry import ORDER_ID
 from dexec.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from dexec_notifier.live import client_message
 from dexec_notifier.metrics import WEBHOOK_DELIVERIES
@@ -35,6 +41,9 @@ from dexec_notifier.settings import NotifierSettings
 log = logging.getLogger(__name__)
 
 URL_CACHE_SIZE = 100_000
+CONSUMED = Children(EVENTS_CONSUMED, WEBHOOK_CONSUMER.durable).bind(EventType)
+DELIVERED = WEBHOOK_DELIVERIES.labels("delivered")
+DROPPED = WEBHOOK_DELIVERIES.labels("dropped")
 
 
 class WebhookDispatcher:
@@ -67,6 +76,8 @@ class WebhookDispatcher:
         except ValidationError:
             await msg.term()
             return
+        CONSUMED[event.event].inc()
+        ORDER_ID.set(event.order_id)  # this task's logs name the order
         try:
             await self._handle(msg, event)
         except Exception as exc:  # NATS restarting: the message comes back after ack_wait
@@ -85,13 +96,13 @@ class WebhookDispatcher:
         if await self._predecessor(event.order_id, seq) > delivered:
             await self._later(msg, event, "waiting for the previous event")
             return
-        if await self._post(url, seq, event):
-            WEBHOOK_DELIVERIES.labels("delivered").inc()
+        if await self._post(url, seq, event, tracing.extract_sampled(msg.headers)):
+            DELIVERED.inc()
         elif self._age(event) < self._settings.webhook_give_up_seconds:
             await self._later(msg, event, "the receiver failed")
             return
         else:
-            WEBHOOK_DELIVERIES.labels("dropped").inc()
+            DROPPED.inc()
             log.error(
                 "webhook gave up on event %s", event.msg_id, extra={"order_id": event.order_id}
             )
@@ -134,7 +145,18 @@ class WebhookDispatcher:
         earlier = [s.seq for s in await read_order_events(self._js, order_id) if s.seq < seq]
         return max(earlier, default=0)
 
-    async def _post(self, url: str, seq: int, event: OrderEvent) -> bool:
+    async def _post(self, url: str, seq: int, event: OrderEvent, trace: Context | None) -> bool:
+        if trace is None:
+            return await self._send(url, seq, event)
+        span_name = f"webhook {event.event}"
+        scope = tracing.tracer("dexec.notifier")
+        with scope.start_as_current_span(span_name, context=trace, kind=SpanKind.CLIENT) as span:
+            span.set_attributes({"dexec.order_id": event.order_id, "dexec.seq": seq})
+            delivered = await self._send(url, seq, event)
+            span.set_attribute("dexec.webhook.delivered", delivered)
+            return delivered
+
+    async def _send(self, url: str, seq: int, event: OrderEvent) -> bool:
         body = orjson.dumps(client_message(seq, event))
         timestamp = int(time.time())
         headers = {

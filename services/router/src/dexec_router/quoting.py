@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Callable
 from decimal import Decimal
 
 from dexec.market.market import Market, MarketView
 from dexec.market.pool_model import Pool
 from dexec.settings import LatencyMode, MarketSettings
+from dexec_router.metrics import QuoteOutcome, observe_quote
 
 NO_POOL = "no pool for this pair"
 TIMEOUT = "timeout"
@@ -55,13 +57,17 @@ async def _ask_venue(settings: MarketSettings, venue: str, key: str) -> None:
 
 async def _why_not(settings: MarketSettings, venue: str, key: str, timeout: float) -> str | None:
     """None when the venue answered in time, else why it did not."""
+    started = time.perf_counter()
     try:
         async with asyncio.timeout(timeout):
             await _ask_venue(settings, venue, key)
     except TimeoutError:
+        observe_quote(venue, QuoteOutcome.TIMEOUT, time.perf_counter() - started)
         return TIMEOUT
     except VenueUnavailable as exc:
+        observe_quote(venue, QuoteOutcome.ERROR, time.perf_counter() - started)
         return f"error: {exc}"
+    observe_quote(venue, QuoteOutcome.OK, time.perf_counter() - started)
     return None
 
 

@@ -19,6 +19,7 @@ from dexec.market.market import Market
 from dexec.market.tokens import resolve_token
 from dexec.orders.events import OrderEvent, OrderSpec
 from dexec.orders.states import EventType, OrderStatus
+from dexec_router.metrics import observe_routed, route_log_fields, routing_started
 from dexec_router.planner import RoutePlanner, RoutingFailed
 from dexec_router.quote_server import QuoteServer
 from dexec_router.settings import RouterSettings
@@ -75,6 +76,7 @@ class RouterService:
         spec: OrderSpec = event.payload()
         order_id = event.order_id
         await emit(js, order_id, EventType.ROUTING, attempt=delivery.attempt)
+        started = routing_started(event, delivery.attempt)
         token_in, token_out = resolve_token(spec.token_in), resolve_token(spec.token_out)
         try:
             route = await self.planner.plan(
@@ -88,14 +90,15 @@ class RouterService:
             log.info("not routed: %s %s", exc.code, exc.details, extra={"order_id": order_id})
             kind = TransientError if exc.retryable else PermanentError
             raise kind(exc.code, exc.message, details=exc.details) from exc
-        log.info(
-            "routed %s %s → %s: %s",
-            spec.amount_in,
-            token_in.symbol,
-            token_out.symbol,
-            route.reason,
-            extra={"order_id": order_id},
-        )
+        if log.isEnabledFor(logging.INFO):  # the quotes are dumped only for a line written
+            log.info(
+                "routed %s %s → %s: %s",
+                spec.amount_in,
+                token_in.symbol,
+                token_out.symbol,
+                route.reason,
+                extra={"order_id": order_id, **route_log_fields(route)},
+            )
         await emit(
             js,
             order_id,
@@ -104,3 +107,4 @@ class RouterService:
             attempt=delivery.attempt,
             status=OrderStatus.ROUTING,
         )
+        observe_routed(route, started)

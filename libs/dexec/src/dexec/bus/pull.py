@@ -2,7 +2,8 @@
 
 It fetches in batches only as many messages as it has free slots for, so `concurrency` bounds
 both the work in flight and the memory; and it lets go of its subscription on stop, so
-draining the connection afterwards does not wait on an outstanding pull request.
+draining the connection afterwards does not wait on an outstanding pull request. It also
+samples its durable's backlog for the metrics (`ConsumerSampler`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from nats.js import JetStreamContext
 
 from dexec.bus.connection import ensure_consumer
 from dexec.bus.subjects import STREAM, ConsumerSpec
+from dexec.consumer_metrics import ConsumerSampler
 from dexec.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -45,15 +47,18 @@ class PullLoop:
         self._loop: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        self._sampler = ConsumerSampler(js, spec.durable)
 
     async def start(self) -> None:
         await ensure_consumer(self._js, self._spec, self._settings, self._concurrency * 4)
         self._sub = await self._js.pull_subscribe_bind(self._spec.durable, stream=STREAM)
         self._loop = asyncio.create_task(self._fetch_loop())
+        await self._sampler.start()
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop fetching and let in-flight work finish (unfinished messages are redelivered)."""
         self._stopping.set()
+        await self._sampler.stop()
         if self._loop is not None:
             self._loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):

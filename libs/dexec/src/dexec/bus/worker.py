@@ -3,6 +3,10 @@
 The policy (DESIGN §2): a `TransientError` (or an unexpected exception) is retried with
 exponential backoff through `nak(delay)` for at most `max_attempts` deliveries; a
 `PermanentError`, or the last attempt, publishes `failed` and `term()`s the message.
+
+Each message is handled in a span of the stage's scope (`dexec.router`, `dexec.executor`)
+that continues the trace its `traceparent` carries, with the order id set for the logs; the
+worker counts what it consumed, retried and gave up on (`dexec.metrics`).
 """
 
 from __future__ import annotations
@@ -15,15 +19,20 @@ from dataclasses import dataclass
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+from opentelemetry import trace
+from opentelemetry.trace import StatusCode
 from pydantic import ValidationError
 
+from dexec import tracing
 from dexec.bus.errors import PermanentError, StageError, TransientError
 from dexec.bus.publisher import emit
 from dexec.bus.pull import PullLoop
 from dexec.bus.subjects import ConsumerSpec
+from dexec.metrics import EVENTS_CONSUMED, ORDER_FAILURES, ORDER_RETRIES, Children
 from dexec.orders.events import Failure, OrderEvent, Retry
 from dexec.orders.states import EventType, OrderStatus
 from dexec.settings import CommonSettings
+from dexec.telemetry import ORDER_ID
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +90,11 @@ class ConsumerWorker:
         )
         # Messages this worker finished (acked or terminated): shows how replicas share work.
         self.processed = 0
+        self._consumed = Children(EVENTS_CONSUMED, spec.durable).bind(_events_of(spec))
+        self._retries = Children(ORDER_RETRIES, stage.name)
+        self._failures = Children(ORDER_FAILURES, stage.name)
+        self._scope = f"dexec.{stage.name}"
+        self._span_names = {event: f"{stage.name} {event}" for event in EventType}
 
     async def start(self) -> None:
         await self._pull.start()
@@ -95,6 +109,23 @@ class ConsumerWorker:
             log.error("dropping malformed message on %s", msg.subject)
             await msg.term()
             return
+        self._consumed[event.event].inc()
+        ORDER_ID.set(event.order_id)  # this task's logs name the order
+        parent = tracing.extract(msg.headers)
+        with tracing.consumer_span(self._scope, self._span_names[event.event], parent) as span:
+            if span.is_recording():
+                span.set_attributes(
+                    {
+                        "messaging.system": "nats",
+                        "messaging.destination.name": msg.subject,
+                        "messaging.consumer.group.name": self._stage.name,
+                        "dexec.order_id": event.order_id,
+                        "dexec.delivery": msg.metadata.num_delivered,
+                    }
+                )
+            await self._process_event(event, msg)
+
+    async def _process_event(self, event: OrderEvent, msg: Msg) -> None:
         try:
             await self._handle(event, msg, msg.metadata.num_delivered)
         except INFRASTRUCTURE_ERRORS as exc:
@@ -146,9 +177,12 @@ class ConsumerWorker:
             stage=self._stage.name, code=error.code, reason=error.reason, delay_seconds=delay
         )
         status = error.status or self._stage.status
-        await emit(
+        ack = await emit(
             self._js, event.order_id, EventType.RETRYING, retry, attempt=attempt, status=status
         )
+        if not ack.duplicate:  # a redelivered attempt was counted the first time
+            self._retries[error.code].inc()
+        _mark_span(error, "retrying")
 
     async def _give_up(self, event: OrderEvent, error: StageError, attempt: int) -> None:
         log.warning(
@@ -160,7 +194,24 @@ class ConsumerWorker:
             attempts=attempt,
             details={"stage": self._stage.name, **error.details},
         )
-        await emit(self._js, event.order_id, EventType.FAILED, failure, attempt=attempt)
+        ack = await emit(self._js, event.order_id, EventType.FAILED, failure, attempt=attempt)
+        if not ack.duplicate:
+            self._failures[error.code].inc()
+        _mark_span(error, "failed")
+
+
+def _events_of(spec: ConsumerSpec) -> list[EventType]:
+    """The event types a consumer's filter (`orders.<event>.*` or `orders.>`) lets through."""
+    parts = spec.filter_subject.split(".")
+    named = parts[1] if len(parts) > 2 else None
+    return [EventType(named)] if named in EventType.__members__.values() else list(EventType)
+
+
+def _mark_span(error: StageError, what: str) -> None:
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.add_event(what, {"dexec.error.code": error.code, "dexec.error.reason": error.reason})
+        span.set_status(StatusCode.ERROR, error.code)
 
 
 def _unexpected(exc: Exception) -> TransientError:
