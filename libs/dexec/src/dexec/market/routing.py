@@ -16,8 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property
+from typing import Any
 
-from dexec.market.allocation import Allocation, hop_options
+from dexec.market.allocation import Allocation, Part, hop_options
 from dexec.market.fees import (
     PRIORITY_FEE_REFERENCE_CU,
     SWAP_CU,
@@ -79,21 +80,8 @@ class _Candidate:
         legs = []
         for hop, (token_in, token_out) in zip(self.hops, self._hop_tokens(), strict=True):
             for part in hop.parts:
-                result, pool = part.result, part.state.pool
-                legs.append(
-                    RouteLeg(
-                        venue=pool.venue,
-                        pool=pool.address,
-                        label=pool.kind.label,
-                        input_mint=token_in.mint,
-                        output_mint=token_out.mint,
-                        in_amount=result.amount_in,
-                        out_amount=result.amount_out,
-                        fee_amount=result.fee,
-                        fee_mint=token_in.mint,
-                        percent=part.percent,
-                    )
-                )
+                fields = _pool_swap_fields(part, token_in, token_out)
+                legs.append(RouteLeg(**fields, fee_mint=token_in.mint, percent=part.percent))
         return legs
 
     def _hop_tokens(self) -> list[tuple[Token, Token]]:
@@ -243,22 +231,27 @@ def _quotes(
     for option in options:
         if len(option.parts) != 1:
             continue
-        result, pool = option.parts[0].result, option.parts[0].state.pool
+        part = option.parts[0]
+        fields = _pool_swap_fields(part, token_in, token_out)
         quotes.append(
-            VenueQuote(
-                venue=pool.venue,
-                pool=pool.address,
-                label=pool.kind.label,
-                input_mint=token_in.mint,
-                output_mint=token_out.mint,
-                in_amount=result.amount_in,
-                out_amount=result.amount_out,
-                fee_amount=result.fee,
-                price_impact_pct=result.price_impact_pct,
-                context_slot=slot,
-            )
+            VenueQuote(**fields, price_impact_pct=part.result.price_impact_pct, context_slot=slot)
         )
     return quotes
+
+
+def _pool_swap_fields(part: Part, token_in: Token, token_out: Token) -> dict[str, Any]:
+    """What a route leg and a venue quote both say about one pool's swap."""
+    result, pool = part.result, part.state.pool
+    return {
+        "venue": pool.venue,
+        "pool": pool.address,
+        "label": pool.kind.label,
+        "input_mint": token_in.mint,
+        "output_mint": token_out.mint,
+        "in_amount": result.amount_in,
+        "out_amount": result.amount_out,
+        "fee_amount": result.fee,
+    }
 
 
 def _reason(chosen: _Candidate, candidates: list[_Candidate], failed: dict[str, str]) -> str:
