@@ -16,7 +16,7 @@ ARGS ?=
 PYTEST_ARGS ?= -q
 DATA_DIR ?= .dexec
 
-.PHONY: help up test bench lint fmt clean sync ensure-uv system-packages
+.PHONY: help up test bench bench-compare lint fmt clean sync ensure-uv system-packages
 
 help: ## list the targets
 	@echo "dexec make targets:"
@@ -50,6 +50,11 @@ test: sync system-packages ## run the tests (PYTEST_ARGS, default -q)
 BENCH_ARGS ?=
 bench: sync ## the standard benchmark: zero and realistic latency on fresh local stacks
 	$(UV) run --frozen python -m dexec_tools.bench $(BENCH_ARGS)
+
+REVS ?= HEAD~1 HEAD
+COMPARE_ARGS ?=
+bench-compare: sync ## before/after in one run: REVS (first = baseline), alternating rounds, medians
+	$(UV) run --frozen python -m dexec_tools.bench_compare $(REVS) $(COMPARE_ARGS)
 
 lint: ensure-uv ## ruff lint and format check
 	$(UV) run --frozen ruff check . && $(UV) run --frozen ruff format --check .

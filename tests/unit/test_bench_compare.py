@@ -1,0 +1,29 @@
+"""The before/after table: medians per revision and ratios to the baseline."""
+
+from __future__ import annotations
+
+from dexec_tools.bench_compare import summarise
+
+
+def report(completed: float, lost: int = 0) -> dict:
+    return {
+        "throughput": {"completion_per_second": completed, "accept_per_second": completed * 2},
+        "orders": {"lost": lost, "stuck": 0},
+        "events": {"duplicated": 0},
+    }
+
+
+def test_medians_and_ratios_against_the_first_revision() -> None:
+    table = summarise(
+        ["old", "new"],
+        {
+            "old": [report(100), report(120), report(90)],
+            "new": [report(300), report(250, lost=1), report(400)],
+        },
+    )
+    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()}
+    assert rows["completed orders/s"] == "| completed orders/s | 100 | 300 (x3.00) |"
+    assert rows["accepted orders/s"] == "| accepted orders/s | 200 | 600 (x3.00) |"
+    # Figures a report lacks are shown as missing, not as zero.
+    assert rows["POST p99 ms"] == "| POST p99 ms | n/a | n/a |"
+    assert rows["lost+stuck+duplicated"] == "| lost+stuck+duplicated | 0 | 0 |"

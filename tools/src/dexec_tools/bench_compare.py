@@ -1,0 +1,118 @@
+"""`make bench-compare`: before and after, measured in the same run on the same machine.
+
+This machine is shared and noisy, so two benchmark runs an hour apart do not compare. This
+checks out each git revision into its own worktree (with its own environment, `uv sync`),
+then runs the standard benchmark (`dexec_tools.bench`, one latency mode) for each revision in
+turn, round after round, so slow spells hit every revision alike. It reports each figure's
+median over the rounds and its ratio to the first revision (the baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Figure = Callable[[dict[str, Any]], float | None]
+
+# name -> (how to read it from a loadgen report, whether higher is better)
+FIGURES: dict[str, tuple[Figure, bool]] = {
+    "completed orders/s": (lambda r: r["throughput"]["completion_per_second"], True),
+    "accepted orders/s": (lambda r: r["throughput"]["accept_per_second"], True),
+    "POST p99 ms": (lambda r: r["latency_ms"]["post"]["p99"], False),
+    "end to end p50 ms": (lambda r: r["latency_ms"]["stages"]["pending_to_terminal"]["p50"], False),
+    "routed→building p50 ms": (
+        lambda r: r["latency_ms"]["stages"]["routed_to_building"]["p50"],
+        False,
+    ),
+    "delivery p50 ms": (lambda r: r["latency_ms"]["delivery"]["p50"], False),
+    "delivery p99 ms": (lambda r: r["latency_ms"]["delivery"]["p99"], False),
+    "lost+stuck+duplicated": (
+        lambda r: r["orders"]["lost"] + r["orders"]["stuck"] + r["events"]["duplicated"],
+        False,
+    ),
+}
+
+
+def prepare(repo: Path, rev: str, root: Path) -> Path:
+    """A worktree of `rev` with its own synced environment."""
+    tree = root / rev.replace("/", "_")
+    if not tree.exists():
+        subprocess.run(
+            ["git", "-C", str(repo), "worktree", "add", "--detach", str(tree), rev], check=True
+        )
+    subprocess.run(["uv", "sync", "--frozen", "--all-packages", "-q"], cwd=tree, check=True)
+    return tree
+
+
+def run_once(tree: Path, mode: str, orders: int, rate: str, out: Path) -> dict[str, Any]:
+    command = ["uv", "run", "--frozen", "python", "-m", "dexec_tools.bench", "--modes", mode]
+    command += ["--orders", str(orders), "--rate", rate, "--out", str(out)]
+    subprocess.run(command, cwd=tree, check=False, stdout=subprocess.DEVNULL)
+    report = out / f"{mode}.json"
+    return json.loads(report.read_text()) if report.exists() else {}
+
+
+def figure(report: dict[str, Any], read: Figure) -> float | None:
+    try:
+        value = read(report)
+    except (KeyError, TypeError):
+        return None
+    return float(value) if value is not None else None
+
+
+def summarise(revs: list[str], reports: dict[str, list[dict[str, Any]]]) -> str:
+    lines = ["| figure (median) | " + " | ".join(revs) + " |"]
+    lines.append("|---" * (len(revs) + 1) + "|")
+    for name, (read, _) in FIGURES.items():
+        medians = []
+        for rev in revs:
+            values = [v for r in reports[rev] if (v := figure(r, read)) is not None]
+            medians.append(statistics.median(values) if values else None)
+        base = medians[0]
+        cells = []
+        for i, median in enumerate(medians):
+            if median is None:
+                cells.append("n/a")
+            elif i == 0 or not base:
+                cells.append(f"{median:,.0f}")
+            else:
+                cells.append(f"{median:,.0f} (x{median / base:.2f})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="dexec-bench-compare", description=__doc__)
+    parser.add_argument("revs", nargs="+", help="git revisions; the first is the baseline")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--orders", type=int, default=3000)
+    parser.add_argument("--mode", default="zero", choices=["zero", "realistic"])
+    parser.add_argument("--rate", default="0", help="orders/s for the load generator (0 = max)")
+    parser.add_argument("--out", type=Path, default=Path("bench-results/compare"))
+    parser.add_argument("--worktrees", type=Path, default=Path("/tmp/dexec-bench-trees"))
+    args = parser.parse_args()
+
+    repo = Path.cwd()
+    trees = {rev: prepare(repo, rev, args.worktrees) for rev in args.revs}
+    reports: dict[str, list[dict[str, Any]]] = {rev: [] for rev in args.revs}
+    for round_no in range(1, args.rounds + 1):
+        for rev in args.revs:
+            out = (args.out / rev.replace("/", "_") / str(round_no)).resolve()
+            out.mkdir(parents=True, exist_ok=True)
+            report = run_once(trees[rev], args.mode, args.orders, args.rate, out)
+            reports[rev].append(report)
+            completed = figure(report, FIGURES["completed orders/s"][0])
+            print(f"round {round_no} {rev}: {completed} completed orders/s", flush=True)
+    table = summarise(args.revs, reports)
+    (args.out / "summary.md").write_text(table + "\n")
+    (args.out / "reports.json").write_text(json.dumps(reports, indent=2))
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
