@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,9 @@ TEST_DEFAULTS: dict[str, Any] = {
     "executor_metrics_port": 0,
     "log_level": "WARNING",
 }
+
+# A service that takes longer than this to stop is stuck.
+STOP_TIMEOUT_SECONDS = 60.0
 
 
 async def _serve(app: object, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
@@ -102,7 +106,14 @@ class Stack:
 
     async def stop(self) -> None:
         for stop in reversed(self._stoppers):
-            await stop()
+            try:
+                await asyncio.wait_for(stop(), STOP_TIMEOUT_SECONDS)
+            except TimeoutError:
+                # Say what the loop is stuck on, instead of a bare pytest-timeout much later.
+                for task in asyncio.all_tasks():
+                    task.print_stack(file=sys.stderr)
+                message = f"{stop} did not finish within {STOP_TIMEOUT_SECONDS}s"
+                raise TimeoutError(message) from None
         await self.http.aclose()
         await self.db.dispose()
 

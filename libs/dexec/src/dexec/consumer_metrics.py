@@ -7,14 +7,13 @@ durable, so dashboards take `max by (consumer)`.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from nats.js import JetStreamContext
 
 from dexec.bus.subjects import STREAM
 from dexec.metrics import CONSUMER_ACK_PENDING, CONSUMER_PENDING, CONSUMER_REDELIVERED
+from dexec.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -28,21 +27,17 @@ class ConsumerSampler:
     ) -> None:
         self._js = js
         self._durable = durable
-        self._interval = interval
         self._pending = CONSUMER_PENDING.labels(durable)
         self._ack_pending = CONSUMER_ACK_PENDING.labels(durable)
         self._redelivered = CONSUMER_REDELIVERED.labels(durable)
-        self._task: asyncio.Task[None] | None = None
+        self._timer = Periodic(self.sample, interval, f"sampling consumer {durable}")
 
     async def start(self) -> None:
         await self.sample()  # so the gauges have values from the first scrape on
-        self._task = asyncio.create_task(self._run())
+        self._timer.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._timer.stop()
 
     async def sample(self) -> None:
         try:
@@ -53,8 +48,3 @@ class ConsumerSampler:
         self._pending.set(info.num_pending or 0)
         self._ack_pending.set(info.num_ack_pending or 0)
         self._redelivered.set(info.num_redelivered or 0)
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            await self.sample()

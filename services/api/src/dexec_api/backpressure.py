@@ -6,26 +6,20 @@ JetStream in the background a few times a second, so a submission only compares 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from dexec.bus.subjects import ROUTER_CONSUMER, STREAM
+from dexec.periodic import Periodic
 from dexec_api.metrics import ROUTER_BACKLOG
-
-log = logging.getLogger(__name__)
 
 
 class RouterBacklog:
     def __init__(self, js: JetStreamContext, limit: int, interval: float) -> None:
         self._js = js
         self._limit = limit
-        self._interval = interval
         self.size = 0
-        self._task: asyncio.Task[None] | None = None
+        self._timer = Periodic(self.refresh, interval, "reading the router backlog")
 
     @property
     def overloaded(self) -> bool:
@@ -42,18 +36,7 @@ class RouterBacklog:
 
     async def start(self) -> None:
         await self.refresh()
-        self._task = asyncio.create_task(self._poll())
+        self._timer.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.refresh()
-            except Exception as exc:  # NATS restarting: keep the last reading
-                log.warning("reading the router backlog failed: %s", exc)
+        await self._timer.stop()
