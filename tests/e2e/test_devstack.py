@@ -78,7 +78,7 @@ def _distinct_free_ports(count: int) -> list[int]:
 class Launcher:
     """`python -m dexec_tools.devstack` in its own session, its output collected by threads."""
 
-    def __init__(self) -> None:
+    def __init__(self, *extra_args: str) -> None:
         # Not pytest's tmp_path: as root, Postgres runs as an unprivileged user who must be able
         # to traverse every parent directory, and /tmp/pytest-of-root is kept at 0700.
         self.data_dir = Path(tempfile.mkdtemp(prefix="dexec-e2e-"))
@@ -112,6 +112,7 @@ class Launcher:
                 "--executor-metrics-port",
                 str(ports[5]),
                 "--quiet",
+                *extra_args,
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -226,8 +227,8 @@ class Launcher:
 
 
 @contextlib.contextmanager
-def launched() -> Iterator[Launcher]:
-    launcher = Launcher()
+def launched(*extra_args: str) -> Iterator[Launcher]:
+    launcher = Launcher(*extra_args)
     try:
         launcher.wait_ready()
         yield launcher
@@ -334,8 +335,9 @@ def test_accepted_order_links_to_this_notifier(devstack: Launcher, http: httpx.C
 
 
 def test_sigterm_stops_the_launcher_and_everything_it_started(http: httpx.Client) -> None:
-    # A stack of its own, so the test does not depend on the order the tests run in.
-    with launched() as stack:
+    # A stack of its own, so the test does not depend on the order the tests run in; with two
+    # routers and two executors, so all of those are shown to start and stop too.
+    with launched("--replicas", "2") as stack:
         # Real work first, so the services hold live NATS and Postgres connections when stopped.
         order_id = submit(http, stack)["orderId"]
         wait_confirmed(http, stack, order_id)
@@ -345,6 +347,8 @@ def test_sigterm_stops_the_launcher_and_everything_it_started(http: httpx.Client
         expected = ["nats-server", "bin/postgres", *(f"dexec_{s}.main" for s in SERVICES)]
         for what in expected:
             assert any(what in c for c in commands), f"no {what} among children: {commands}"
+        for replicated in ("dexec_router.main", "dexec_executor.main"):
+            assert sum(replicated in c for c in commands) == 2, commands
 
         code = stack.terminate(STOP_TIMEOUT)
         if code is None:

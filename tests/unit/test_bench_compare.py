@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dexec_tools.bench_compare import summarise
+from dexec_tools.bench_compare import parse_variant, summarise
 
 
 def report(completed: float, lost: int = 0) -> dict:
@@ -27,3 +27,8 @@ def test_medians_and_ratios_against_the_first_revision() -> None:
     # Figures a report lacks are shown as missing, not as zero.
     assert rows["POST p99 ms"] == "| POST p99 ms | n/a | n/a |"
     assert rows["lost+stuck+duplicated"] == "| lost+stuck+duplicated | 0 | 0 |"
+
+
+def test_a_revision_may_ask_for_replicas() -> None:
+    assert parse_variant("HEAD") == ("HEAD", 1)
+    assert parse_variant("abc123,replicas=2") == ("abc123", 2)

@@ -24,7 +24,7 @@ from dexec_tools.servers import free_port
 MODES = {"zero": "0", "realistic": "500"}  # latency mode -> default target rate (orders/s)
 
 
-def start_stack(mode: str, data_dir: Path) -> tuple[subprocess.Popen[str], str]:
+def start_stack(mode: str, data_dir: Path, replicas: int = 1) -> tuple[subprocess.Popen[str], str]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("DEXEC_")},
         "DEXEC_LATENCY_MODE": mode,
@@ -43,6 +43,8 @@ def start_stack(mode: str, data_dir: Path) -> tuple[subprocess.Popen[str], str]:
             "--data-dir",
             str(data_dir),
             *args,
+            "--replicas",
+            str(replicas),
             "--quiet",
         ],
         env=env,
@@ -75,7 +77,7 @@ def run_mode(mode: str, args: argparse.Namespace, out: Path) -> dict:
     data_dir = Path(tempfile.mkdtemp(prefix=f"dexec-bench-{mode}-"))
     report = out / f"{mode}.json"
     try:
-        stack, api = start_stack(mode, data_dir)
+        stack, api = start_stack(mode, data_dir, args.replicas)
         try:
             rate = args.rate if args.rate is not None else MODES[mode]
             load = [sys.executable, "-m", "dexec_tools.loadgen", "--api", api]
@@ -96,6 +98,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=None, help="default: per mode (0 = max)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--modes", default="zero,realistic")
+    parser.add_argument("--replicas", type=int, default=1, help="router and executor processes")
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

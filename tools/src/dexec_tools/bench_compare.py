@@ -5,6 +5,9 @@ checks out each git revision into its own worktree (with its own environment, `u
 then runs the standard benchmark (`dexec_tools.bench`, one latency mode) for each revision in
 turn, round after round, so slow spells hit every revision alike. It reports each figure's
 median over the rounds and its ratio to the first revision (the baseline).
+
+A revision written `REV,replicas=N` runs N routers and N executors (the scaling run compares
+`HEAD` with `HEAD,replicas=2`).
 """
 
 from __future__ import annotations
@@ -38,6 +41,12 @@ FIGURES: dict[str, tuple[Figure, bool]] = {
 }
 
 
+def parse_variant(spec: str) -> tuple[str, int]:
+    """`REV` or `REV,replicas=N` -> (REV, N)."""
+    rev, _, replicas = spec.partition(",replicas=")
+    return rev, int(replicas or 1)
+
+
 def prepare(repo: Path, rev: str, root: Path) -> Path:
     """A worktree of `rev` with its own synced environment."""
     tree = root / rev.replace("/", "_")
@@ -49,9 +58,13 @@ def prepare(repo: Path, rev: str, root: Path) -> Path:
     return tree
 
 
-def run_once(tree: Path, mode: str, orders: int, rate: str, out: Path) -> dict[str, Any]:
+def run_once(
+    tree: Path, mode: str, orders: int, rate: str, out: Path, replicas: int
+) -> dict[str, Any]:
     command = ["uv", "run", "--frozen", "python", "-m", "dexec_tools.bench", "--modes", mode]
     command += ["--orders", str(orders), "--rate", rate, "--out", str(out)]
+    if replicas > 1:
+        command += ["--replicas", str(replicas)]
     subprocess.run(command, cwd=tree, check=False, stdout=subprocess.DEVNULL)
     report = out / f"{mode}.json"
     return json.loads(report.read_text()) if report.exists() else {}
@@ -98,16 +111,18 @@ def main() -> None:
     args = parser.parse_args()
 
     repo = Path.cwd()
-    trees = {rev: prepare(repo, rev, args.worktrees) for rev in args.revs}
+    variants = {spec: parse_variant(spec) for spec in args.revs}
+    trees = {rev: prepare(repo, rev, args.worktrees) for rev, _ in set(variants.values())}
     reports: dict[str, list[dict[str, Any]]] = {rev: [] for rev in args.revs}
     for round_no in range(1, args.rounds + 1):
-        for rev in args.revs:
-            out = (args.out / rev.replace("/", "_") / str(round_no)).resolve()
+        for spec in args.revs:
+            rev, replicas = variants[spec]
+            out = (args.out / spec.replace("/", "_") / str(round_no)).resolve()
             out.mkdir(parents=True, exist_ok=True)
-            report = run_once(trees[rev], args.mode, args.orders, args.rate, out)
-            reports[rev].append(report)
+            report = run_once(trees[rev], args.mode, args.orders, args.rate, out, replicas)
+            reports[spec].append(report)
             completed = figure(report, FIGURES["completed orders/s"][0])
-            print(f"round {round_no} {rev}: {completed} completed orders/s", flush=True)
+            print(f"round {round_no} {spec}: {completed} completed orders/s", flush=True)
     table = summarise(args.revs, reports)
     (args.out / "summary.md").write_text(table + "\n")
     (args.out / "reports.json").write_text(json.dumps(reports, indent=2))

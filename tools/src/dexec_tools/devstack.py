@@ -47,6 +47,8 @@ from dexec_tools.servers import (
 )
 
 SERVICES = ("api", "router", "executor", "notifier")
+# Workers that scale by adding processes on the same durable consumers (--replicas).
+REPLICATED = {"router": "DEXEC_ROUTER_METRICS_PORT", "executor": "DEXEC_EXECUTOR_METRICS_PORT"}
 SERVICE_STOP_TIMEOUT = 10.0
 SUPERVISE_INTERVAL = 0.5
 READY_POLL_INTERVAL = 0.1
@@ -114,6 +116,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--quiet", action="store_true", help="do not echo service output (it is still logged)"
     )
     parser.add_argument("--start-timeout", type=float, default=60.0, metavar="SECONDS")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        choices=range(1, 9),
+        metavar="N",
+        help="processes each of router and executor (default 1; extra ones export metrics on "
+        "free ports, named in the launcher's output)",
+    )
     return parser.parse_args(argv)
 
 
@@ -197,8 +208,11 @@ class Service:
     """One service, `python -m dexec_<name>.main`, in its own session (so that a terminal Ctrl-C
     reaches only the launcher); its output is copied to a log file and, optionally, stderr."""
 
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path, echo: bool) -> None:
+    def __init__(
+        self, name: str, env: dict[str, str], log_dir: Path, echo: bool, module: str | None = None
+    ) -> None:
         self.name = name
+        self.module = module or f"dexec_{name}.main"
         self.env = env
         self.log_path = log_dir / f"{name}.log"
         self.echo = echo
@@ -214,7 +228,7 @@ class Service:
         logf.write(run_header(f"starting {self.name}"))
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", f"dexec_{self.name}.main"],
+                [sys.executable, "-m", self.module],
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -279,8 +293,17 @@ class Service:
 
 
 class DevStack:
-    def __init__(self, data_dir: Path, ports: Ports, *, echo: bool, start_timeout: float) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        ports: Ports,
+        *,
+        echo: bool,
+        start_timeout: float,
+        replicas: int = 1,
+    ) -> None:
         self.ports = ports
+        self.replicas = replicas
         self.echo = echo
         self.start_timeout = start_timeout
         self.log_dir = data_dir / "logs"
@@ -310,7 +333,18 @@ class DevStack:
             service = Service(name, self.env, self.log_dir, self.echo)
             self.services.append(service)
             service.start()
+            if name in REPLICATED:
+                self._start_replicas(name)
         self.wait_ready()
+
+    def _start_replicas(self, name: str) -> None:
+        for index in range(2, self.replicas + 1):
+            metrics_port = free_port()
+            env = {**self.env, REPLICATED[name]: str(metrics_port)}
+            replica = Service(f"{name}-{index}", env, self.log_dir, self.echo, f"dexec_{name}.main")
+            self.services.append(replica)
+            replica.start()
+            say(f"{replica.name} exports metrics on port {metrics_port}")
 
     def migrate(self) -> None:
         say("applying migrations")
@@ -455,7 +489,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.fresh:
             clear_data_dir(data_dir)
         stack = DevStack(
-            data_dir, choose_ports(args), echo=not args.quiet, start_timeout=args.start_timeout
+            data_dir,
+            choose_ports(args),
+            echo=not args.quiet,
+            start_timeout=args.start_timeout,
+            replicas=args.replicas,
         )
         stack.start()
         stack.announce(args.print_env)
