@@ -28,7 +28,7 @@ OrderId = Annotated[str | None, Query(max_length=64)]
 
 def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     settings = settings or NotifierSettings()
-    hub = LiveHub()
+    hub = LiveHub(settings.ws_backfill_cache_bytes, settings.ws_backfill_cache_ttl_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -42,7 +42,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         webhooks = WebhookDispatcher(js, settings)
         await webhooks.start()
         app.state.nc, app.state.js, app.state.engine = nc, js, engine
-        app.state.recorder = recorder
+        app.state.recorder, app.state.hub = recorder, hub
         try:
             yield
         finally:

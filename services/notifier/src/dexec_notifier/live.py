@@ -5,12 +5,24 @@ so each replica reads the whole stream (from "now") and keeps only what its sock
 A watcher registers before it reads the backfill, and drops live events at or below the last
 sequence it sent, so the merge is gap-free and sends each event once, in stream order.
 For a sampled order with watchers here, the hand-over is a span in the order's trace.
+
+The hub also keeps recent orders' events (raw bytes, parsed only when a socket asks), so a
+backfill is usually served from memory instead of one stream read per event. An entry starts
+only at an order's `pending` event (its first) and then receives every event of the order the
+hub sees, so it always holds the order's whole history up to the hub's position. `watch`
+registers the watcher and hands out that history in one synchronous step, so nothing can slip
+between them. If the consumer's delivery is not contiguous (the ordered consumer was reset and
+did not resume right after the last message seen, or the client dropped messages), the cache
+is cleared: entries never have holes, and later backfills fall back to the stream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -21,10 +33,26 @@ from opentelemetry.trace import SpanKind
 
 from dexec import tracing
 from dexec.bus.history import StoredEvent
-from dexec.bus.subjects import ALL_EVENTS, order_id_of
+from dexec.bus.subjects import ALL_EVENTS
 from dexec.orders.events import OrderEvent
+from dexec.orders.states import EVENT_STATUS, EventType, is_terminal
+from dexec_notifier.metrics import (
+    LIVE_CACHE_BYTES,
+    LIVE_CACHE_EVICTIONS,
+    LIVE_CACHE_ORDERS,
+    LIVE_CONSUMER_GAPS,
+)
 
 log = logging.getLogger(__name__)
+
+FIRST_EVENT = str(EventType.PENDING)
+# Told by the subject alone (`orders.<event>.<orderId>`), so unwatched orders are never parsed.
+TERMINAL_EVENTS = frozenset(
+    str(event) for event, status in EVENT_STATUS.items() if status and is_terminal(status)
+)
+# What a cached event and an entry cost beyond their bytes (objects, list and dict slots).
+EVENT_OVERHEAD = 120
+ENTRY_OVERHEAD = 400
 
 
 def client_message(seq: int, event: OrderEvent) -> dict[str, object]:
@@ -67,10 +95,107 @@ class Watcher:
         return item
 
 
-class LiveHub:
+class _Entry:
+    """One order's events from its first, as (stream seq, raw message data)."""
+
+    __slots__ = ("events", "size")
+
     def __init__(self) -> None:
+        self.events: list[tuple[int, bytes]] = []
+        self.size = ENTRY_OVERHEAD
+
+
+class BackfillCache:
+    """Recent orders' complete histories, bounded in bytes and evicted soon after their end.
+
+    Only the hub writes to it, in stream order; an entry exists only if it holds every event
+    of its order from the `pending` one on.
+    """
+
+    def __init__(
+        self,
+        max_bytes: int,
+        ttl_after_terminal: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._max_bytes = max_bytes
+        self._ttl = ttl_after_terminal
+        self._clock = clock
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()  # oldest first
+        self._expiring: deque[tuple[float, str, _Entry]] = deque()  # deadlines in order
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, order_id: str) -> bool:
+        return order_id in self._entries
+
+    def record(self, order_id: str, event: str, seq: int, raw: bytes) -> None:
+        """One message of the stream, in stream order; starts an entry only at `pending`."""
+        if self._max_bytes <= 0:
+            return  # the cache is off
+        entry = self._entries.get(order_id)
+        if entry is None:
+            if event != FIRST_EVENT:
+                return  # its first event came before this hub (or its entry was evicted)
+            entry = self._entries[order_id] = _Entry()
+            self.bytes += entry.size
+        entry.events.append((seq, raw))
+        size = len(raw) + EVENT_OVERHEAD
+        entry.size += size
+        self.bytes += size
+        now = self._clock()
+        if event in TERMINAL_EVENTS:
+            self._expiring.append((now + self._ttl, order_id, entry))
+        self._expire(now)
+        while self.bytes > self._max_bytes and self._entries:
+            self._drop(next(iter(self._entries)), "bytes")
+        self._report()
+
+    def history(self, order_id: str) -> list[tuple[int, bytes]] | None:
+        """The order's events so far, or None when they are not (all) here."""
+        self._expire(self._clock())
+        entry = self._entries.get(order_id)
+        return None if entry is None else list(entry.events)
+
+    def clear(self) -> None:
+        if self._entries:
+            LIVE_CACHE_EVICTIONS.labels(reason="gap").inc(len(self._entries))
+        self._entries.clear()
+        self._expiring.clear()
+        self.bytes = 0
+        self._report()
+
+    def _expire(self, now: float) -> None:
+        while self._expiring and self._expiring[0][0] <= now:
+            _, order_id, entry = self._expiring.popleft()
+            if self._entries.get(order_id) is entry:  # not already gone, nor started anew
+                self._drop(order_id, "terminal")
+
+    def _drop(self, order_id: str, reason: str) -> None:
+        entry = self._entries.pop(order_id)
+        entry.events = []  # free it now, though `_expiring` may still refer to the entry
+        self.bytes -= entry.size
+        LIVE_CACHE_EVICTIONS.labels(reason=reason).inc()
+
+    def _report(self) -> None:
+        LIVE_CACHE_BYTES.set(self.bytes)
+        LIVE_CACHE_ORDERS.set(len(self._entries))
+
+
+class LiveHub:
+    def __init__(
+        self,
+        cache_max_bytes: int = 32 * 1024 * 1024,
+        cache_ttl_after_terminal: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._watchers: dict[str, set[Watcher]] = {}
         self._sub = None
+        self.cache = BackfillCache(cache_max_bytes, cache_ttl_after_terminal, clock)
+        # Where the consumer's delivery stands: (consumer name, consumer seq, stream seq).
+        self._position: tuple[str, int, int] | None = None
 
     async def start(self, js: JetStreamContext) -> None:
         self._sub = await js.subscribe(
@@ -81,8 +206,24 @@ class LiveHub:
         if self._sub is not None:
             await self._sub.unsubscribe()
 
-    def watch(self, order_id: str, watcher: Watcher) -> None:
+    def watch(self, order_id: str, watcher: Watcher) -> list[StoredEvent] | None:
+        """Register for the order's live events; return its history so far if cached.
+
+        Synchronous on purpose: every event after the returned history reaches the watcher.
+        None means the history must be read from the stream (the watcher is registered all
+        the same, and de-duplicates by sequence).
+        """
         self._watchers.setdefault(order_id, set()).add(watcher)
+        cached = self.cache.history(order_id)
+        if cached is None:
+            return None
+        history = []
+        for seq, raw in cached:
+            try:
+                history.append(StoredEvent(seq, OrderEvent.from_json(raw)))
+            except ValueError:
+                log.error("skipping malformed cached event %d of order %s", seq, order_id)
+        return history
 
     def unwatch(self, order_id: str, watcher: Watcher) -> None:
         watchers = self._watchers.get(order_id)
@@ -96,7 +237,11 @@ class LiveHub:
         return len(self._watchers)
 
     async def _on_msg(self, msg: Msg) -> None:
-        watchers = self._watchers.get(order_id_of(msg.subject))
+        sequence = msg.metadata.sequence
+        self._follow(msg.metadata.consumer, sequence.consumer, sequence.stream)
+        _, event_name, order_id = _subject_parts(msg.subject)
+        self.cache.record(order_id, event_name, sequence.stream, msg.data)
+        watchers = self._watchers.get(order_id)
         if not watchers:
             return  # nobody here watches this order: skip the parse
         try:
@@ -104,7 +249,7 @@ class LiveHub:
         except ValueError:
             log.error("skipping malformed live event on %s", msg.subject)
             return
-        stored = StoredEvent(msg.metadata.sequence.stream, event)
+        stored = StoredEvent(sequence.stream, event)
         trace = tracing.extract_sampled(msg.headers)
         if trace is None:
             _fan_out(stored, watchers)
@@ -114,6 +259,38 @@ class LiveHub:
         with scope.start_as_current_span(name, context=trace, kind=SpanKind.CONSUMER) as span:
             span.set_attributes({"dexec.order_id": event.order_id, "dexec.watchers": len(watchers)})
             _fan_out(stored, watchers)
+
+    def _follow(self, consumer: str, consumer_seq: int, stream_seq: int) -> None:
+        """Clear the cache unless this message directly follows the last one the hub saw.
+
+        Directly follows: the next delivery of the same consumer (an ordered consumer never
+        redelivers), or, after nats-py recreated the consumer (a sequence gap, missed
+        heartbeats, a NATS restart), the next message of the stream (the hub reads every
+        subject of the stream, so nothing can lie between the two).
+        """
+        last = self._position
+        self._position = (consumer, consumer_seq, stream_seq)
+        if last is None:
+            return
+        last_consumer, last_consumer_seq, last_stream_seq = last
+        if consumer == last_consumer and consumer_seq == last_consumer_seq + 1:
+            return
+        if stream_seq == last_stream_seq + 1:
+            return
+        LIVE_CONSUMER_GAPS.inc()
+        log.warning(
+            "live consumer skipped from stream seq %d to %d: backfill cache cleared",
+            last_stream_seq,
+            stream_seq,
+        )
+        self.cache.clear()
+
+
+def _subject_parts(subject: str) -> tuple[str, str, str]:
+    """`orders.<event>.<orderId>` as its three parts (the event empty if malformed)."""
+    prefix, _, rest = subject.partition(".")
+    event, _, order_id = rest.rpartition(".")
+    return prefix, event, order_id
 
 
 def _fan_out(stored: StoredEvent, watchers: set[Watcher]) -> None:

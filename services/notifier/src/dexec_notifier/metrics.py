@@ -21,3 +21,22 @@ RECORDER_LAG = Histogram(
 WEBHOOK_DELIVERIES = Counter(
     "dexec_webhook_deliveries_total", "Webhook events delivered or given up on", ["outcome"]
 )
+WS_BACKFILLS = Counter(
+    "dexec_ws_backfills_total",
+    "WebSocket subscriptions' backfills, by where they were read (live cache or stream)",
+    ["source"],
+)
+LIVE_CACHE_BYTES = Gauge(
+    "dexec_live_cache_bytes", "Approximate bytes held by the live hub's backfill cache"
+)
+LIVE_CACHE_ORDERS = Gauge("dexec_live_cache_orders", "Orders in the live hub's backfill cache")
+LIVE_CACHE_EVICTIONS = Counter(
+    "dexec_live_cache_evictions_total",
+    "Orders dropped from the backfill cache (terminal: after their end; bytes: over the cap;"
+    " gap: the live consumer's delivery was not contiguous)",
+    ["reason"],
+)
+LIVE_CONSUMER_GAPS = Counter(
+    "dexec_live_consumer_gaps_total",
+    "Times the live consumer's delivery did not follow on from the last message it delivered",
+)

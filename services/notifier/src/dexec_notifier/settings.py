@@ -16,6 +16,11 @@ class NotifierSettings(CommonSettings, AuthSettings):
     ws_ping_interval_seconds: float = Field(20.0, gt=0)
     # Single-order sockets close with 1000 after the order's terminal event.
     ws_close_on_terminal: bool = True
+    # Backfills come from the live consumer's cache of recent orders' events (the stream is
+    # the fallback): its size cap in bytes (oldest orders go first; 0 turns the cache off) and
+    # how long an order stays after its terminal event.
+    ws_backfill_cache_bytes: int = Field(32 * 1024 * 1024, ge=0)
+    ws_backfill_cache_ttl_seconds: float = Field(10.0, ge=0)
     # Webhooks: each event POSTed to the order's webhookUrl, signed with HMAC-SHA256.
     webhook_secret: str = "dexec-development-webhook-secret"
     webhook_timeout_seconds: float = Field(5.0, gt=0)

@@ -1,9 +1,11 @@
 """WebSocket sessions: each watches one or many orders and gets every event once, in order.
 
-For each order a session registers for live events *before* it reads the backfill from the
-stream, and sends an event only if its stream sequence is above the last one it sent for that
-order. Backfill and live sending share one lock, so a live event can never overtake the
-backfill of its own order: the merge has no gaps and no repeats.
+For each order a session registers for live events *before* it reads the backfill, and sends
+an event only if its stream sequence is above the last one it sent for that order. The
+backfill comes from the live hub's cache, taken in the same synchronous step as registering
+(so it ends exactly where live delivery starts), or, for an order the cache does not hold,
+from the stream. Backfill and live sending share one lock, so a live event can never overtake
+the backfill of its own order: the merge has no gaps and no repeats.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pydantic import BaseModel, Field, ValidationError
 from dexec.bus.history import StoredEvent, read_order_events
 from dexec.orders.states import is_terminal
 from dexec_notifier.live import LiveHub, SlowConsumer, Watcher, client_message
-from dexec_notifier.metrics import WS_CONNECTIONS, WS_MESSAGES
+from dexec_notifier.metrics import WS_BACKFILLS, WS_CONNECTIONS, WS_MESSAGES
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +126,14 @@ class StreamSession:
         async with self._send_lock:
             if order_id in self._last_seq:
                 return True
-            self._hub.watch(order_id, self._watcher)
+            # No await between registering and taking the cached history: nothing slips between.
+            backfill = self._hub.watch(order_id, self._watcher)
             self._last_seq[order_id] = after_seq
-            backfill = await read_order_events(self._js, order_id)
+            if backfill is not None:
+                WS_BACKFILLS.labels(source="cache").inc()
+            else:
+                WS_BACKFILLS.labels(source="stream").inc()
+                backfill = await read_order_events(self._js, order_id)
             if not backfill or not self._visible(backfill[0]):
                 self._hub.unwatch(order_id, self._watcher)
                 del self._last_seq[order_id]
