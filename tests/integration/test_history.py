@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import nats
 
 from dexec.bus.connection import ensure_stream
 from dexec.bus.history import BATCH, HistoryReader, read_order_events
 from dexec.bus.publisher import emit
-from dexec.orders.events import Retry, Submission
+from dexec.orders.events import Execution, Retry, Submission
 from dexec.orders.states import EventType, OrderStatus
 from dexec.settings import CommonSettings
 
 SUBMISSION = Submission(signature="sig", blockhash="hash", last_valid_block_height=151)
+EXECUTION = Execution(
+    tx_hash="sig",
+    slot=7,
+    in_amount=1_000_000_000,
+    out_amount=150_000_000,
+    executed_price=Decimal("150"),
+    fee_lamports=5000,
+)
 
 
 async def test_histories_come_whole_in_order_past_a_batch_and_after_a_sequence(
@@ -51,5 +61,13 @@ async def test_histories_come_whole_in_order_past_a_batch_and_after_a_sequence(
         assert await read_order_events(js, short_id, after_seq=short[0].seq) == short[1:]
         assert await read_order_events(js, short_id, after_seq=short[-1].seq) == []
         assert await read_order_events(js, "hist-no-such-order") == []
+
+        # Only some kinds of event: the others are skipped, unparsed.
+        await emit(js, short_id, EventType.CONFIRMED, EXECUTION)
+        finished = frozenset({EventType.CONFIRMED, EventType.FAILED})
+        only = await read_order_events(js, short_id, only=finished)
+        assert [s.event.event for s in only] == [EventType.CONFIRMED]
+        assert only == await reader.read_one_by_one(short_id, only=finished)
+        assert await read_order_events(js, long_id, only=finished) == []
     finally:
         await nc.close()

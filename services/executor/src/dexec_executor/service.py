@@ -35,6 +35,7 @@ from dexec_executor.settings import ExecutorSettings
 log = logging.getLogger(__name__)
 
 FINISHED = frozenset({EventType.CONFIRMED, EventType.FAILED})
+EARLIER_WORK = FINISHED | {EventType.SUBMITTED}
 SCOPE = "dexec.executor"
 
 BUILDING_TO_SUBMITTED = STAGE_DURATION.labels(StageName.BUILDING_TO_SUBMITTED)
@@ -88,29 +89,31 @@ class ExecutorService:
         assert self.chain is not None
         order_id = event.order_id
         route: Route = event.payload()
-        history = [stored.event for stored in await read_order_events(self.js, order_id)]
+        # Only what a previous delivery may have done matters: its submissions and its end.
+        stored = await read_order_events(self.js, order_id, only=EARLIER_WORK)
+        history = [past.event for past in stored]
         if any(past.event in FINISHED for past in history):
             return  # a previous delivery finished the order; this one only needs its ack
         await emit(self.js, order_id, EventType.BUILDING, attempt=delivery.attempt)
         tx, submitted_at = await self._resume_or_sign(order_id, route, history, delivery.attempt)
         try:
             with tracing.child_span(SCOPE, "send transaction", SpanKind.CLIENT):
-                await self.chain.send(tx, delivery.attempt)
+                landed = await self.chain.send(tx, delivery.attempt)
         except ChainError as exc:
             raise stage_error(exc) from exc
-        await delivery.in_progress()
+        await delivery.keep_alive()
         try:
             with tracing.child_span(SCOPE, "confirm transaction", SpanKind.CLIENT):
-                outcome = await self._confirm(tx, delivery)
+                outcome = await self._confirm(tx, delivery, landed)
         except ChainError as exc:
             raise stage_error(exc) from exc
         await self._finish(order_id, outcome)
         SUBMITTED_TO_CONFIRMED.observe(time.time() - submitted_at)
 
-    async def _confirm(self, tx: SignedSwap, delivery: Delivery) -> Outcome:
+    async def _confirm(self, tx: SignedSwap, delivery: Delivery, landed: Outcome | None) -> Outcome:
         """Wait for confirmation, telling JetStream the order is still being worked on."""
         assert self.chain is not None
-        waiting = asyncio.create_task(self.chain.wait_confirmed(tx))
+        waiting = asyncio.create_task(self.chain.wait_confirmed(tx, landed))
         try:
             while True:
                 done, _ = await asyncio.wait({waiting}, timeout=self.settings.ack_wait_seconds / 3)

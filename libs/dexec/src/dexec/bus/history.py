@@ -23,8 +23,9 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from dexec.bus.subjects import STREAM, order_subjects
+from dexec.bus.subjects import STREAM, order_subjects, parse_event_subject
 from dexec.orders.events import OrderEvent
+from dexec.orders.states import EventType
 
 # An order has about eight events (a few more per retry): one batch almost always holds it all.
 BATCH = 64
@@ -42,10 +43,17 @@ class StoredEvent:
 
 
 async def read_order_events(
-    js: JetStreamContext, order_id: str, after_seq: int = 0
+    js: JetStreamContext,
+    order_id: str,
+    after_seq: int = 0,
+    only: frozenset[EventType] | None = None,
 ) -> list[StoredEvent]:
-    """Every event of `order_id` with a stream sequence above `after_seq`, in stream order."""
-    return await HistoryReader.of(js).read(order_id, after_seq)
+    """Every event of `order_id` with a stream sequence above `after_seq`, in stream order.
+
+    `only`: just these kinds of event; the others are not parsed (a `routed` event, with all
+    its quotes, costs more to parse than anything else a reader does per order).
+    """
+    return await HistoryReader.of(js).read(order_id, after_seq, only)
 
 
 class HistoryReader:
@@ -69,25 +77,34 @@ class HistoryReader:
             reader = cls._readers[nc] = cls(js, nc)
         return reader
 
-    async def read(self, order_id: str, after_seq: int = 0) -> list[StoredEvent]:
+    async def read(
+        self, order_id: str, after_seq: int = 0, only: frozenset[EventType] | None = None
+    ) -> list[StoredEvent]:
         version = self._nc.connected_server_version
         if (version.major, version.minor) < BATCH_GET_SINCE:
-            return await self.read_one_by_one(order_id, after_seq)
+            return await self.read_one_by_one(order_id, after_seq, only)
         events: list[StoredEvent] = []
         while True:
-            more = await self._read_batch(order_id, after_seq, events)
-            if not more:
+            after_seq = await self._read_batch(order_id, after_seq, only, events)
+            if not after_seq:
                 return events
-            after_seq = events[-1].seq
 
-    async def _read_batch(self, order_id: str, after_seq: int, into: list[StoredEvent]) -> bool:
-        """Append one batch to `into`; True when the order has more events past it."""
+    async def _read_batch(
+        self,
+        order_id: str,
+        after_seq: int,
+        only: frozenset[EventType] | None,
+        into: list[StoredEvent],
+    ) -> int:
+        """Append one batch to `into`; the last sequence read when the order has more events
+        past it, else 0."""
         if self._sub is None:
             self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_reply)
         token = str(next(self._tokens))
         replies: asyncio.Queue[Msg] = asyncio.Queue()
         self._replies[token] = replies
         request = {"seq": after_seq + 1, "next_by_subj": order_subjects(order_id), "batch": BATCH}
+        last_seq = after_seq
         try:
             await self._nc.publish(
                 f"$JS.API.DIRECT.GET.{STREAM}",
@@ -100,13 +117,15 @@ class HistoryReader:
                     headers = msg.headers or {}
                     status = headers.get("Status")
                     if status == NOT_FOUND:
-                        return False
+                        return 0
                     if status == END_OF_BATCH:
-                        return int(headers.get("Nats-Num-Pending", "0")) > 0
+                        more = int(headers.get("Nats-Num-Pending", "0")) > 0
+                        return last_seq if more else 0
                     if status:
                         raise NatsError(f"direct get failed: {status} {headers}")
-                    seq = int(headers["Nats-Sequence"])
-                    into.append(StoredEvent(seq, OrderEvent.from_json(msg.data)))
+                    last_seq = int(headers["Nats-Sequence"])
+                    if _wanted(headers.get("Nats-Subject", ""), only):
+                        into.append(StoredEvent(last_seq, OrderEvent.from_json(msg.data)))
         except TimeoutError as exc:
             raise NatsTimeoutError from exc
         finally:
@@ -117,7 +136,9 @@ class HistoryReader:
         if replies is not None:  # else a late reply to a request that timed out
             replies.put_nowait(msg)
 
-    async def read_one_by_one(self, order_id: str, after_seq: int = 0) -> list[StoredEvent]:
+    async def read_one_by_one(
+        self, order_id: str, after_seq: int = 0, only: frozenset[EventType] | None = None
+    ) -> list[StoredEvent]:
         """One direct get per event: servers before 2.11 (and the reference in tests)."""
         events: list[StoredEvent] = []
         seq = after_seq + 1
@@ -128,5 +149,13 @@ class HistoryReader:
                 )
             except NotFoundError:
                 return events
-            events.append(StoredEvent(raw.seq, OrderEvent.from_json(raw.data or b"")))
+            if _wanted(raw.subject, only):
+                events.append(StoredEvent(raw.seq, OrderEvent.from_json(raw.data or b"")))
             seq = raw.seq + 1
+
+
+def _wanted(subject: str, only: frozenset[EventType] | None) -> bool:
+    if only is None:
+        return True
+    parsed = parse_event_subject(subject)
+    return parsed is not None and parsed[0] in only

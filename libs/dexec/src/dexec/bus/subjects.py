@@ -34,6 +34,19 @@ def order_id_of(subject: str) -> str:
     return subject.rsplit(".", 1)[-1]
 
 
+_EVENT_TYPES = {str(event): event for event in EventType}
+
+
+def parse_event_subject(subject: str) -> tuple[EventType, str] | None:
+    """The event and order id an event's subject names, without reading the message (None:
+    not an order event's subject)."""
+    prefix, _, rest = subject.partition(".")
+    event, _, order_id = rest.partition(".")
+    if prefix != SUBJECT_PREFIX or not order_id or "." in order_id or event not in _EVENT_TYPES:
+        return None
+    return _EVENT_TYPES[event], order_id
+
+
 @dataclass(frozen=True)
 class ConsumerSpec:
     durable: str

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
@@ -51,10 +52,19 @@ class Delivery:
 
     msg: Msg
     attempt: int
+    ack_wait: float
+    # When JetStream's ack timer last (re)started: on delivery, then at each in_progress.
+    timer_started: float = field(default_factory=time.monotonic)
 
     async def in_progress(self) -> None:
         """Reset the ack timer during slow work, so JetStream does not redeliver it."""
         await self.msg.in_progress()
+        self.timer_started = time.monotonic()
+
+    async def keep_alive(self) -> None:
+        """`in_progress`, but only once a third of the ack wait has gone: fast work sends none."""
+        if time.monotonic() - self.timer_started > self.ack_wait / 3:
+            await self.in_progress()
 
 
 Handler = Callable[[OrderEvent, Delivery], Awaitable[None]]
@@ -144,7 +154,7 @@ class ConsumerWorker:
 
     async def _handle(self, event: OrderEvent, msg: Msg, attempt: int) -> None:
         try:
-            await self._handler(event, Delivery(msg, attempt))
+            await self._handler(event, Delivery(msg, attempt, self._settings.ack_wait_seconds))
             await msg.ack()
         except PermanentError as exc:
             await self._give_up(event, exc, attempt)

@@ -8,7 +8,6 @@ transaction twice never executes it twice (the outcome is written with a create)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import time
 from dataclasses import dataclass
@@ -149,11 +148,12 @@ class SimulatedChain:
         digest = hashlib.blake2b(repr((self._market.seed, *parts)).encode(), digest_size=8).digest()
         return Decimal(int.from_bytes(digest, "big")) / Decimal(2**64)
 
-    async def send(self, tx: SignedSwap, attempt: int) -> None:
+    async def send(self, tx: SignedSwap, attempt: int) -> Outcome | None:
         """sendTransaction: raises what the RPC node would; a repeated send is a no-op.
 
         A send that returns may still never land (the leader dropped it): only the outcome
-        recorded on the chain, read by `wait_confirmed`, says whether it executed.
+        recorded on the chain, read by `wait_confirmed`, says whether it executed. Returns the
+        outcome when this send recorded it (so the first poll need not read it back), else None.
         """
         s = self._settings
         if attempt <= s.chain_rate_limit_first_attempts:
@@ -163,7 +163,7 @@ class SimulatedChain:
         if self._roll("behind", tx.signature, attempt) < s.chain_node_behind_rate:
             raise NodeBehind("-32005 Node is behind")
         if await self.outcome(tx.signature) is not None:
-            return
+            return None
         slot = self.clock.now()
         if slot > tx.last_valid_block_height:
             raise BlockhashExpired(
@@ -181,10 +181,13 @@ class SimulatedChain:
             self._roll("drop", tx.signature, attempt) < s.chain_drop_rate
         )
         if dropped:
-            return
+            return None
         # A concurrent send of the same transaction finds the key taken: it lands once.
-        with contextlib.suppress(KeyWrongLastSequenceError):
+        try:
             await self._kv.create(tx.signature, outcome.model_dump_json(by_alias=True).encode())
+        except KeyWrongLastSequenceError:
+            return None
+        return outcome
 
     def _landing_delay(self, signature: str) -> int:
         s = self._settings
@@ -243,15 +246,17 @@ class SimulatedChain:
             return Commitment.FINALIZED
         return Commitment.CONFIRMED if depth >= 1 else Commitment.PROCESSED
 
-    async def wait_confirmed(self, tx: SignedSwap) -> Outcome:
+    async def wait_confirmed(self, tx: SignedSwap, landed: Outcome | None = None) -> Outcome:
         """Poll the signature once a slot, as an RPC client does, until it is confirmed.
 
+        `landed`: the outcome `send` just recorded, which stands in for the first poll.
         Raises `BlockhashExpired` once the blockhash has expired without the transaction
         landing: only then is it safe to sign the swap again.
         """
         zero = self._settings.latency_mode == LatencyMode.ZERO
         while True:
-            outcome = await self.outcome(tx.signature)
+            outcome = landed or await self.outcome(tx.signature)
+            landed = None
             if outcome is not None:
                 if zero or self.commitment(outcome) in (Commitment.CONFIRMED, Commitment.FINALIZED):
                     return outcome
