@@ -47,6 +47,20 @@ EVENTS = OrderEventRow.__table__
 ORDERS = OrderRow.__table__
 
 CONSUMED = Children(EVENTS_CONSUMED, RECORDER_CONSUMER.durable).bind(EventType)
+# Fixed statements run with a list of parameter sets ("executemany"): compiled once and cached,
+# whatever the batch size. The events INSERT goes out as one multi-row INSERT .. RETURNING
+# (SQLAlchemy's "insertmanyvalues") and returns the msg_id of every row actually inserted.
+INSERT_EVENTS = (
+    insert(EVENTS).on_conflict_do_nothing(index_elements=["msg_id"]).returning(EVENTS.c.msg_id)
+)
+INSERT_ORDERS = insert(ORDERS).on_conflict_do_nothing(index_elements=["id"])
+_ORDER_COLUMNS = [c for c in row_values(OrderView("")) if c != "id"]
+UPDATE_ORDERS = (
+    update(ORDERS)
+    .where(ORDERS.c.id == bindparam("b_id"))
+    .values({c: bindparam(f"b_{c}") for c in _ORDER_COLUMNS})
+)
+
 END_TO_END = {
     EventType.CONFIRMED: STAGE_DURATION.labels(StageName.PENDING_TO_CONFIRMED),
     EventType.FAILED: STAGE_DURATION.labels(StageName.PENDING_TO_FAILED),
@@ -90,24 +104,20 @@ async def record_batch(engine: AsyncEngine, batch: list[Recorded]) -> Written:
         return Written()
     async with engine.begin() as conn:
         inserted = await conn.execute(
-            insert(EVENTS)
-            .values(
-                [
-                    {
-                        "msg_id": r.event.msg_id,
-                        "order_id": r.event.order_id,
-                        "seq": r.seq,
-                        "event": str(r.event.event),
-                        "status": str(r.event.status),
-                        "attempt": r.event.attempt,
-                        "at": r.event.at,
-                        "data": r.event.data,
-                    }
-                    for r in batch
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=["msg_id"])
-            .returning(EVENTS.c.msg_id)
+            INSERT_EVENTS,
+            [
+                {
+                    "msg_id": r.event.msg_id,
+                    "order_id": r.event.order_id,
+                    "seq": r.seq,
+                    "event": str(r.event.event),
+                    "status": str(r.event.status),
+                    "attempt": r.event.attempt,
+                    "at": r.event.at,
+                    "data": r.event.data,
+                }
+                for r in batch
+            ],
         )
         new_ids = set(inserted.scalars())
         fresh = sorted((r for r in batch if r.event.msg_id in new_ids), key=lambda r: r.seq)
@@ -121,18 +131,11 @@ async def record_batch(engine: AsyncEngine, batch: list[Recorded]) -> Written:
         for r in fresh:
             views[r.event.order_id].apply(r.seq, r.event)
         if created:
-            await conn.execute(
-                insert(ORDERS)
-                .values([row_values(views[oid]) for oid in created])
-                .on_conflict_do_nothing(index_elements=["id"])
-            )
+            await conn.execute(INSERT_ORDERS, [row_values(views[oid]) for oid in created])
         existing = [oid for oid in order_ids if oid not in created]
         if existing:
-            columns = [c for c in row_values(views[existing[0]]) if c != "id"]
             await conn.execute(
-                update(ORDERS)
-                .where(ORDERS.c.id == bindparam("b_id"))
-                .values({c: bindparam(f"b_{c}") for c in columns}),
+                UPDATE_ORDERS,
                 [{f"b_{k}": v for k, v in row_values(views[oid]).items()} for oid in existing],
             )
     return Written(fresh, _finished(fresh, views))

@@ -1,0 +1,100 @@
+"""The recorder's batches against a real Postgres: each event once, whatever the batch shape."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from sqlalchemy import select
+
+from dexec.db.engine import create_engine
+from dexec.db.models import OrderEventRow, OrderRow
+from dexec.orders.events import OrderEvent
+from dexec.orders.states import EventType, OrderStatus
+from dexec_notifier.recorder import Recorded, record_batch
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+LIFECYCLE = [
+    (EventType.PENDING, OrderStatus.PENDING),
+    (EventType.ROUTING, OrderStatus.ROUTING),
+    (EventType.ROUTED, OrderStatus.ROUTING),
+    (EventType.CONFIRMED, OrderStatus.CONFIRMED),
+]
+# Event data as it comes (amounts as strings), with what JSON encoders tend to differ on.
+DATA = {
+    "text": 'é ü 中 \u2028 "quoted" \\ /',
+    "amountIn": "18446744073709551616",
+    "negative": -(2**63),
+    "float": 0.1,
+    "nested": {"list": [1, "2", None, True, 1.5e-7]},
+    "digits": "1234567890123456789012",
+}
+
+
+def events(orders: int) -> list[Recorded]:
+    recorded = []
+    for stage, (event, status) in enumerate(LIFECYCLE):
+        for n in range(orders):
+            data = {"tokenIn": "SOL", "amountIn": str(n + 1)} if event == EventType.PENDING else {}
+            if event == EventType.ROUTED:
+                data = {**DATA, "n": n}
+            at = T0 + timedelta(seconds=stage, milliseconds=n)
+            e = OrderEvent(order_id=f"o{n:03d}", event=event, status=status, at=at, data=data)
+            recorded.append(Recorded(len(recorded) + 1, e))
+    return recorded
+
+
+async def test_batches_of_any_size_with_repeats_record_each_event_once(database_url: str) -> None:
+    engine = create_engine(database_url, 2)
+    try:
+        all_events = events(7)
+        written = []
+        # Batches of several sizes, each repeating events of earlier batches and itself.
+        start = 0
+        for size in (1, 3, 5, 2, 8, 9):
+            batch = all_events[start : start + size]
+            replay = all_events[max(0, start - 2) : start]
+            written.append(await record_batch(engine, replay + batch + batch[:1]))
+            start += size
+        assert start == len(all_events)
+        fresh = [r.seq for w in written for r in w.fresh]
+        # Each event new exactly once (a repeat within its own batch rides along with it).
+        assert sorted(set(fresh)) == [r.seq for r in all_events]
+        assert (await record_batch(engine, all_events)).fresh == []
+        assert sum(len(w.finished) for w in written) == 7
+
+        async with engine.connect() as conn:
+            rows = list(await conn.execute(select(OrderEventRow).order_by(OrderEventRow.seq)))
+            orders = list(await conn.execute(select(OrderRow).order_by(OrderRow.id)))
+        assert [r.seq for r in rows] == [r.seq for r in all_events]
+        assert [r.data for r in rows] == [r.event.data for r in all_events]
+        assert [o.id for o in orders] == [f"o{n:03d}" for n in range(7)]
+        for n, o in enumerate(orders):
+            assert o.status == "confirmed"
+            assert o.last_seq == all_events[-7 + n].seq
+            assert o.spec == {"tokenIn": "SOL", "amountIn": str(n + 1)}
+            assert o.route == {**DATA, "n": n}
+            assert o.created_at == T0 + timedelta(milliseconds=n)
+    finally:
+        await engine.dispose()
+
+
+async def test_jsonb_reads_as_the_stdlib_reads_it(database_url: str) -> None:
+    engine = create_engine(database_url, 2)
+    try:
+        await record_batch(engine, events(2))
+        async with engine.connect() as conn:
+            rows = await conn.execute(select(OrderEventRow.data).order_by(OrderEventRow.seq))
+            ours = [r.data for r in rows]
+    finally:
+        await engine.dispose()
+    conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        raw = await conn.fetch("SELECT data::text AS data FROM order_events ORDER BY seq")
+        texts = [r["data"] for r in raw]
+    finally:
+        await conn.close()
+    # The same values, types and key order: the API answers with the same JSON.
+    assert [repr(d) for d in ours] == [repr(json.loads(t)) for t in texts]
+    assert any(d.get("negative") == -(2**63) and isinstance(d["negative"], int) for d in ours)
