@@ -33,7 +33,7 @@ from opentelemetry.trace import SpanKind
 
 from dexec import tracing
 from dexec.bus.history import StoredEvent
-from dexec.bus.subjects import ALL_EVENTS
+from dexec.bus.subjects import ALL_EVENTS, parse_event_subject
 from dexec.orders.events import OrderEvent
 from dexec.orders.states import EVENT_STATUS, EventType, is_terminal
 from dexec_notifier.metrics import (
@@ -239,8 +239,11 @@ class LiveHub:
     async def _on_msg(self, msg: Msg) -> None:
         sequence = msg.metadata.sequence
         self._follow(msg.metadata.consumer, sequence.consumer, sequence.stream)
-        _, event_name, order_id = _subject_parts(msg.subject)
-        self.cache.record(order_id, event_name, sequence.stream, msg.data)
+        named = parse_event_subject(msg.subject)
+        if named is None:
+            return  # not an order event: nothing here reads it
+        event_type, order_id = named
+        self.cache.record(order_id, event_type, sequence.stream, msg.data)
         watchers = self._watchers.get(order_id)
         if not watchers:
             return  # nobody here watches this order: skip the parse
@@ -284,13 +287,6 @@ class LiveHub:
             stream_seq,
         )
         self.cache.clear()
-
-
-def _subject_parts(subject: str) -> tuple[str, str, str]:
-    """`orders.<event>.<orderId>` as its three parts (the event empty if malformed)."""
-    prefix, _, rest = subject.partition(".")
-    event, _, order_id = rest.rpartition(".")
-    return prefix, event, order_id
 
 
 def _fan_out(stored: StoredEvent, watchers: set[Watcher]) -> None:

@@ -1,11 +1,13 @@
 """Webhooks: every event of an order that has a `webhookUrl` is POSTed to it, in order, signed.
 
-A durable consumer (`webhooks`) sees every event. Per order it delivers in stream order: an
-event waits (is redelivered later) until its predecessor was delivered, and the last delivered
-sequence per order lives in a NATS KV bucket, so it holds across notifier replicas and
-restarts. A failed POST is retried with exponential backoff; an event still undelivered after
-`webhook_give_up_seconds` is dropped and logged, so one dead receiver cannot stall forever.
-Each POST of a sampled order is a span in the order's trace.
+A durable consumer (`webhooks`) sees every event. Whether its order has a URL is known from the
+subject (`orders.<event>.<orderId>`) and a per-order cache filled from the order's `pending`
+event, so the events of the (many) orders without one are acked without being parsed. Per order
+it delivers in stream order: an event waits (is redelivered later) until its predecessor was
+delivered, and the last delivered sequence per order lives in a NATS KV bucket, so it holds
+across notifier replicas and restarts. A failed POST is retried with exponential backoff; an
+event still undelivered after `webhook_give_up_seconds` is dropped and logged, so one dead
+receiver cannot stall forever. Each POST of a sampled order is a span in the order's trace.
 """
 
 from __future__ import annotations
@@ -28,7 +30,13 @@ from pydantic import ValidationError
 from dexec import tracing
 from dexec.bus.history import read_order_events
 from dexec.bus.pull import PullLoop
-from dexec.bus.subjects import STREAM, WEBHOOK_BUCKET, WEBHOOK_CONSUMER, event_subject
+from dexec.bus.subjects import (
+    STREAM,
+    WEBHOOK_BUCKET,
+    WEBHOOK_CONSUMER,
+    event_subject,
+    parse_event_subject,
+)
 from dexec.metrics import EVENTS_CONSUMED, Children
 from dexec.orders.events import OrderEvent
 from dexec.orders.states import EventType
@@ -71,13 +79,29 @@ class WebhookDispatcher:
         await self._http.aclose()
 
     async def _process(self, msg: Msg) -> None:
+        named = parse_event_subject(msg.subject)
+        # A later event of an order known to have no URL is acked unparsed. The `pending`
+        # event, the order's first, is parsed (it is small) and fills the cache itself.
+        if named is not None and named[0] != EventType.PENDING:
+            event_type, order_id = named
+            ORDER_ID.set(order_id)  # this task's logs name the order
+            try:
+                if await self._url_of(order_id) is None:
+                    CONSUMED[event_type].inc()
+                    await msg.ack()
+                    return
+            except Exception as exc:  # NATS restarting: the message comes back after ack_wait
+                log.warning("webhook handling failed: %r", exc, extra={"order_id": order_id})
+                return
         try:
             event = OrderEvent.from_json(msg.data)
         except ValidationError:
             await msg.term()
             return
         CONSUMED[event.event].inc()
-        ORDER_ID.set(event.order_id)  # this task's logs name the order
+        ORDER_ID.set(event.order_id)
+        if event.event == EventType.PENDING:
+            self._remember(event.order_id, event.data.get("webhookUrl"))
         try:
             await self._handle(msg, event)
         except Exception as exc:  # NATS restarting: the message comes back after ack_wait
@@ -113,16 +137,21 @@ class WebhookDispatcher:
         if order_id in self._urls:
             self._urls.move_to_end(order_id)
             return self._urls[order_id]
+        # Not seen here yet (another replica got its `pending`, or a restart): read it.
         try:
             subject = event_subject(EventType.PENDING, order_id)
             raw = await self._js.get_last_msg(STREAM, subject, direct=True)
             url = OrderEvent.from_json(raw.data or b"").data.get("webhookUrl")
         except NotFoundError:
             url = None
+        self._remember(order_id, url)
+        return url
+
+    def _remember(self, order_id: str, url: str | None) -> None:
         self._urls[order_id] = url
+        self._urls.move_to_end(order_id)
         if len(self._urls) > URL_CACHE_SIZE:
             self._urls.popitem(last=False)
-        return url
 
     async def _delivered(self, order_id: str) -> tuple[int, int]:
         """The last delivered sequence for the order and its KV revision (0, 0 if none)."""
