@@ -128,4 +128,3 @@ async def test_single_order_sockets_can_stay_open_after_the_end(start) -> None:
         pong = await ws.ping()
         await asyncio.wait_for(pong, 5)  # the socket is still open and answering
     assert frames[-1]["event"] == "confirmed"
-

@@ -55,4 +55,3 @@ async def test_orders_belong_to_the_tenant_of_the_key(start) -> None:
     async with websockets.connect(f"{stack.ws_url}/ws/orders/{order_id}") as ws:
         await ws.wait_closed()
     assert ws.close_code == 4401
-
