@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 from collections.abc import Callable
@@ -47,6 +48,11 @@ def parse_variant(spec: str) -> tuple[str, int]:
     return rev, int(replicas or 1)
 
 
+def worktree_env() -> dict[str, str]:
+    """This process's environment minus its virtualenv: each worktree uses its own."""
+    return {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+
+
 def prepare(repo: Path, rev: str, root: Path) -> Path:
     """A worktree of `rev` with its own synced environment."""
     tree = root / rev.replace("/", "_")
@@ -54,7 +60,7 @@ def prepare(repo: Path, rev: str, root: Path) -> Path:
         subprocess.run(
             ["git", "-C", str(repo), "worktree", "add", "--detach", str(tree), rev], check=True
         )
-    subprocess.run(["uv", "sync", "--frozen", "--all-packages", "-q"], cwd=tree, check=True)
+    subprocess.run(["uv", "sync", "--frozen", "-q"], cwd=tree, env=worktree_env(), check=True)
     return tree
 
 
@@ -65,7 +71,7 @@ def run_once(
     command += ["--orders", str(orders), "--rate", rate, "--out", str(out)]
     if replicas > 1:
         command += ["--replicas", str(replicas)]
-    subprocess.run(command, cwd=tree, check=False, stdout=subprocess.DEVNULL)
+    subprocess.run(command, cwd=tree, env=worktree_env(), check=False, stdout=subprocess.DEVNULL)
     report = out / f"{mode}.json"
     return json.loads(report.read_text()) if report.exists() else {}
 
