@@ -85,7 +85,7 @@ async def test_watch_registers_so_the_next_event_goes_to_the_watcher() -> None:
     watcher = Watcher(10)
     history = hub.watch("a", watcher)
     assert history is not None
-    assert history[0].event.data["tenant"] == "t1"  # tenancy is decided from cached data
+    assert history[0].tenant == "t1"  # tenancy is decided from cached data
     nxt = await feed.send("a", 1)
     assert (await watcher.next()).seq == nxt
 

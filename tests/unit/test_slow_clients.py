@@ -10,15 +10,16 @@ import pytest
 from dexec.bus.history import StoredEvent
 from dexec.orders.events import OrderEvent
 from dexec.orders.states import EventType, OrderStatus
+from dexec_notifier.client_events import ClientEvent
 from dexec_notifier.live import SlowConsumer, Watcher
 from dexec_notifier.sockets import CLOSE_SLOW_CONSUMER, StreamSession
 
 
-def stored(seq: int) -> StoredEvent:
+def stored(seq: int) -> ClientEvent:
     event = OrderEvent(
         order_id="o", event=EventType.ROUTING, status=OrderStatus.ROUTING, at=datetime.now(UTC)
     )
-    return StoredEvent(seq, event)
+    return ClientEvent.of(StoredEvent(seq, event))
 
 
 async def test_a_watcher_over_its_limit_reports_a_slow_consumer() -> None:

@@ -25,17 +25,15 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import orjson
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 from opentelemetry.trace import SpanKind
 
 from dexec import tracing
-from dexec.bus.history import StoredEvent
 from dexec.bus.subjects import ALL_EVENTS, parse_event_subject
-from dexec.orders.events import OrderEvent
 from dexec.orders.states import EVENT_STATUS, EventType, is_terminal
+from dexec_notifier.client_events import ClientEvent
 from dexec_notifier.metrics import (
     LIVE_CACHE_BYTES,
     LIVE_CACHE_EVICTIONS,
@@ -55,19 +53,6 @@ EVENT_OVERHEAD = 120
 ENTRY_OVERHEAD = 400
 
 
-def client_message(seq: int, event: OrderEvent) -> dict[str, object]:
-    """What a WebSocket client receives for one event."""
-    return {
-        "orderId": event.order_id,
-        "event": str(event.event),
-        "status": str(event.status),
-        "seq": seq,
-        "at": event.at.isoformat(),
-        "attempt": event.attempt,
-        "data": event.data,
-    }
-
-
 class SlowConsumer(Exception):
     pass
 
@@ -77,16 +62,16 @@ class Watcher:
     """One socket's inbox of live events; bounded so a slow client cannot grow memory."""
 
     limit: int
-    queue: asyncio.Queue[StoredEvent] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[ClientEvent] = field(default_factory=asyncio.Queue)
     overflowed: bool = False
 
-    def offer(self, stored: StoredEvent) -> None:
+    def offer(self, event: ClientEvent) -> None:
         if self.queue.qsize() >= self.limit:
             self.overflowed = True
             return
-        self.queue.put_nowait(stored)
+        self.queue.put_nowait(event)
 
-    async def next(self) -> StoredEvent:
+    async def next(self) -> ClientEvent:
         if self.overflowed:
             raise SlowConsumer
         item = await self.queue.get()
@@ -206,7 +191,7 @@ class LiveHub:
         if self._sub is not None:
             await self._sub.unsubscribe()
 
-    def watch(self, order_id: str, watcher: Watcher) -> list[StoredEvent] | None:
+    def watch(self, order_id: str, watcher: Watcher) -> list[ClientEvent] | None:
         """Register for the order's live events; return its history so far if cached.
 
         Synchronous on purpose: every event after the returned history reaches the watcher.
@@ -220,7 +205,7 @@ class LiveHub:
         history = []
         for seq, raw in cached:
             try:
-                history.append(StoredEvent(seq, OrderEvent.from_json(raw)))
+                history.append(ClientEvent.from_json(seq, raw))
             except ValueError:
                 log.error("skipping malformed cached event %d of order %s", seq, order_id)
         return history
@@ -237,8 +222,9 @@ class LiveHub:
         return len(self._watchers)
 
     async def _on_msg(self, msg: Msg) -> None:
-        sequence = msg.metadata.sequence
-        self._follow(msg.metadata.consumer, sequence.consumer, sequence.stream)
+        metadata = msg.metadata  # parsed from the reply subject on each access
+        sequence = metadata.sequence
+        self._follow(metadata.consumer, sequence.consumer, sequence.stream)
         named = parse_event_subject(msg.subject)
         if named is None:
             return  # not an order event: nothing here reads it
@@ -248,20 +234,19 @@ class LiveHub:
         if not watchers:
             return  # nobody here watches this order: skip the parse
         try:
-            event = OrderEvent.model_validate(orjson.loads(msg.data))
+            event = ClientEvent.from_json(sequence.stream, msg.data)
         except ValueError:
             log.error("skipping malformed live event on %s", msg.subject)
             return
-        stored = StoredEvent(sequence.stream, event)
         trace = tracing.extract_sampled(msg.headers)
         if trace is None:
-            _fan_out(stored, watchers)
+            _fan_out(event, watchers)
             return
         scope = tracing.tracer("dexec.notifier")
-        name = f"fan out {event.event}"
+        name = f"fan out {event_type}"
         with scope.start_as_current_span(name, context=trace, kind=SpanKind.CONSUMER) as span:
-            span.set_attributes({"dexec.order_id": event.order_id, "dexec.watchers": len(watchers)})
-            _fan_out(stored, watchers)
+            span.set_attributes({"dexec.order_id": order_id, "dexec.watchers": len(watchers)})
+            _fan_out(event, watchers)
 
     def _follow(self, consumer: str, consumer_seq: int, stream_seq: int) -> None:
         """Clear the cache unless this message directly follows the last one the hub saw.
@@ -289,6 +274,6 @@ class LiveHub:
         self.cache.clear()
 
 
-def _fan_out(stored: StoredEvent, watchers: set[Watcher]) -> None:
+def _fan_out(event: ClientEvent, watchers: set[Watcher]) -> None:
     for watcher in list(watchers):
-        watcher.offer(stored)
+        watcher.offer(event)

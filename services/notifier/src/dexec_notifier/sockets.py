@@ -20,9 +20,9 @@ from fastapi import WebSocket, WebSocketDisconnect
 from nats.js import JetStreamContext
 from pydantic import BaseModel, Field, ValidationError
 
-from dexec.bus.history import StoredEvent, read_order_events
-from dexec.orders.states import is_terminal
-from dexec_notifier.live import LiveHub, SlowConsumer, Watcher, client_message
+from dexec.bus.history import read_order_events
+from dexec_notifier.client_events import ClientEvent
+from dexec_notifier.live import LiveHub, SlowConsumer, Watcher
 from dexec_notifier.metrics import WS_BACKFILLS, WS_CONNECTIONS, WS_MESSAGES
 
 log = logging.getLogger(__name__)
@@ -133,22 +133,23 @@ class StreamSession:
                 WS_BACKFILLS.labels(source="cache").inc()
             else:
                 WS_BACKFILLS.labels(source="stream").inc()
-                backfill = await read_order_events(self._js, order_id)
+                stored = await read_order_events(self._js, order_id)
+                backfill = [ClientEvent.of(event) for event in stored]
             if not backfill or not self._visible(backfill[0]):
                 self._hub.unwatch(order_id, self._watcher)
                 del self._last_seq[order_id]
                 return False
-            for stored in backfill:
-                await self._send_event(stored)
-            if is_terminal(backfill[-1].event.status):
+            for event in backfill:
+                await self._send_event(event)
+            if backfill[-1].terminal:
                 self._ended.add(order_id)  # also when a resuming client had seen it already
             return True
 
-    def _visible(self, first: StoredEvent) -> bool:
+    def _visible(self, first: ClientEvent) -> bool:
         """With API keys on, another tenant's order does not exist for this client."""
         if self._tenant is None:
             return True
-        return first.event.data.get("tenant") == self._tenant
+        return first.tenant == self._tenant
 
     def _unsubscribe(self, order_id: str) -> None:
         if self._last_seq.pop(order_id, None) is not None:
@@ -156,21 +157,20 @@ class StreamSession:
 
     async def _pump(self, close_on_terminal: bool) -> None:
         while True:
-            stored = await self._watcher.next()
+            event = await self._watcher.next()
             async with self._send_lock:
-                if stored.event.order_id not in self._last_seq:
+                if event.order_id not in self._last_seq:
                     continue  # unsubscribed while the event was queued
-                await self._send_event(stored)
-            if close_on_terminal and is_terminal(stored.event.status):
+                await self._send_event(event)
+            if close_on_terminal and event.terminal:
                 await self._ws.close(CLOSE_DONE)
                 return
 
-    async def _send_event(self, stored: StoredEvent) -> None:
-        order_id = stored.event.order_id
-        if stored.seq <= self._last_seq.get(order_id, 0):
+    async def _send_event(self, event: ClientEvent) -> None:
+        if event.seq <= self._last_seq.get(event.order_id, 0):
             return
-        self._last_seq[order_id] = stored.seq
-        await self._send_raw(orjson.dumps(client_message(stored.seq, stored.event)).decode())
+        self._last_seq[event.order_id] = event.seq
+        await self._send_raw(event.text)
         WS_MESSAGES.inc()
 
     async def _send_raw(self, text: str) -> None:

@@ -42,7 +42,7 @@ from dexec.orders.events import OrderEvent
 from dexec.orders.states import EventType
 from dexec.telemetry import ORDER_ID
 from dexec.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from dexec_notifier.live import client_message
+from dexec_notifier.client_events import client_message
 from dexec_notifier.metrics import WEBHOOK_DELIVERIES
 from dexec_notifier.settings import NotifierSettings
 
