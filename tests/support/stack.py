@@ -22,6 +22,7 @@ import websockets
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from dexec.runtime import WS_IMPLEMENTATION
 from dexec_api.app import create_app as create_api
 from dexec_api.settings import ApiSettings
 from dexec_executor.service import ExecutorService
@@ -45,7 +46,14 @@ STOP_TIMEOUT_SECONDS = 60.0
 
 
 async def _serve(app: object, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")  # type: ignore[arg-type]
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        lifespan="on",
+        ws=WS_IMPLEMENTATION,
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     deadline = time.monotonic() + 20

@@ -18,7 +18,7 @@ def api_key_of(request: Request) -> str | None:
     return key
 
 
-def caller_tenant(request: Request) -> str | None:
+async def caller_tenant(request: Request) -> str | None:
     """The caller's tenant; None when API keys are off. Unknown keys are a 401."""
     tenants: Tenants = request.app.state.tenants
     if not tenants.enabled:
