@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from dexec_router.service import RouterService
 from dexec_router.settings import RouterSettings
 from tests.support.stack import Stack
@@ -13,6 +15,8 @@ ORDER = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1"}
 
 async def test_a_client_over_its_rate_gets_429_with_retry_after(start) -> None:
     stack: Stack = await start(rate_limit_per_second=1, rate_limit_burst=5)
+    # The in-process services share one registry with earlier tests: count from here.
+    refused_before = await rate_limited(stack)
 
     responses = [await stack.submit(ORDER) for _ in range(7)]
 
@@ -21,8 +25,18 @@ async def test_a_client_over_its_rate_gets_429_with_retry_after(start) -> None:
     assert refused.json()["error"]["code"] == "RATE_LIMITED"
     assert int(refused.headers["Retry-After"]) >= 1
     assert await orders_in_stream(stack.nats_url) == 5
+    assert await rate_limited(stack) == refused_before + 2
+
+
+async def rate_limited(stack: Stack) -> float:
     metrics = (await stack.http.get(f"{stack.api_url}/metrics/")).text
-    assert 'dexec_orders_rejected_total{reason="rate_limited"} 2.0' in metrics
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            if sample.name == "dexec_orders_rejected_total" and sample.labels == {
+                "reason": "rate_limited"
+            }:
+                return sample.value
+    return 0.0
 
 
 async def test_orders_are_refused_while_the_router_backlog_is_over_the_limit(start) -> None:
