@@ -22,6 +22,7 @@ from dexec_tools.loadgen.stats import (
     compute,
     outcome,
     parse_at,
+    peak_concurrency,
     percentile,
     stage_latencies,
     summarize,
@@ -215,6 +216,16 @@ def test_compute_counts_and_times_a_whole_run() -> None:
     end_to_end = stats.stages_ms[END_TO_END]
     assert end_to_end is not None and end_to_end.count == 5
     assert end_to_end.max == pytest.approx(500.0)  # the failed order
+    # Six accepted at T0, in flight together until the first ends (~T0 + 52 ms); the late one
+    # comes at T0 + 0.5, after three have ended (stuck and lost never end).
+    assert stats.peak_in_flight == 6
+
+
+def test_peak_in_flight_follows_accepts_and_ends_in_time_order() -> None:
+    assert peak_concurrency([]) == 0
+    # a: 0-2, b: 1-3, c: 2-4 (c accepted as a ends), d: 5-6.
+    changes = [(0, 1), (2, -1), (1, 1), (3, -1), (2, 1), (4, -1), (5, 1), (6, -1)]
+    assert peak_concurrency(changes) == 2
 
 
 def test_an_empty_run_has_no_rates_and_no_latencies() -> None:

@@ -70,6 +70,7 @@ def build_report(
             "failed": dict(stats.failed),
             "stuck": stats.stuck,
             "lost": stats.lost,
+            "peak_in_flight": stats.peak_in_flight,
             "not_found": stats.not_found,
         },
         "events": {
@@ -151,7 +152,8 @@ def render_text(report: dict[str, Any]) -> str:
         f"            completed {orders['completed']}  confirmed {orders['confirmed']}  "
         f"failed: {_counts(orders['failed'])}",
         f"            lost {orders['lost']}  stuck {orders['stuck']}  "
-        f"unknown to the notifier {orders['not_found']}",
+        f"unknown to the notifier {orders['not_found']}  "
+        f"peak in flight {orders['peak_in_flight']}",
         f"events      received {events['received']}  duplicated {events['duplicated']}  "
         f"out of order {events['out_of_order']}  reconnects {events['reconnects']}  "
         f"sockets {events['sockets_opened']}",

@@ -171,6 +171,8 @@ class RunStats:
     post_ms: Summary | None = None
     stages_ms: dict[str, Summary | None] = field(default_factory=dict)
     delivery_ms: Summary | None = None
+    # Most orders accepted and not yet seen to their end at one moment (the client's view).
+    peak_in_flight: int = 0
 
     @property
     def accept_per_second(self) -> float | None:
@@ -193,6 +195,8 @@ def compute(orders: Iterable[OrderSample], parse: Callable[[str], float] = parse
     first_post: float | None = None
     last_accept: float | None = None
     last_terminal: float | None = None
+    # (time, +1) when an order was accepted, (time, -1) when its end was read.
+    changes: list[tuple[float, int]] = []
     for order in orders:
         stats.requested += 1
         stats.retries += order.retries
@@ -209,6 +213,8 @@ def compute(orders: Iterable[OrderSample], parse: Callable[[str], float] = parse
         if order.post_seconds is not None:
             post.append(order.post_seconds * 1000)
         last_accept = _max(last_accept, order.accepted_at)
+        if order.accepted_at is not None:
+            changes.append((order.accepted_at, 1))
         if kind == "stuck":
             stats.stuck += 1
         elif kind == "lost":
@@ -224,6 +230,7 @@ def compute(orders: Iterable[OrderSample], parse: Callable[[str], float] = parse
         if end is not None:
             stats.completed += 1
             last_terminal = _max(last_terminal, end.received)
+            changes.append((end.received, -1))
             if end.status == "confirmed":
                 stats.confirmed += 1
             else:
@@ -233,10 +240,21 @@ def compute(orders: Iterable[OrderSample], parse: Callable[[str], float] = parse
     if first_post is not None:
         stats.accept_window = last_accept - first_post if last_accept is not None else None
         stats.completion_window = last_terminal - first_post if last_terminal is not None else None
+    stats.peak_in_flight = peak_concurrency(changes)
     stats.post_ms = summarize(post)
     stats.stages_ms = {name: summarize(values) for name, values in stages.items()}
     stats.delivery_ms = summarize(delivery)
     return stats
+
+
+def peak_concurrency(changes: list[tuple[float, int]]) -> int:
+    """The highest running sum of +1/-1 changes in time order (an end read at the very moment
+    of another order's accept counts first)."""
+    peak = level = 0
+    for _, change in sorted(changes):
+        level += change
+        peak = max(peak, level)
+    return peak
 
 
 def _min(current: float | None, value: float) -> float:
