@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dexec_tools.bench_compare import parse_variant, summarise
+from dexec_tools.bench_compare import max_service_rss, parse_variant, summarise
 
 
 def report(completed: float, lost: int = 0) -> dict:
@@ -32,3 +32,9 @@ def test_medians_and_ratios_against_the_first_revision() -> None:
 def test_a_revision_may_ask_for_replicas() -> None:
     assert parse_variant("HEAD") == ("HEAD", 1)
     assert parse_variant("abc123,replicas=2") == ("abc123", 2)
+
+
+def test_the_largest_rss_is_of_a_service_replicas_included() -> None:
+    peaks = {"nats": 300.0, "postgres": 400.0, "api": 90.0, "executor-2": 120.5, "notifier": 110}
+    assert max_service_rss(peaks) == 120.5
+    assert max_service_rss({"nats": 1.0}) is None

@@ -35,11 +35,22 @@ FIGURES: dict[str, tuple[Figure, bool]] = {
     ),
     "delivery p50 ms": (lambda r: r["latency_ms"]["delivery"]["p50"], False),
     "delivery p99 ms": (lambda r: r["latency_ms"]["delivery"]["p99"], False),
+    "peak orders in flight": (lambda r: r["orders"].get("peak_in_flight"), True),
+    "largest service RSS MiB": (lambda r: max_service_rss(r["rss_peak_mib"]), False),
     "lost+stuck+duplicated": (
         lambda r: r["orders"]["lost"] + r["orders"]["stuck"] + r["events"]["duplicated"],
         False,
     ),
 }
+
+
+SERVICES = ("api", "router", "executor", "notifier")
+
+
+def max_service_rss(peaks: dict[str, float]) -> float | None:
+    """The largest peak RSS of a dexec service process (replicas included; not NATS, Postgres)."""
+    ours = [mib for name, mib in peaks.items() if name.split("-")[0] in SERVICES]
+    return max(ours, default=None)
 
 
 def parse_variant(spec: str) -> tuple[str, int]:
