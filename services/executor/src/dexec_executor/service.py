@@ -82,6 +82,8 @@ class ExecutorService:
     async def stop(self) -> None:
         if self._worker:
             await self._worker.stop()
+        if self.chain:
+            await self.chain.close()
         if self._nc:
             await self._nc.drain()
 

@@ -8,6 +8,7 @@ transaction twice never executes it twice (the outcome is written with a create)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from nats.js.kv import KeyValue
 
 from dexec.bus.subjects import CHAIN_BUCKET
 from dexec.market.base58 import b58encode
+from dexec.market.landings import Landings
 from dexec.market.market import METEORA, RAYDIUM, Market
 from dexec.market.pools import BPS
 from dexec.market.routing import network_fee_lamports
@@ -28,6 +30,8 @@ from dexec.orders.events import CamelModel, Route
 from dexec.settings import ChainSettings, LatencyMode
 
 FINALIZED_DEPTH = 32
+# A waiter reads its signature's outcome itself this often, besides being told it landed.
+LANDING_RECHECK_SECONDS = 2.0
 # The error each venue's program returns when the output is under the minimum (simulated).
 VENUE_SLIPPAGE_ERRORS = {
     RAYDIUM: "0x1e ExceededSlippage",
@@ -111,10 +115,13 @@ class Commitment(StrEnum):
 
 
 class SimulatedChain:
-    def __init__(self, kv: KeyValue, market: Market, settings: ChainSettings) -> None:
+    def __init__(
+        self, kv: KeyValue, market: Market, settings: ChainSettings, landings: Landings
+    ) -> None:
         self._kv = kv
         self._market = market
         self._settings = settings
+        self._landings = landings
         self.clock = SlotClock(settings.slot_ms)
 
     @classmethod
@@ -125,7 +132,12 @@ class SimulatedChain:
             kv = await js.key_value(CHAIN_BUCKET)
         except BucketNotFoundError:
             kv = await js.create_key_value(bucket=CHAIN_BUCKET, history=1)
-        return cls(kv, market, settings)
+        landings = Landings(CHAIN_BUCKET)
+        await landings.start(js)
+        return cls(kv, market, settings, landings)
+
+    async def close(self) -> None:
+        await self._landings.stop()
 
     def latest_blockhash(self) -> tuple[str, int]:
         slot = self.clock.now()
@@ -247,23 +259,37 @@ class SimulatedChain:
         return Commitment.CONFIRMED if depth >= 1 else Commitment.PROCESSED
 
     async def wait_confirmed(self, tx: SignedSwap, landed: Outcome | None = None) -> Outcome:
-        """Poll the signature once a slot, as an RPC client does, until it is confirmed.
+        """Wait until the transaction is confirmed (one slot deep) and return its outcome.
 
-        `landed`: the outcome `send` just recorded, which stands in for the first poll.
-        Raises `BlockhashExpired` once the blockhash has expired without the transaction
-        landing: only then is it safe to sign the swap again.
+        `landed`: the outcome `send` just recorded. Raises `BlockhashExpired` once the
+        blockhash has expired without the transaction landing: only then is it safe to sign
+        the swap again.
         """
-        zero = self._settings.latency_mode == LatencyMode.ZERO
-        while True:
-            outcome = landed or await self.outcome(tx.signature)
-            landed = None
-            if outcome is not None:
-                if zero or self.commitment(outcome) in (Commitment.CONFIRMED, Commitment.FINALIZED):
+        outcome = landed or await self._landing(tx)
+        if outcome is None:
+            raise BlockhashExpired(
+                f"{tx.signature[:16]}… did not land before block {tx.last_valid_block_height}"
+            )
+        if self._settings.latency_mode == LatencyMode.ZERO:
+            return outcome
+        # The condition is the slot clock's, not another task's: sleeping is the wait.
+        while self.commitment(outcome) not in (Commitment.CONFIRMED, Commitment.FINALIZED):  # noqa: ASYNC110
+            await asyncio.sleep(self.clock.seconds_until(outcome.slot + 1))
+        return outcome
+
+    async def _landing(self, tx: SignedSwap) -> Outcome | None:
+        """The outcome once it is recorded, or None when the blockhash expired first."""
+        with self._landings.expect(tx.signature) as landing:
+            while True:
+                # Read it ourselves too: it may have landed before we registered, or the
+                # push may be lost to a reconnect; a few reads per order, not one per slot.
+                outcome = await self.outcome(tx.signature)
+                if outcome is not None:
                     return outcome
-                await asyncio.sleep(self.clock.seconds_until(outcome.slot + 1))
-                continue
-            if self.clock.now() > tx.last_valid_block_height:
-                raise BlockhashExpired(
-                    f"{tx.signature[:16]}… did not land before block {tx.last_valid_block_height}"
-                )
-            await asyncio.sleep(self._settings.slot_ms / 1000)
+                expires_in = self.clock.seconds_until(tx.last_valid_block_height + 1)
+                if expires_in <= 0:
+                    return None
+                wait = min(expires_in, LANDING_RECHECK_SECONDS)
+                with contextlib.suppress(TimeoutError):
+                    raw = await asyncio.wait_for(asyncio.shield(landing), wait)
+                    return Outcome.model_validate_json(raw)
