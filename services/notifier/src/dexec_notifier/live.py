@@ -40,6 +40,7 @@ from dexec_notifier.metrics import (
     LIVE_CACHE_ORDERS,
     LIVE_CONSUMER_GAPS,
 )
+from dexec_notifier.settings import DEFAULT_BACKFILL_CACHE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ class BackfillCache:
 class LiveHub:
     def __init__(
         self,
-        cache_max_bytes: int = 32 * 1024 * 1024,
+        cache_max_bytes: int = DEFAULT_BACKFILL_CACHE_BYTES,
         cache_ttl_after_terminal: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
