@@ -40,3 +40,8 @@ LIVE_CONSUMER_GAPS = Counter(
     "dexec_live_consumer_gaps_total",
     "Times the live consumer's delivery did not follow on from the last message it delivered",
 )
+# Every known label value exported from the start at 0, so rates exist before the first one.
+for _source in ("cache", "stream"):
+    WS_BACKFILLS.labels(source=_source)
+for _reason in ("terminal", "bytes", "gap"):
+    LIVE_CACHE_EVICTIONS.labels(reason=_reason)
