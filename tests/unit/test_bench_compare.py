@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dexec_tools.bench_compare import max_service_rss, parse_variant, summarise
+from dexec_tools.bench_compare import cpu_ms_per_order, max_service_rss, parse_variant, summarise
 
 
 def report(completed: float, lost: int = 0) -> dict:
@@ -38,3 +38,13 @@ def test_the_largest_rss_is_of_a_service_replicas_included() -> None:
     peaks = {"nats": 300.0, "postgres": 400.0, "api": 90.0, "executor-2": 120.5, "notifier": 110}
     assert max_service_rss(peaks) == 120.5
     assert max_service_rss({"nats": 1.0}) is None
+
+
+def test_cpu_per_order_is_the_engine_cpu_over_the_window_per_completed_order() -> None:
+    run = {
+        "throughput": {"completion_window_seconds": 10.0},
+        "orders": {"completed": 1000},
+        "services_cpu_percent_of_one_core": {"nats": 50.0, "api": 30.0, "notifier": 70.0},
+    }
+    assert cpu_ms_per_order(run) == 15.0  # 1.5 cores for 10 s = 15 s over 1,000 orders
+    assert cpu_ms_per_order({**run, "orders": {"completed": 0}}) is None

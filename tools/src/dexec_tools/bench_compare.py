@@ -35,6 +35,7 @@ FIGURES: dict[str, tuple[Figure, bool]] = {
     ),
     "delivery p50 ms": (lambda r: r["latency_ms"]["delivery"]["p50"], False),
     "delivery p99 ms": (lambda r: r["latency_ms"]["delivery"]["p99"], False),
+    "CPU ms per order (services, NATS, Postgres)": (lambda r: cpu_ms_per_order(r), False),
     "peak orders in flight": (lambda r: r["orders"].get("peak_in_flight"), True),
     "largest service RSS MiB": (lambda r: max_service_rss(r["rss_peak_mib"]), False),
     "lost+stuck+duplicated": (
@@ -51,6 +52,16 @@ def max_service_rss(peaks: dict[str, float]) -> float | None:
     """The largest peak RSS of a dexec service process (replicas included; not NATS, Postgres)."""
     ours = [mib for name, mib in peaks.items() if name.split("-")[0] in SERVICES]
     return max(ours, default=None)
+
+
+def cpu_ms_per_order(report: dict[str, Any]) -> float | None:
+    """CPU the whole engine spent per completed order, over the completion window."""
+    window = report["throughput"]["completion_window_seconds"]
+    completed = report["orders"]["completed"]
+    if not window or not completed:
+        return None
+    percent = sum(report["services_cpu_percent_of_one_core"].values())
+    return percent / 100 * window / completed * 1000
 
 
 def parse_variant(spec: str) -> tuple[str, int]:
@@ -109,11 +120,16 @@ def summarise(revs: list[str], reports: dict[str, list[dict[str, Any]]]) -> str:
             if median is None:
                 cells.append("n/a")
             elif i == 0 or not base:
-                cells.append(f"{median:,.0f}")
+                cells.append(_number(median))
             else:
-                cells.append(f"{median:,.0f} (x{median / base:.2f})")
+                cells.append(f"{_number(median)} (x{median / base:.2f})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _number(value: float) -> str:
+    """Whole numbers and large figures without decimals, small fractional ones with one."""
+    return f"{value:,.0f}" if value >= 100 or value == int(value) else f"{value:.1f}"
 
 
 def main() -> None:
