@@ -22,7 +22,7 @@ from dexec import tracing
 from dexec.bus.connection import connect, ensure_stream
 from dexec.bus.errors import PermanentError, StageError, TransientError
 from dexec.bus.history import read_order_events
-from dexec.bus.publisher import emit
+from dexec.bus.publisher import emit, emit_deferred
 from dexec.bus.subjects import EXECUTOR_CONSUMER
 from dexec.bus.worker import ConsumerWorker, Delivery, Stage
 from dexec.market.chain import ChainError, Outcome, SignedSwap, SimulatedChain
@@ -53,15 +53,18 @@ class ExecutorService:
         self.market = Market.from_settings(settings)
         self.chain: SimulatedChain | None = None
         self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
         self._worker: ConsumerWorker | None = None
 
     @property
     def js(self) -> JetStreamContext:
-        assert self._nc is not None
-        return self._nc.jetstream()
+        assert self._js is not None
+        return self._js
 
     async def start(self) -> None:
         self._nc = await connect(self.settings, "dexec-executor")
+        # One context: it holds the inbox that deferred publishes' acks come back to.
+        self._js = self._nc.jetstream()
         await ensure_stream(self.js, self.settings)
         self.chain = await SimulatedChain.open(self.js, self.market, self.settings)
         self._worker = ConsumerWorker(
@@ -96,8 +99,13 @@ class ExecutorService:
         history = [past.event for past in stored]
         if any(past.event in FINISHED for past in history):
             return  # a previous delivery finished the order; this one only needs its ack
-        await emit(self.js, order_id, EventType.BUILDING, attempt=delivery.attempt)
+        # `building` goes out now and is confirmed before the send, after signing (and the
+        # write-ahead `submitted`, which the stream stores after it).
+        building = await emit_deferred(
+            self.js, order_id, EventType.BUILDING, attempt=delivery.attempt
+        )
         tx, submitted_at = await self._resume_or_sign(order_id, route, history, delivery.attempt)
+        await building.acked()
         try:
             with tracing.child_span(SCOPE, "send transaction", SpanKind.CLIENT):
                 landed = await self.chain.send(tx, delivery.attempt)

@@ -8,10 +8,11 @@ from __future__ import annotations
 import logging
 
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 
 from dexec.bus.connection import connect, ensure_stream
 from dexec.bus.errors import PermanentError, TransientError
-from dexec.bus.publisher import emit
+from dexec.bus.publisher import emit, emit_deferred
 from dexec.bus.subjects import ROUTER_CONSUMER
 from dexec.bus.worker import ConsumerWorker, Delivery, Stage
 from dexec.market.chain import SlotClock
@@ -34,12 +35,14 @@ class RouterService:
         self.clock = SlotClock(settings.slot_ms)
         self.planner = RoutePlanner(self.market, settings, self.clock)
         self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
         self._worker: ConsumerWorker | None = None
         self._quotes: QuoteServer | None = None
 
     async def start(self) -> None:
         self._nc = await connect(self.settings, "dexec-router")
-        js = self._nc.jetstream()
+        # One context: it holds the inbox that deferred publishes' acks come back to.
+        js = self._js = self._nc.jetstream()
         await ensure_stream(js, self.settings)
         self._quotes = QuoteServer(self._nc, self.planner, self.settings.router_concurrency)
         await self._quotes.start()
@@ -71,11 +74,12 @@ class RouterService:
             await self._nc.drain()
 
     async def handle(self, event: OrderEvent, delivery: Delivery) -> None:
-        assert self._nc is not None
-        js = self._nc.jetstream()
+        js = self._js
+        assert js is not None
         spec: OrderSpec = event.payload()
         order_id = event.order_id
-        await emit(js, order_id, EventType.ROUTING, attempt=delivery.attempt)
+        # Routing goes out now and is confirmed before `routed`: the plan overlaps its ack.
+        routing = await emit_deferred(js, order_id, EventType.ROUTING, attempt=delivery.attempt)
         started = routing_started(event, delivery.attempt)
         token_in, token_out = resolve_token(spec.token_in), resolve_token(spec.token_out)
         try:
@@ -87,9 +91,11 @@ class RouterService:
                 key=f"{order_id}:{delivery.attempt}",
             )
         except RoutingFailed as exc:
+            await routing.acked()
             log.info("not routed: %s %s", exc.code, exc.details, extra={"order_id": order_id})
             kind = TransientError if exc.retryable else PermanentError
             raise kind(exc.code, exc.message, details=exc.details) from exc
+        await routing.acked()
         if log.isEnabledFor(logging.INFO):  # the quotes are dumped only for a line written
             log.info(
                 "routed %s %s → %s: %s",

@@ -2,10 +2,20 @@
 
 Each message also carries the current trace context (`traceparent`, see `dexec.tracing`), so
 whoever consumes the event continues the order's trace.
+
+A publish either waits for the stream's ack (`emit`), or is sent at once and confirmed later
+(`emit_deferred`), so a handler can overlap the round trip with its next step. Publishes on
+one connection reach the stream in the order they were sent, so a deferred event is stored
+before anything the same service publishes after it.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from opentelemetry.trace import SpanKind
@@ -17,29 +27,45 @@ from dexec.orders.events import CamelModel, OrderEvent
 from dexec.orders.states import EVENT_STATUS, EventType, OrderStatus
 
 MSG_ID_HEADER = "Nats-Msg-Id"
+# How long a deferred publish waits for its ack (JetStream's own default request timeout).
+ACK_TIMEOUT_SECONDS = 5.0
 _SPAN_NAMES = {event: f"publish {event}" for event in EventType}
+
+
+class PendingAck:
+    """A publish already sent, whose ack is awaited later with `acked()`."""
+
+    def __init__(self, event: OrderEvent, future: asyncio.Future[PubAck]) -> None:
+        self._event = event
+        self._future = future
+        # A handler that fails before it awaits the ack leaves no unretrieved exception.
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+    async def acked(self) -> PubAck:
+        """Once this returns, the transition is durable."""
+        try:
+            ack = await asyncio.wait_for(asyncio.shield(self._future), ACK_TIMEOUT_SECONDS)
+        except TimeoutError as exc:
+            raise NatsTimeoutError from exc
+        _count(self._event, ack)
+        return ack
 
 
 async def publish_event(js: JetStreamContext, event: OrderEvent) -> PubAck:
     """Publish and wait for the stream's ack: once this returns, the transition is durable."""
-    subject = event_subject(event.event, event.order_id)
-    headers = {MSG_ID_HEADER: event.msg_id}
-    # A span of its own only inside a sampled trace; otherwise the current context is passed on.
-    with tracing.child_span("dexec.bus", _SPAN_NAMES[event.event], SpanKind.PRODUCER) as span:
-        if span.is_recording():
-            span.set_attributes(
-                {
-                    "messaging.system": "nats",
-                    "messaging.destination.name": subject,
-                    "dexec.order_id": event.order_id,
-                    "dexec.attempt": event.attempt,
-                }
-            )
-        tracing.inject(headers)
+    subject, headers = event_subject(event.event, event.order_id), _headers(event)
+    with _producer_span(event, subject, headers):
         ack = await js.publish(subject, event.to_json(), stream=STREAM, headers=headers)
-    if not ack.duplicate:
-        PUBLISHED[event.event].inc()
+    _count(event, ack)
     return ack
+
+
+async def publish_event_deferred(js: JetStreamContext, event: OrderEvent) -> PendingAck:
+    """Send now; the returned `PendingAck` confirms it later."""
+    subject, headers = event_subject(event.event, event.order_id), _headers(event)
+    with _producer_span(event, subject, headers):
+        future = await js.publish_async(subject, event.to_json(), stream=STREAM, headers=headers)
+    return PendingAck(event, future)
 
 
 async def emit(
@@ -52,7 +78,56 @@ async def emit(
     status: OrderStatus | None = None,
 ) -> PubAck:
     """Publish one transition; `status` is needed only for events that keep the status."""
+    return await publish_event(js, _event(order_id, event, payload, attempt, status))
+
+
+async def emit_deferred(
+    js: JetStreamContext,
+    order_id: str,
+    event: EventType,
+    payload: CamelModel | None = None,
+    *,
+    attempt: int = 1,
+    status: OrderStatus | None = None,
+) -> PendingAck:
+    """`emit`, with the ack awaited later (`PendingAck.acked()`)."""
+    return await publish_event_deferred(js, _event(order_id, event, payload, attempt, status))
+
+
+def _event(
+    order_id: str,
+    event: EventType,
+    payload: CamelModel | None,
+    attempt: int,
+    status: OrderStatus | None,
+) -> OrderEvent:
     new_status = status or EVENT_STATUS[event]
     if new_status is None:
         raise ValueError(f"{event} keeps the order's status: pass it")
-    return await publish_event(js, OrderEvent.of(order_id, event, new_status, payload, attempt))
+    return OrderEvent.of(order_id, event, new_status, payload, attempt)
+
+
+def _headers(event: OrderEvent) -> dict[str, str]:
+    return {MSG_ID_HEADER: event.msg_id}
+
+
+@contextmanager
+def _producer_span(event: OrderEvent, subject: str, headers: dict[str, str]) -> Iterator[None]:
+    """A span of its own only inside a sampled trace; the context goes on in `headers`."""
+    with tracing.child_span("dexec.bus", _SPAN_NAMES[event.event], SpanKind.PRODUCER) as span:
+        if span.is_recording():
+            span.set_attributes(
+                {
+                    "messaging.system": "nats",
+                    "messaging.destination.name": subject,
+                    "dexec.order_id": event.order_id,
+                    "dexec.attempt": event.attempt,
+                }
+            )
+        tracing.inject(headers)
+        yield
+
+
+def _count(event: OrderEvent, ack: PubAck) -> None:
+    if not ack.duplicate:
+        PUBLISHED[event.event].inc()
