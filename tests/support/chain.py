@@ -5,21 +5,24 @@ from __future__ import annotations
 from collections import Counter
 
 import nats
-from nats.js.errors import NoKeysError
 
 from dexec.bus.subjects import CHAIN_BUCKET
 from dexec.market.chain import Outcome
 
 
 async def landed_outcomes(nats_url: str) -> list[Outcome]:
-    """Every transaction that landed on the simulated chain."""
+    """Every transaction that landed on the simulated chain.
+
+    The keys come from the bucket's stream state rather than `KeyValue.keys()`, whose watcher
+    can report "no keys" when the server has sent them all before the client read any.
+    """
     nc = await nats.connect(nats_url)
     try:
-        kv = await nc.jetstream().key_value(CHAIN_BUCKET)
-        try:
-            keys = await kv.keys()
-        except NoKeysError:
-            return []
+        js = nc.jetstream()
+        kv = await js.key_value(CHAIN_BUCKET)
+        prefix = f"$KV.{CHAIN_BUCKET}."
+        info = await js.stream_info(f"KV_{CHAIN_BUCKET}", subjects_filter=f"{prefix}>")
+        keys = [subject.removeprefix(prefix) for subject in info.state.subjects or {}]
         return [Outcome.model_validate_json((await kv.get(key)).value or b"") for key in keys]
     finally:
         await nc.close()
