@@ -104,11 +104,13 @@ class ExecutorService:
         building = await emit_deferred(
             self.js, order_id, EventType.BUILDING, attempt=delivery.attempt
         )
-        tx, submitted_at = await self._resume_or_sign(order_id, route, history, delivery.attempt)
+        tx, submitted_at, fresh = await self._resume_or_sign(
+            order_id, route, history, delivery.attempt
+        )
         await building.acked()
         try:
             with tracing.child_span(SCOPE, "send transaction", SpanKind.CLIENT):
-                landed = await self.chain.send(tx, delivery.attempt)
+                landed = await self.chain.send(tx, delivery.attempt, fresh=fresh)
         except ChainError as exc:
             raise stage_error(exc) from exc
         await delivery.keep_alive()
@@ -135,8 +137,9 @@ class ExecutorService:
 
     async def _resume_or_sign(
         self, order_id: str, route: Route, history: list[OrderEvent], attempt: int
-    ) -> tuple[SignedSwap, float]:
-        """The transaction to send and when it was submitted (a Unix time)."""
+    ) -> tuple[SignedSwap, float, bool]:
+        """The transaction to send, when it was submitted (a Unix time), and whether it was
+        signed just now (a fresh signature cannot be on the chain yet)."""
         assert self.chain is not None
         building_started = time.perf_counter()
         submitted = [past for past in history if past.event == EventType.SUBMITTED]
@@ -149,7 +152,7 @@ class ExecutorService:
                 tx = self.chain.resign(
                     order_id, route, last.blockhash, last.last_valid_block_height
                 )
-                return tx, last_event.at.timestamp()
+                return tx, last_event.at.timestamp(), False
         tx = self.chain.sign(order_id, route)
         submission = Submission(
             signature=tx.signature,
@@ -158,7 +161,7 @@ class ExecutorService:
         )
         await emit(self.js, order_id, EventType.SUBMITTED, submission, attempt=attempt)
         BUILDING_TO_SUBMITTED.observe(time.perf_counter() - building_started)
-        return tx, time.time()
+        return tx, time.time(), True
 
     async def _finish(self, order_id: str, outcome: Outcome) -> None:
         if not outcome.ok:
