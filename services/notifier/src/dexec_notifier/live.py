@@ -218,10 +218,6 @@ class LiveHub:
             if not watchers:
                 del self._watchers[order_id]
 
-    @property
-    def watched_orders(self) -> int:
-        return len(self._watchers)
-
     async def _on_msg(self, msg: Msg) -> None:
         metadata = msg.metadata  # parsed from the reply subject on each access
         sequence = metadata.sequence

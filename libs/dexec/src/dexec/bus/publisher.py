@@ -60,14 +60,6 @@ async def publish_event(js: JetStreamContext, event: OrderEvent) -> PubAck:
     return ack
 
 
-async def publish_event_deferred(js: JetStreamContext, event: OrderEvent) -> PendingAck:
-    """Send now; the returned `PendingAck` confirms it later."""
-    subject, headers = event_subject(event.event, event.order_id), _headers(event)
-    with _producer_span(event, subject, headers):
-        future = await js.publish_async(subject, event.to_json(), stream=STREAM, headers=headers)
-    return PendingAck(event, future)
-
-
 async def emit(
     js: JetStreamContext,
     order_id: str,
@@ -90,8 +82,12 @@ async def emit_deferred(
     attempt: int = 1,
     status: OrderStatus | None = None,
 ) -> PendingAck:
-    """`emit`, with the ack awaited later (`PendingAck.acked()`)."""
-    return await publish_event_deferred(js, _event(order_id, event, payload, attempt, status))
+    """`emit`, sent now with the ack awaited later (`PendingAck.acked()`)."""
+    pending = _event(order_id, event, payload, attempt, status)
+    subject, headers = event_subject(pending.event, order_id), _headers(pending)
+    with _producer_span(pending, subject, headers):
+        future = await js.publish_async(subject, pending.to_json(), stream=STREAM, headers=headers)
+    return PendingAck(pending, future)
 
 
 def _event(
