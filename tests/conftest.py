@@ -3,8 +3,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import nats
 import pytest
+from nats.js import JetStreamContext
 
+from dexec.bus.connection import ensure_stream
+from dexec.settings import CommonSettings
 from tests.support.backends import PostgresBackend, nats_backend, postgres_backend
 from tests.support.stack import Stack, start_stack
 
@@ -30,6 +34,16 @@ async def database_url(migrated_postgres: PostgresBackend) -> str:
 def nats_url() -> Iterator[str]:
     with nats_backend() as url:
         yield url
+
+
+@pytest.fixture
+async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
+    """A JetStream context on a real NATS with the ORDERS stream declared, as services do."""
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_stream(js, CommonSettings(nats_url=nats_url))
+    yield js
+    await nc.close()
 
 
 @pytest.fixture

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import nats
+from nats.js import JetStreamContext
 
-from dexec.bus.connection import ensure_stream
 from dexec.bus.history import BATCH, HistoryReader, read_order_events
 from dexec.bus.publisher import emit
 from dexec.orders.events import Execution, Retry, Submission
 from dexec.orders.states import EventType, OrderStatus
-from dexec.settings import CommonSettings
 
 SUBMISSION = Submission(signature="sig", blockhash="hash", last_valid_block_height=151)
 EXECUTION = Execution(
@@ -25,49 +23,43 @@ EXECUTION = Execution(
 
 
 async def test_histories_come_whole_in_order_past_a_batch_and_after_a_sequence(
-    nats_url: str,
+    js: JetStreamContext,
 ) -> None:
-    nc = await nats.connect(nats_url)
-    try:
-        js = nc.jetstream()
-        await ensure_stream(js, CommonSettings(nats_url=nats_url))
-        # Two orders interleaved, the long one past one batch (retries make histories long).
-        long_id, short_id = "hist-long-order", "hist-short-order"
-        for attempt in range(1, BATCH + 11):
-            await emit(
-                js,
-                long_id,
-                EventType.RETRYING,
-                Retry(stage="executor", code="RPC_RATE_LIMITED", reason="429", delay_seconds=0.1),
-                attempt=attempt,
-                status=OrderStatus.SUBMITTED,
-            )
-            if attempt <= 3:
-                await emit(js, short_id, EventType.SUBMITTED, SUBMISSION, attempt=attempt)
+    # Two orders interleaved, the long one past one batch (retries make histories long).
+    long_id, short_id = "hist-long-order", "hist-short-order"
+    for attempt in range(1, BATCH + 11):
+        await emit(
+            js,
+            long_id,
+            EventType.RETRYING,
+            Retry(stage="executor", code="RPC_RATE_LIMITED", reason="429", delay_seconds=0.1),
+            attempt=attempt,
+            status=OrderStatus.SUBMITTED,
+        )
+        if attempt <= 3:
+            await emit(js, short_id, EventType.SUBMITTED, SUBMISSION, attempt=attempt)
 
-        reader = HistoryReader.of(js)
-        long = await read_order_events(js, long_id)
-        assert [s.event.attempt for s in long] == list(range(1, BATCH + 11))
-        assert [s.seq for s in long] == sorted(s.seq for s in long)
-        assert {s.event.order_id for s in long} == {long_id}
-        assert long == await reader.read_one_by_one(long_id)
+    reader = HistoryReader.of(js)
+    long = await read_order_events(js, long_id)
+    assert [s.event.attempt for s in long] == list(range(1, BATCH + 11))
+    assert [s.seq for s in long] == sorted(s.seq for s in long)
+    assert {s.event.order_id for s in long} == {long_id}
+    assert long == await reader.read_one_by_one(long_id)
 
-        short = await read_order_events(js, short_id)
-        assert [(s.event.event, s.event.attempt) for s in short] == [
-            (EventType.SUBMITTED, 1),
-            (EventType.SUBMITTED, 2),
-            (EventType.SUBMITTED, 3),
-        ]
-        assert await read_order_events(js, short_id, after_seq=short[0].seq) == short[1:]
-        assert await read_order_events(js, short_id, after_seq=short[-1].seq) == []
-        assert await read_order_events(js, "hist-no-such-order") == []
+    short = await read_order_events(js, short_id)
+    assert [(s.event.event, s.event.attempt) for s in short] == [
+        (EventType.SUBMITTED, 1),
+        (EventType.SUBMITTED, 2),
+        (EventType.SUBMITTED, 3),
+    ]
+    assert await read_order_events(js, short_id, after_seq=short[0].seq) == short[1:]
+    assert await read_order_events(js, short_id, after_seq=short[-1].seq) == []
+    assert await read_order_events(js, "hist-no-such-order") == []
 
-        # Only some kinds of event: the others are skipped, unparsed.
-        await emit(js, short_id, EventType.CONFIRMED, EXECUTION)
-        finished = frozenset({EventType.CONFIRMED, EventType.FAILED})
-        only = await read_order_events(js, short_id, only=finished)
-        assert [s.event.event for s in only] == [EventType.CONFIRMED]
-        assert only == await reader.read_one_by_one(short_id, only=finished)
-        assert await read_order_events(js, long_id, only=finished) == []
-    finally:
-        await nc.close()
+    # Only some kinds of event: the others are skipped, unparsed.
+    await emit(js, short_id, EventType.CONFIRMED, EXECUTION)
+    finished = frozenset({EventType.CONFIRMED, EventType.FAILED})
+    only = await read_order_events(js, short_id, only=finished)
+    assert [s.event.event for s in only] == [EventType.CONFIRMED]
+    assert only == await reader.read_one_by_one(short_id, only=finished)
+    assert await read_order_events(js, long_id, only=finished) == []

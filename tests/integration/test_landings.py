@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
-import nats
+from nats.js import JetStreamContext
 
 from dexec.market.landings import Landings
 
 BUCKET = "test_landings"
 
 
-async def test_a_write_resolves_its_waiters_only(nats_url: str) -> None:
-    nc = await nats.connect(nats_url)
+async def test_a_write_resolves_its_waiters_only(js: JetStreamContext) -> None:
     landings = Landings(BUCKET)
     try:
-        js = nc.jetstream()
         kv = await js.create_key_value(bucket=BUCKET, history=1)
         await landings.start(js)
         with landings.expect("sig-a") as a, landings.expect("sig-b") as b:
@@ -25,4 +23,3 @@ async def test_a_write_resolves_its_waiters_only(nats_url: str) -> None:
         assert landings._waiting == {}  # nothing kept once the waits are over
     finally:
         await landings.stop()
-        await nc.close()
