@@ -6,7 +6,7 @@ from collections import Counter
 
 import nats
 
-from dexec.bus.subjects import CHAIN_BUCKET
+from dexec.bus.subjects import CHAIN_BUCKET, kv_key_prefix, kv_stream
 from dexec.market.chain import Outcome
 
 
@@ -20,8 +20,8 @@ async def landed_outcomes(nats_url: str) -> list[Outcome]:
     try:
         js = nc.jetstream()
         kv = await js.key_value(CHAIN_BUCKET)
-        prefix = f"$KV.{CHAIN_BUCKET}."
-        info = await js.stream_info(f"KV_{CHAIN_BUCKET}", subjects_filter=f"{prefix}>")
+        prefix = kv_key_prefix(CHAIN_BUCKET)
+        info = await js.stream_info(kv_stream(CHAIN_BUCKET), subjects_filter=f"{prefix}>")
         keys = [subject.removeprefix(prefix) for subject in info.state.subjects or {}]
         return [Outcome.model_validate_json((await kv.get(key)).value or b"") for key in keys]
     finally:

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dexec_tools.devstack import SERVICES
+
 Figure = Callable[[dict[str, Any]], float | None]
 
 # name -> (how to read it from a loadgen report, whether higher is better)
@@ -43,9 +45,6 @@ FIGURES: dict[str, tuple[Figure, bool]] = {
         False,
     ),
 }
-
-
-SERVICES = ("api", "router", "executor", "notifier")
 
 
 def max_service_rss(peaks: dict[str, float]) -> float | None:

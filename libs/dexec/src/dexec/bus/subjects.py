@@ -21,6 +21,16 @@ CHAIN_BUCKET = "dexec_chain"
 WEBHOOK_BUCKET = "dexec_webhooks"
 
 
+def kv_stream(bucket: str) -> str:
+    """The stream behind a KV bucket (the NATS KV convention)."""
+    return f"KV_{bucket}"
+
+
+def kv_key_prefix(bucket: str) -> str:
+    """What a KV bucket's subjects start with; the key follows it."""
+    return f"$KV.{bucket}."
+
+
 def event_subject(event: EventType, order_id: str) -> str:
     return f"{SUBJECT_PREFIX}.{event}.{order_id}"
 

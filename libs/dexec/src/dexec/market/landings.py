@@ -18,11 +18,13 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
+from dexec.bus.subjects import kv_key_prefix, kv_stream
+
 
 class Landings:
     def __init__(self, bucket: str) -> None:
-        self._prefix = f"$KV.{bucket}."
-        self._stream = f"KV_{bucket}"
+        self._prefix = kv_key_prefix(bucket)
+        self._stream = kv_stream(bucket)
         self._waiting: dict[str, set[asyncio.Future[bytes]]] = {}
         self._sub: Subscription | None = None
 
