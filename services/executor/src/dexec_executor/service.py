@@ -29,13 +29,12 @@ from dexec.market.chain import ChainError, Outcome, SignedSwap, SimulatedChain
 from dexec.market.market import Market
 from dexec.metrics import STAGE_DURATION, StageName
 from dexec.orders.events import Execution, OrderEvent, Route, Submission
-from dexec.orders.states import EventType, OrderStatus
+from dexec.orders.states import TERMINAL_EVENTS, EventType, OrderStatus
 from dexec_executor.settings import ExecutorSettings
 
 log = logging.getLogger(__name__)
 
-FINISHED = frozenset({EventType.CONFIRMED, EventType.FAILED})
-EARLIER_WORK = FINISHED | {EventType.SUBMITTED}
+EARLIER_WORK = TERMINAL_EVENTS | {EventType.SUBMITTED}
 SCOPE = "dexec.executor"
 
 BUILDING_TO_SUBMITTED = STAGE_DURATION.labels(StageName.BUILDING_TO_SUBMITTED)
@@ -97,7 +96,7 @@ class ExecutorService:
         # Only what a previous delivery may have done matters: its submissions and its end.
         stored = await read_order_events(self.js, order_id, only=EARLIER_WORK)
         history = [past.event for past in stored]
-        if any(past.event in FINISHED for past in history):
+        if any(past.event in TERMINAL_EVENTS for past in history):
             return  # a previous delivery finished the order; this one only needs its ack
         # `building` goes out now and is confirmed before the send, after signing (and the
         # write-ahead `submitted`, which the stream stores after it).

@@ -13,9 +13,7 @@ import orjson
 
 from dexec.bus.history import StoredEvent
 from dexec.orders.events import OrderEvent
-from dexec.orders.states import OrderStatus, is_terminal
-
-TERMINAL_STATUSES = frozenset(str(status) for status in OrderStatus if is_terminal(status))
+from dexec.orders.states import TERMINAL_STATUSES, is_terminal
 
 
 def client_message(seq: int, event: OrderEvent) -> dict[str, object]:

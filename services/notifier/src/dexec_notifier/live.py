@@ -32,7 +32,7 @@ from opentelemetry.trace import SpanKind
 
 from dexec import tracing
 from dexec.bus.subjects import ALL_EVENTS, parse_event_subject
-from dexec.orders.states import EVENT_STATUS, EventType, is_terminal
+from dexec.orders.states import TERMINAL_EVENTS, EventType
 from dexec_notifier.client_events import ClientEvent
 from dexec_notifier.metrics import (
     LIVE_CACHE_BYTES,
@@ -44,11 +44,6 @@ from dexec_notifier.settings import DEFAULT_BACKFILL_CACHE_BYTES
 
 log = logging.getLogger(__name__)
 
-FIRST_EVENT = str(EventType.PENDING)
-# Told by the subject alone (`orders.<event>.<orderId>`), so unwatched orders are never parsed.
-TERMINAL_EVENTS = frozenset(
-    str(event) for event, status in EVENT_STATUS.items() if status and is_terminal(status)
-)
 # What a cached event and an entry cost beyond their bytes (objects, list and dict slots).
 EVENT_OVERHEAD = 120
 ENTRY_OVERHEAD = 400
@@ -117,13 +112,13 @@ class BackfillCache:
     def __contains__(self, order_id: str) -> bool:
         return order_id in self._entries
 
-    def record(self, order_id: str, event: str, seq: int, raw: bytes) -> None:
+    def record(self, order_id: str, event: EventType, seq: int, raw: bytes) -> None:
         """One message of the stream, in stream order; starts an entry only at `pending`."""
         if self._max_bytes <= 0:
             return  # the cache is off
         entry = self._entries.get(order_id)
         if entry is None:
-            if event != FIRST_EVENT:
+            if event != EventType.PENDING:
                 return  # its first event came before this hub (or its entry was evicted)
             entry = self._entries[order_id] = _Entry()
             self.bytes += entry.size

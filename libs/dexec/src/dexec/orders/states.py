@@ -72,6 +72,13 @@ def is_terminal(status: OrderStatus) -> bool:
     return not TRANSITIONS[status]
 
 
+TERMINAL_STATUSES = frozenset(status for status in OrderStatus if is_terminal(status))
+# The events that end an order (`confirmed`, `failed`).
+TERMINAL_EVENTS = frozenset(
+    event for event, status in EVENT_STATUS.items() if status in TERMINAL_STATUSES
+)
+
+
 def is_forward(current: OrderStatus, new: OrderStatus) -> bool:
     return new in REACHABLE[current]
 
