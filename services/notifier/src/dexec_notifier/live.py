@@ -105,6 +105,9 @@ class BackfillCache:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()  # oldest first
         self._expiring: deque[tuple[float, str, _Entry]] = deque()  # deadlines in order
         self.bytes = 0
+        # Read when scraped, not kept up to date on every message.
+        LIVE_CACHE_BYTES.set_function(lambda: self.bytes)
+        LIVE_CACHE_ORDERS.set_function(lambda: len(self._entries))
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -132,7 +135,6 @@ class BackfillCache:
         self._expire(now)
         while self.bytes > self._max_bytes and self._entries:
             self._drop(next(iter(self._entries)), "bytes")
-        self._report()
 
     def history(self, order_id: str) -> list[tuple[int, bytes]] | None:
         """The order's events so far, or None when they are not (all) here."""
@@ -146,7 +148,6 @@ class BackfillCache:
         self._entries.clear()
         self._expiring.clear()
         self.bytes = 0
-        self._report()
 
     def _expire(self, now: float) -> None:
         while self._expiring and self._expiring[0][0] <= now:
@@ -159,10 +160,6 @@ class BackfillCache:
         entry.events = []  # free it now, though `_expiring` may still refer to the entry
         self.bytes -= entry.size
         LIVE_CACHE_EVICTIONS.labels(reason=reason).inc()
-
-    def _report(self) -> None:
-        LIVE_CACHE_BYTES.set(self.bytes)
-        LIVE_CACHE_ORDERS.set(len(self._entries))
 
 
 class LiveHub:
