@@ -15,7 +15,7 @@ from dexec.settings import LatencyMode, MarketSettings
 from dexec_router.planner import RoutePlanner, RoutingFailed
 from dexec_router.quoting import venue_latency_seconds
 from dexec_router.settings import RouterSettings
-from tests.support.markets import sol_usdc_only
+from tests.support.markets import STILL_SOL_USDC, sol_usdc_only
 
 SOL = resolve_token("SOL")
 USDC = resolve_token("USDC")
@@ -110,15 +110,8 @@ async def test_a_pair_no_route_connects_is_a_permanent_no_route(tmp_path: Path) 
 async def test_an_order_beyond_all_liquidity_is_no_route(tmp_path: Path) -> None:
     market_file = tmp_path / "dlmm-only.toml"
     market_file.write_text(
-        """
-name = "one thin DLMM pool"
-[price_path]
-[pool_drift]
-[tokens.SOL]
-price_usd = 150
-[tokens.USDC]
-price_usd = 1
-[[pools]]
+        STILL_SOL_USDC
+        + """[[pools]]
 kind = "meteora-dlmm"
 pair = "SOL/USDC"
 bin_step = 10

@@ -30,6 +30,7 @@ from dexec.market.tokens import (
 )
 from dexec.market.venues import METEORA, RAYDIUM, PoolKind
 from dexec.orders.events import Route
+from tests.support.markets import STILL_SOL_USDC
 
 SOL = resolve_token("SOL")
 USDC = resolve_token("USDC")
@@ -65,16 +66,7 @@ liquidity_usd = {liquidity}
 
 def still_market(*pools: str) -> Market:
     """A market whose prices never move (no price path, no drift): SOL at 150 USDC."""
-    text = """
-name = "still"
-[price_path]
-[pool_drift]
-[tokens.SOL]
-price_usd = 150
-[tokens.USDC]
-price_usd = 1
-"""
-    return Market(1, parse_market(text + "".join(pools)))
+    return Market(1, parse_market(STILL_SOL_USDC + "".join(pools)))
 
 
 def route(
