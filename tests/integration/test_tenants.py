@@ -33,11 +33,13 @@ async def test_orders_belong_to_the_tenant_of_the_key(start) -> None:
         events = [orjson.loads(raw)["event"] async for raw in ws]
     assert events[-1] == "confirmed"
 
+    # The recorder writes in batches: wait until it has written the order's end, not only its start.
     async def recorded() -> bool:
         response = await stack.http.get(f"{api}/api/orders", headers={"X-API-Key": ALICE})
-        return len(response.json()["orders"]) == 1
+        orders = response.json()["orders"]
+        return len(orders) == 1 and orders[0]["status"] == "confirmed"
 
-    await eventually(recorded, what="alice's order in her listing")
+    await eventually(recorded, what="alice's confirmed order in her listing")
     mine = await stack.http.get(f"{api}/api/orders/{order_id}", headers={"X-API-Key": ALICE})
     assert mine.status_code == 200 and mine.json()["status"] == "confirmed"
 
