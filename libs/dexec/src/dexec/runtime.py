@@ -11,6 +11,7 @@ import uvloop
 from prometheus_client import start_http_server
 
 from dexec import tracing
+from dexec.heap import settle_startup_heap
 from dexec.metrics import name_process
 from dexec.telemetry import configure_logging
 
@@ -43,6 +44,7 @@ def run_service(
     host, port = metrics_address
     if port:
         start_http_server(port, host)
+    settle_startup_heap()
     with contextlib.suppress(KeyboardInterrupt):
         uvloop.run(serve_until_signalled(service))
 
@@ -62,6 +64,7 @@ def run_http(
     configure_logging(name, log_level)
     tracing.configure(name)
     name_process(name)
+    settle_startup_heap()
     uvicorn.run(
         app,  # type: ignore[arg-type]
         host=host,
