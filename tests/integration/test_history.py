@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from nats.js import JetStreamContext
 
-from dexec.bus.history import BATCH, HistoryReader, read_order_events
+from dexec.bus.history import BATCH, HistoryReader, read_latest_events, read_order_events
 from dexec.bus.publisher import emit
 from dexec.orders.events import Execution, Retry, Submission
 from dexec.orders.states import EventType, OrderStatus
@@ -56,10 +56,17 @@ async def test_histories_come_whole_in_order_past_a_batch_and_after_a_sequence(
     assert await read_order_events(js, short_id, after_seq=short[-1].seq) == []
     assert await read_order_events(js, "hist-no-such-order") == []
 
-    # Only some kinds of event: the others are skipped, unparsed.
+    # The latest event of some kinds: the last submission (attempt 3) and the end, in stream
+    # order; a kind the order does not have is left out.
     await emit(js, short_id, EventType.CONFIRMED, EXECUTION)
-    finished = frozenset({EventType.CONFIRMED, EventType.FAILED})
-    only = await read_order_events(js, short_id, only=finished)
-    assert [s.event.event for s in only] == [EventType.CONFIRMED]
-    assert only == await reader.read_one_by_one(short_id, only=finished)
-    assert await read_order_events(js, long_id, only=finished) == []
+    kinds = [EventType.CONFIRMED, EventType.FAILED, EventType.SUBMITTED]
+    latest = await read_latest_events(js, short_id, kinds)
+    assert [(s.event.event, s.event.attempt) for s in latest] == [
+        (EventType.SUBMITTED, 3),
+        (EventType.CONFIRMED, 1),
+    ]
+    whole = await read_order_events(js, short_id)
+    assert latest == [whole[2], whole[3]]
+    assert latest == await reader.read_latest_one_by_one(short_id, kinds)
+    assert await read_latest_events(js, long_id, [EventType.CONFIRMED]) == []
+    assert await read_latest_events(js, "hist-no-such-order", kinds) == []

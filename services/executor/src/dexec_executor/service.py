@@ -21,7 +21,7 @@ from opentelemetry.trace import SpanKind
 from dexec import tracing
 from dexec.bus.connection import connect, ensure_stream
 from dexec.bus.errors import PermanentError, StageError, TransientError
-from dexec.bus.history import read_order_events
+from dexec.bus.history import read_latest_events
 from dexec.bus.publisher import emit, emit_deferred
 from dexec.bus.subjects import EXECUTOR_CONSUMER
 from dexec.bus.worker import ConsumerWorker, Delivery, Stage
@@ -93,8 +93,9 @@ class ExecutorService:
         assert self.chain is not None
         order_id = event.order_id
         route: Route = event.payload()
-        # Only what a previous delivery may have done matters: its submissions and its end.
-        stored = await read_order_events(self.js, order_id, only=EARLIER_WORK)
+        # Only what a previous delivery may have done matters: its latest submission and its
+        # end, looked up by subject (a read of the whole history costs the server a scan).
+        stored = await read_latest_events(self.js, order_id, EARLIER_WORK)
         history = [past.event for past in stored]
         if any(past.event in TERMINAL_EVENTS for past in history):
             return  # a previous delivery finished the order; this one only needs its ack
@@ -143,7 +144,7 @@ class ExecutorService:
         building_started = time.perf_counter()
         submitted = [past for past in history if past.event == EventType.SUBMITTED]
         if submitted:
-            last_event = max(submitted, key=lambda e: e.attempt)
+            last_event = submitted[-1]
             last: Submission = last_event.payload()
             landed = await self.chain.outcome(last.signature) is not None
             if landed or self.chain.clock.now() <= last.last_valid_block_height:

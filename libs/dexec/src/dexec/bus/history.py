@@ -1,17 +1,27 @@
 """Reading one order's events straight from the stream (the source of truth).
 
-On NATS 2.11 and later one batched direct get returns an order's whole history in one round
-trip: a request to `$JS.API.DIRECT.GET.<stream>` with `next_by_subj` and `batch` is answered
-with one message per event and then an end-of-batch status (204), or 404 when there is none.
-The replies come to one wildcard inbox per connection, told apart by their last token. Older
-servers get one direct get per event.
+On NATS 2.11 and later one batched direct get answers in one round trip: a request to
+`$JS.API.DIRECT.GET.<stream>` is answered with one message per event and then an end-of-batch
+status (204), or 404 when there is none. The replies come to one wildcard inbox per
+connection, told apart by their last token. Older servers get one direct get per event.
+
+Two reads, with different costs on the server:
+- `read_order_events`, the whole history, filters by the wildcard `orders.*.<orderId>`. With
+  more than a few hundred subjects in a block, the server finds wildcard matches by scanning
+  the block's messages: 2-3 ms of server CPU for a recent order, 15-35 ms for an old one in a
+  stream of 100,000+ events (measured, BENCHMARKS.md). For reads that are not per order.
+- `read_latest_events`, the last event of each of a few kinds, asks for literal subjects
+  (`multi_last`), which the server finds in its subject index: ~0.25 ms whatever the stream's
+  size. What the executor reads for every order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import orjson
@@ -23,7 +33,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from dexec.bus.subjects import STREAM, order_subjects, parse_event_subject
+from dexec.bus.subjects import STREAM, event_subject, order_subjects
 from dexec.orders.events import OrderEvent
 from dexec.orders.states import EventType
 
@@ -43,17 +53,20 @@ class StoredEvent:
 
 
 async def read_order_events(
-    js: JetStreamContext,
-    order_id: str,
-    after_seq: int = 0,
-    only: frozenset[EventType] | None = None,
+    js: JetStreamContext, order_id: str, after_seq: int = 0
 ) -> list[StoredEvent]:
-    """Every event of `order_id` with a stream sequence above `after_seq`, in stream order.
+    """Every event of `order_id` with a stream sequence above `after_seq`, in stream order."""
+    return await HistoryReader.of(js).read(order_id, after_seq)
 
-    `only`: just these kinds of event; the others are not parsed (a `routed` event, with all
-    its quotes, costs more to parse than anything else a reader does per order).
+
+async def read_latest_events(
+    js: JetStreamContext, order_id: str, kinds: Iterable[EventType]
+) -> list[StoredEvent]:
+    """The last event of each of `kinds` that `order_id` has, in stream order.
+
+    A kind published once per attempt (`submitted`) gives its latest attempt's event.
     """
-    return await HistoryReader.of(js).read(order_id, after_seq, only)
+    return await HistoryReader.of(js).read_latest(order_id, kinds)
 
 
 class HistoryReader:
@@ -77,34 +90,42 @@ class HistoryReader:
             reader = cls._readers[nc] = cls(js, nc)
         return reader
 
-    async def read(
-        self, order_id: str, after_seq: int = 0, only: frozenset[EventType] | None = None
-    ) -> list[StoredEvent]:
+    @property
+    def _batches(self) -> bool:
         version = self._nc.connected_server_version
-        if (version.major, version.minor) < BATCH_GET_SINCE:
-            return await self.read_one_by_one(order_id, after_seq, only)
+        return (version.major, version.minor) >= BATCH_GET_SINCE
+
+    async def read(self, order_id: str, after_seq: int = 0) -> list[StoredEvent]:
+        if not self._batches:
+            return await self.read_one_by_one(order_id, after_seq)
         events: list[StoredEvent] = []
         while True:
-            after_seq = await self._read_batch(order_id, after_seq, only, events)
-            if not after_seq:
+            request = {
+                "seq": after_seq + 1,
+                "next_by_subj": order_subjects(order_id),
+                "batch": BATCH,
+            }
+            more = await self._read_batch(request, events)
+            if not more:
                 return events
+            after_seq = events[-1].seq
 
-    async def _read_batch(
-        self,
-        order_id: str,
-        after_seq: int,
-        only: frozenset[EventType] | None,
-        into: list[StoredEvent],
-    ) -> int:
-        """Append one batch to `into`; the last sequence read when the order has more events
-        past it, else 0."""
+    async def read_latest(self, order_id: str, kinds: Iterable[EventType]) -> list[StoredEvent]:
+        if not self._batches:
+            return await self.read_latest_one_by_one(order_id, kinds)
+        subjects = [event_subject(kind, order_id) for kind in kinds]
+        events: list[StoredEvent] = []
+        # One subject gives at most one message, so one batch holds them all.
+        await self._read_batch({"multi_last": subjects, "batch": len(subjects)}, events)
+        return sorted(events, key=lambda stored: stored.seq)
+
+    async def _read_batch(self, request: dict[str, object], into: list[StoredEvent]) -> bool:
+        """Append one batch's events to `into`; whether more match past the batch."""
         if self._sub is None:
             self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_reply)
         token = str(next(self._tokens))
         replies: asyncio.Queue[Msg] = asyncio.Queue()
         self._replies[token] = replies
-        request = {"seq": after_seq + 1, "next_by_subj": order_subjects(order_id), "batch": BATCH}
-        last_seq = after_seq
         try:
             await self._nc.publish(
                 f"$JS.API.DIRECT.GET.{STREAM}",
@@ -117,15 +138,13 @@ class HistoryReader:
                     headers = msg.headers or {}
                     status = headers.get("Status")
                     if status == NOT_FOUND:
-                        return 0
+                        return False
                     if status == END_OF_BATCH:
-                        more = int(headers.get("Nats-Num-Pending", "0")) > 0
-                        return last_seq if more else 0
+                        return int(headers.get("Nats-Num-Pending", "0")) > 0
                     if status:
                         raise NatsError(f"direct get failed: {status} {headers}")
-                    last_seq = int(headers["Nats-Sequence"])
-                    if _wanted(headers.get("Nats-Subject", ""), only):
-                        into.append(StoredEvent(last_seq, OrderEvent.from_json(msg.data)))
+                    seq = int(headers["Nats-Sequence"])
+                    into.append(StoredEvent(seq, OrderEvent.from_json(msg.data)))
         except TimeoutError as exc:
             raise NatsTimeoutError from exc
         finally:
@@ -136,9 +155,7 @@ class HistoryReader:
         if replies is not None:  # else a late reply to a request that timed out
             replies.put_nowait(msg)
 
-    async def read_one_by_one(
-        self, order_id: str, after_seq: int = 0, only: frozenset[EventType] | None = None
-    ) -> list[StoredEvent]:
+    async def read_one_by_one(self, order_id: str, after_seq: int = 0) -> list[StoredEvent]:
         """One direct get per event: servers before 2.11 (and the reference in tests)."""
         events: list[StoredEvent] = []
         seq = after_seq + 1
@@ -149,13 +166,18 @@ class HistoryReader:
                 )
             except NotFoundError:
                 return events
-            if _wanted(raw.subject, only):
-                events.append(StoredEvent(raw.seq, OrderEvent.from_json(raw.data or b"")))
+            events.append(StoredEvent(raw.seq, OrderEvent.from_json(raw.data or b"")))
             seq = raw.seq + 1
 
-
-def _wanted(subject: str, only: frozenset[EventType] | None) -> bool:
-    if only is None:
-        return True
-    parsed = parse_event_subject(subject)
-    return parsed is not None and parsed[0] in only
+    async def read_latest_one_by_one(
+        self, order_id: str, kinds: Iterable[EventType]
+    ) -> list[StoredEvent]:
+        """One direct get per kind: servers before 2.11 (and the reference in tests)."""
+        events: list[StoredEvent] = []
+        for kind in kinds:
+            with contextlib.suppress(NotFoundError):
+                raw = await self._js.get_last_msg(
+                    STREAM, event_subject(kind, order_id), direct=True
+                )
+                events.append(StoredEvent(raw.seq, OrderEvent.from_json(raw.data or b"")))
+        return sorted(events, key=lambda stored: stored.seq)
