@@ -1,18 +1,21 @@
 """Reading one order's events straight from the stream (the source of truth).
 
-On NATS 2.11 and later one batched direct get answers in one round trip: a request to
-`$JS.API.DIRECT.GET.<stream>` is answered with one message per event and then an end-of-batch
-status (204), or 404 when there is none. The replies come to one wildcard inbox per
-connection, told apart by their last token. Older servers get one direct get per event.
+On NATS 2.11 and later a batched direct get returns many events in one round trip: a request
+to `$JS.API.DIRECT.GET.<stream>` is answered with one message per event and then an
+end-of-batch status (204), or 404 when there is none. The replies come to one wildcard inbox
+per connection, told apart by their last token. Older servers get one direct get per event.
 
-Two reads, with different costs on the server:
-- `read_order_events`, the whole history, filters by the wildcard `orders.*.<orderId>`. With
-  more than a few hundred subjects in a block, the server finds wildcard matches by scanning
-  the block's messages: 2-3 ms of server CPU for a recent order, 15-35 ms for an old one in a
-  stream of 100,000+ events (measured, BENCHMARKS.md). For reads that are not per order.
-- `read_latest_events`, the last event of each of a few kinds, asks for literal subjects
-  (`multi_last`), which the server finds in its subject index: ~0.25 ms whatever the stream's
-  size. What the executor reads for every order.
+Two reads; both find an order's events in the server's subject index, asking for literal subjects
+(`orders.<event>.<orderId>`): ~0.25 ms of server CPU per request whatever the stream's size. A
+wildcard filter (`orders.*.<orderId>`) in a direct get makes the server scan the messages of
+each block instead once a block holds more than a few hundred subjects, and here every order
+has its own: 2-3 ms for a recent order and 12-35 ms for an old one in a stream of 100,000+
+events (measured, BENCHMARKS.md).
+- `read_order_events`, the whole history: the subjects' event counts from the stream's info,
+  then the subjects with one event each in one `multi_last` batch, and any subject with more
+  (an event published once per attempt) in a batch of its own.
+- `read_latest_events`, the last event of each of a few kinds: one `multi_last` batch. What the
+  executor reads for every order.
 """
 
 from __future__ import annotations
@@ -98,17 +101,26 @@ class HistoryReader:
     async def read(self, order_id: str, after_seq: int = 0) -> list[StoredEvent]:
         if not self._batches:
             return await self.read_one_by_one(order_id, after_seq)
+        # How many events each of the order's subjects holds, as of one stream sequence: the
+        # server counts them from its subject index, and the reads below stop at that sequence
+        # so that an event published meanwhile cannot hide an earlier one of its kind.
+        info = await self._js.stream_info(STREAM, subjects_filter=order_subjects(order_id))
+        counts, up_to = info.state.subjects or {}, info.state.last_seq
         events: list[StoredEvent] = []
-        while True:
-            request = {
-                "seq": after_seq + 1,
-                "next_by_subj": order_subjects(order_id),
-                "batch": BATCH,
-            }
-            more = await self._read_batch(request, events)
-            if not more:
-                return events
-            after_seq = events[-1].seq
+        once = [subject for subject, count in counts.items() if count == 1]
+        if once:
+            request = {"multi_last": once, "batch": len(once), "up_to_seq": up_to}
+            await self._read_batch(request, events)
+        for subject in (subject for subject, count in counts.items() if count > 1):
+            seq = after_seq + 1
+            while await self._read_batch(
+                {"seq": seq, "next_by_subj": subject, "batch": BATCH}, events
+            ):
+                seq = events[-1].seq + 1
+        return sorted(
+            (stored for stored in events if after_seq < stored.seq <= up_to),
+            key=lambda stored: stored.seq,
+        )
 
     async def read_latest(self, order_id: str, kinds: Iterable[EventType]) -> list[StoredEvent]:
         if not self._batches:
