@@ -3,8 +3,8 @@
 CPython's cycle collector runs a young-generation pass every 700 net allocations of container
 objects, and a full pass walks every object alive, including the 55,000 to 110,000 that FastAPI,
 pydantic, SQLAlchemy and OpenTelemetry leave after import (70 ms a pass for the API when idle).
-Measured under load (BENCHMARKS.md) collection was 14 to 22% of each service's CPU, and full
-passes stalled the event loop for 150 to 330 ms.
+Measured under load (BENCHMARKS.md), each service spent 1.5 to 1.9 s in the collector (by the
+wall clock) during 3,000 orders, and single full passes stalled its event loop for up to 330 ms.
 Freezing the start-up heap takes it out of every later pass, and a larger young generation
 makes passes rarer; garbage without cycles is still freed at once by reference counting.
 """
