@@ -5,17 +5,10 @@ from __future__ import annotations
 from nats.aio.msg import Msg
 
 from dexec.orders.events import OrderEvent
-from dexec.orders.states import EventType, OrderStatus
+from dexec.orders.states import FIRST_TRY_EVENTS, with_statuses
 from dexec_notifier.live import BackfillCache, LiveHub, Watcher
 
-LIFECYCLE = [
-    (EventType.PENDING, OrderStatus.PENDING),
-    (EventType.ROUTING, OrderStatus.ROUTING),
-    (EventType.ROUTED, OrderStatus.ROUTING),
-    (EventType.BUILDING, OrderStatus.BUILDING),
-    (EventType.SUBMITTED, OrderStatus.SUBMITTED),
-    (EventType.CONFIRMED, OrderStatus.CONFIRMED),
-]
+LIFECYCLE = with_statuses(FIRST_TRY_EVENTS)
 
 
 class Clock:

@@ -10,12 +10,14 @@ from hypothesis import strategies as st
 
 from dexec.orders.states import (
     EVENT_STATUS,
+    FIRST_TRY_EVENTS,
     TRANSITIONS,
     EventType,
     OrderStatus,
     is_forward,
     is_terminal,
     status_after,
+    with_statuses,
 )
 
 S = OrderStatus
@@ -163,3 +165,11 @@ def test_status_never_moves_backwards_and_terminal_sticks(events: list[EventType
         elif is_terminal(new):
             terminal_at = new
         status = new
+
+
+def test_a_first_try_order_moves_through_every_status_and_routed_keeps_routing() -> None:
+    steps = with_statuses(FIRST_TRY_EVENTS)
+    assert [event for event, _ in steps] == list(FIRST_TRY_EVENTS)
+    assert [status for _, status in steps] == [
+        S.PENDING, S.ROUTING, S.ROUTING, S.BUILDING, S.SUBMITTED, S.CONFIRMED
+    ]  # fmt: skip

@@ -33,18 +33,11 @@ from dexec.bus.history import read_latest_events, read_order_events
 from dexec.bus.publisher import publish_event
 from dexec.bus.subjects import STREAM, order_subjects
 from dexec.orders.events import OrderEvent
-from dexec.orders.states import EventType, OrderStatus
+from dexec.orders.states import FIRST_TRY_EVENTS, EventType, with_statuses
 from dexec.settings import CommonSettings
 from dexec_tools.servers import NatsServer
 
-STAGES = [
-    (EventType.PENDING, OrderStatus.PENDING),
-    (EventType.ROUTING, OrderStatus.ROUTING),
-    (EventType.ROUTED, OrderStatus.ROUTING),
-    (EventType.BUILDING, OrderStatus.BUILDING),
-    (EventType.SUBMITTED, OrderStatus.SUBMITTED),
-    (EventType.CONFIRMED, OrderStatus.CONFIRMED),
-]
+STAGES = with_statuses(FIRST_TRY_EVENTS)
 EXECUTOR_KINDS = [EventType.SUBMITTED, EventType.CONFIRMED, EventType.FAILED]
 # Orders started together, each stage published for all of them before the next.
 WAVE = 500

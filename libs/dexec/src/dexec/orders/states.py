@@ -6,6 +6,7 @@ comparing status strings, so replays and out-of-order deliveries cannot move an 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -89,3 +90,23 @@ def status_after(current: OrderStatus, event: EventType) -> OrderStatus:
     if target is None or not is_forward(current, target):
         return current
     return target
+
+
+# The events of an order confirmed at its first attempt, in the order they are published.
+FIRST_TRY_EVENTS = (
+    EventType.PENDING,
+    EventType.ROUTING,
+    EventType.ROUTED,
+    EventType.BUILDING,
+    EventType.SUBMITTED,
+    EventType.CONFIRMED,
+)
+
+
+def with_statuses(events: Iterable[EventType]) -> list[tuple[EventType, OrderStatus]]:
+    """Each event with the order's status once it is applied, starting from `pending`."""
+    status, steps = OrderStatus.PENDING, []
+    for event in events:
+        status = status_after(status, event)
+        steps.append((event, status))
+    return steps
