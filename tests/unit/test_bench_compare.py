@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from dexec_tools.bench_compare import cpu_ms_per_order, max_service_rss, parse_variant, summarise
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dexec_tools.bench_compare import (
+    commit_of,
+    cpu_ms_per_order,
+    max_service_rss,
+    parse_variant,
+    summarise,
+)
 
 
 def report(completed: float, lost: int = 0) -> dict:
@@ -48,3 +59,25 @@ def test_cpu_per_order_is_the_engine_cpu_over_the_window_per_completed_order() -
     }
     assert cpu_ms_per_order(run) == 15.0  # 1.5 cores for 10 s = 15 s over 1,000 orders
     assert cpu_ms_per_order({**run, "orders": {"completed": 0}}) is None
+
+
+def test_a_revision_is_resolved_to_its_commit_so_a_moved_head_gets_a_new_worktree(
+    tmp_path: Path,
+) -> None:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+
+    git("init", "-q")
+    git("commit", "-q", "--allow-empty", "-m", "one")
+    first = commit_of(tmp_path, "HEAD")
+    assert first == git("rev-parse", "HEAD")
+    git("commit", "-q", "--allow-empty", "-m", "two")
+    assert commit_of(tmp_path, "HEAD") != first
+    assert commit_of(tmp_path, "HEAD~1") == first
+    with pytest.raises(subprocess.CalledProcessError):
+        commit_of(tmp_path, "no-such-revision")

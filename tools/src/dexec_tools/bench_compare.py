@@ -74,9 +74,21 @@ def worktree_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
 
 
+def commit_of(repo: Path, rev: str) -> str:
+    """The commit `rev` names now (`HEAD` moves; a commit id does not)."""
+    out = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--verify", f"{rev}^{{commit}}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip()
+
+
 def prepare(repo: Path, rev: str, root: Path) -> Path:
-    """A worktree of `rev` with its own synced environment."""
-    tree = root / rev.replace("/", "_")
+    """A worktree of `rev` with its own synced environment, named by its commit, so that a
+    worktree left by an earlier run is reused only for the very same commit."""
+    tree = root / commit_of(repo, rev)[:12]
     if not tree.exists():
         subprocess.run(
             ["git", "-C", str(repo), "worktree", "add", "--detach", str(tree), rev], check=True
