@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
+import nats
 from nats.js import JetStreamContext
 
 from dexec.bus.history import BATCH, HistoryReader, read_latest_events, read_order_events
@@ -70,3 +72,27 @@ async def test_histories_come_whole_in_order_past_a_batch_and_after_a_sequence(
     assert latest == await reader.read_latest_one_by_one(short_id, kinds)
     assert await read_latest_events(js, long_id, [EventType.CONFIRMED]) == []
     assert await read_latest_events(js, "hist-no-such-order", kinds) == []
+
+
+async def test_reads_that_start_together_on_a_new_connection_get_each_event_once(
+    js: JetStreamContext, nats_url: str
+) -> None:
+    order_id = "hist-together"
+    for attempt in (1, 2):
+        await emit(js, order_id, EventType.SUBMITTED, SUBMISSION, attempt=attempt)
+    await emit(js, order_id, EventType.CONFIRMED, EXECUTION)
+    expected = await read_order_events(js, order_id)
+    assert len(expected) == 3
+
+    nc = await nats.connect(nats_url)
+    try:
+        fresh = nc.jetstream()
+        kinds = [EventType.SUBMITTED, EventType.CONFIRMED]
+        wholes, latests = await asyncio.gather(
+            asyncio.gather(*(read_order_events(fresh, order_id) for _ in range(4))),
+            asyncio.gather(*(read_latest_events(fresh, order_id, kinds) for _ in range(4))),
+        )
+    finally:
+        await nc.close()
+    assert wholes == [expected] * 4
+    assert latests == [expected[1:]] * 4

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from dexec.db.engine import create_engine
 from dexec.db.models import OrderEventRow, OrderRow
+from dexec.db.projection import row_values
 from dexec.orders.events import OrderEvent
+from dexec.orders.projection import fold
 from dexec.orders.states import EventType, OrderStatus
 from dexec_notifier.recorder import Recorded, record_batch
+from tests.support.waiting import eventually
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 LIFECYCLE = [
@@ -98,3 +102,49 @@ async def test_jsonb_reads_as_the_stdlib_reads_it(database_url: str) -> None:
     # The same values, types and key order: the API answers with the same JSON.
     assert [repr(d) for d in ours] == [repr(json.loads(t)) for t in texts]
     assert any(d.get("negative") == -(2**63) and isinstance(d["negative"], int) for d in ours)
+
+
+async def test_an_order_inserted_meanwhile_by_another_replica_gets_this_batchs_events(
+    database_url: str,
+) -> None:
+    """Two recorders see a new order at once: the one whose insert loses still applies its events.
+
+    The other replica is played by a transaction that has inserted the order's row and not
+    committed yet, which is where a replica's batch stands when this one looks for the row.
+    """
+    pending, routing, routed, confirmed = events(1)
+    engine = create_engine(database_url, 2)
+    try:
+        other = await engine.connect()
+        transaction = await other.begin()
+        await other.execute(
+            OrderRow.__table__.insert(), row_values(fold("o000", [(1, pending.event)]))
+        )
+
+        ours = asyncio.create_task(record_batch(engine, [routing, routed, confirmed]))
+
+        async def ours_waits_for_the_row_lock() -> bool:
+            async with engine.connect() as conn:
+                waiting = await conn.scalar(
+                    text(
+                        "select count(*) from pg_stat_activity"
+                        " where datname = current_database() and wait_event_type = 'Lock'"
+                    )
+                )
+            return waiting > 0 or ours.done()
+
+        await eventually(ours_waits_for_the_row_lock, timeout=10, what="the insert to wait")
+        await transaction.commit()
+        await other.close()
+        written = await ours
+
+        assert [r.seq for r in written.fresh] == [routing.seq, routed.seq, confirmed.seq]
+        async with engine.connect() as conn:
+            order = (await conn.execute(select(OrderRow))).one()
+        assert order.status == "confirmed"
+        assert order.last_seq == confirmed.seq
+        assert order.spec == pending.event.data
+        assert order.route == routed.event.data
+        assert order.created_at == pending.event.at
+    finally:
+        await engine.dispose()

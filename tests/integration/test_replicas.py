@@ -28,7 +28,13 @@ async def test_two_replicas_share_work_and_execute_each_order_once(start) -> Non
         count = await stack.scalar("select count(*) from orders where status = 'confirmed'")
         return count == ORDERS
 
-    await eventually(all_confirmed, timeout=60, what="every order confirmed in Postgres")
+    async def statuses() -> object:
+        rows = await stack.rows("select status, count(*) from orders group by status")
+        return dict(rows)
+
+    await eventually(
+        all_confirmed, timeout=60, what="every order confirmed in Postgres", explain=statuses
+    )
 
     # Both replicas of each worker took part.
     assert all(r.processed > 0 for r in stack.routers)

@@ -2,8 +2,9 @@
 
 Per batch, in one transaction: insert the events (a repeated message id is skipped), lock the
 touched orders in id order (so two recorder replicas cannot interleave on one order or
-deadlock), fold the newly inserted events into them, and write them back. Only then are the
-messages acked, so a crash anywhere replays the batch and the replay changes nothing.
+deadlock), fold the newly inserted events into them, and write them back. A new order's row
+is inserted; if another replica's insert of the same row won meanwhile, this batch locks that
+row and folds onto it instead. Only then are the messages acked, so a crash anywhere replays the batch and the replay changes nothing.
 
 Because each event is inserted once, the recorder is where an order's end-to-end time is
 measured exactly once, for every outcome (the router's failures too): when its terminal event
@@ -53,7 +54,7 @@ CONSUMED = Children(EVENTS_CONSUMED, RECORDER_CONSUMER.durable).bind(EventType)
 INSERT_EVENTS = (
     insert(EVENTS).on_conflict_do_nothing(index_elements=["msg_id"]).returning(EVENTS.c.msg_id)
 )
-INSERT_ORDERS = insert(ORDERS).on_conflict_do_nothing(index_elements=["id"])
+INSERT_ORDERS = insert(ORDERS).on_conflict_do_nothing(index_elements=["id"]).returning(ORDERS.c.id)
 _ORDER_COLUMNS = [c for c in row_values(OrderView("")) if c != "id"]
 UPDATE_ORDERS = (
     update(ORDERS)
@@ -126,12 +127,16 @@ async def record_batch(engine: AsyncEngine, batch: list[Recorded]) -> Written:
         order_ids = sorted({r.event.order_id for r in fresh})
         views = await _lock_orders(conn, order_ids)
         created = [oid for oid in order_ids if oid not in views]
-        for oid in created:
-            views[oid] = OrderView(oid)
-        for r in fresh:
-            views[r.event.order_id].apply(r.seq, r.event)
+        views.update({oid: OrderView(oid) for oid in created})
+        _fold(fresh, views, order_ids)
         if created:
-            await conn.execute(INSERT_ORDERS, [row_values(views[oid]) for oid in created])
+            lost = await _insert_orders(conn, [views[oid] for oid in created])
+            if lost:
+                # Another replica inserted these orders after our lock found none (its insert
+                # made ours wait, then skip): lock the rows it committed and fold onto them.
+                views.update(await _lock_orders(conn, lost))
+                _fold(fresh, views, lost)
+                created = [oid for oid in created if oid not in lost]
         existing = [oid for oid in order_ids if oid not in created]
         if existing:
             await conn.execute(
@@ -156,6 +161,20 @@ def _finished(fresh: list[Recorded], views: dict[str, OrderView]) -> list[tuple[
                 seconds = (r.event.at - view.created_at).total_seconds()
                 finished.append((r.event.event, seconds))
     return finished
+
+
+def _fold(fresh: list[Recorded], views: dict[str, OrderView], order_ids: list[str]) -> None:
+    """Apply the batch's new events of `order_ids` to their views."""
+    wanted = set(order_ids)
+    for r in fresh:
+        if r.event.order_id in wanted:
+            views[r.event.order_id].apply(r.seq, r.event)
+
+
+async def _insert_orders(conn: AsyncConnection, views: list[OrderView]) -> list[str]:
+    """Insert the rows of new orders; the ids of those another transaction inserted first."""
+    inserted = set((await conn.execute(INSERT_ORDERS, [row_values(v) for v in views])).scalars())
+    return [view.order_id for view in views if view.order_id not in inserted]
 
 
 async def _lock_orders(conn: AsyncConnection, order_ids: list[str]) -> dict[str, OrderView]:

@@ -84,6 +84,7 @@ class HistoryReader:
         self._tokens = itertools.count()
         self._replies: dict[str, asyncio.Queue[Msg]] = {}
         self._sub: Subscription | None = None
+        self._subscribing = asyncio.Lock()
 
     @classmethod
     def of(cls, js: JetStreamContext) -> HistoryReader:
@@ -134,7 +135,7 @@ class HistoryReader:
     async def _read_batch(self, request: dict[str, object], into: list[StoredEvent]) -> bool:
         """Append one batch's events to `into`; whether more match past the batch."""
         if self._sub is None:
-            self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_reply)
+            await self._subscribe()
         token = str(next(self._tokens))
         replies: asyncio.Queue[Msg] = asyncio.Queue()
         self._replies[token] = replies
@@ -161,6 +162,12 @@ class HistoryReader:
             raise NatsTimeoutError from exc
         finally:
             del self._replies[token]
+
+    async def _subscribe(self) -> None:
+        # Once: reads that start together would each subscribe, and every reply would come twice.
+        async with self._subscribing:
+            if self._sub is None:
+                self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_reply)
 
     async def _on_reply(self, msg: Msg) -> None:
         replies = self._replies.get(msg.subject.rpartition(".")[2])
