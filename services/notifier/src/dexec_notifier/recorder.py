@@ -4,7 +4,8 @@ Per batch, in one transaction: insert the events (a repeated message id is skipp
 touched orders in id order (so two recorder replicas cannot interleave on one order or
 deadlock), fold the newly inserted events into them, and write them back. A new order's row
 is inserted; if another replica's insert of the same row won meanwhile, this batch locks that
-row and folds onto it instead. Only then are the messages acked, so a crash anywhere replays the batch and the replay changes nothing.
+row and folds onto it instead. Only then are the messages acked, so a crash anywhere replays
+the batch and the replay changes nothing.
 
 Because each event is inserted once, the recorder is where an order's end-to-end time is
 measured exactly once, for every outcome (the router's failures too): when its terminal event
