@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from dexec_tools.bench_compare import (
+    Variant,
     commit_of,
     cpu_ms_per_order,
     max_service_rss,
@@ -40,9 +41,14 @@ def test_medians_and_ratios_against_the_first_revision() -> None:
     assert rows["lost+stuck+duplicated"] == "| lost+stuck+duplicated | 0 | 0 |"
 
 
-def test_a_revision_may_ask_for_replicas() -> None:
-    assert parse_variant("HEAD") == ("HEAD", 1)
-    assert parse_variant("abc123,replicas=2") == ("abc123", 2)
+def test_a_revision_may_ask_for_replicas_a_rate_and_a_number_of_orders() -> None:
+    assert parse_variant("HEAD") == Variant("HEAD")
+    assert parse_variant("abc123,replicas=2") == Variant("abc123", replicas=2)
+    assert parse_variant("HEAD,rate=150,orders=3000") == Variant("HEAD", rate="150", orders=3000)
+    assert parse_variant("HEAD,rate=12.5") == Variant("HEAD", rate="12.5")
+    for bad in ("HEAD,replicas=two", "HEAD,rate=-1", "HEAD,speed=9", "HEAD,rate="):
+        with pytest.raises(ValueError, match="is not replicas=N, rate=R or orders=N"):
+            parse_variant(bad)
 
 
 def test_the_largest_rss_is_of_a_service_replicas_included() -> None:

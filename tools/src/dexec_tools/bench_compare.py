@@ -6,8 +6,10 @@ then runs the standard benchmark (`dexec_tools.bench`, one latency mode) for eac
 turn, round after round, so slow spells hit every revision alike. It reports each figure's
 median over the rounds and its ratio to the first revision (the baseline).
 
-A revision written `REV,replicas=N` runs N routers and N executors (the scaling run compares
-`HEAD` with `HEAD,replicas=2`).
+A revision may carry options after commas: `REV,replicas=N` runs N routers and N executors
+(the scaling run compares `HEAD` with `HEAD,replicas=2`); `REV,rate=R` and `REV,orders=N`
+override `--rate` and `--orders` for that column, so `HEAD,rate=50 HEAD,rate=150` measures one
+revision at several offered rates, their rounds interleaved like any comparison.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import statistics
 import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +66,31 @@ def cpu_ms_per_order(report: dict[str, Any]) -> float | None:
     return percent / 100 * window / completed * 1000
 
 
-def parse_variant(spec: str) -> tuple[str, int]:
-    """`REV` or `REV,replicas=N` -> (REV, N)."""
-    rev, _, replicas = spec.partition(",replicas=")
-    return rev, int(replicas or 1)
+@dataclass(frozen=True)
+class Variant:
+    """One column of the table: a revision and what differs in how it is run."""
+
+    rev: str
+    replicas: int = 1
+    rate: str | None = None  # None: the run's --rate
+    orders: int | None = None  # None: the run's --orders
+
+
+def parse_variant(spec: str) -> Variant:
+    """`REV[,replicas=N][,rate=R][,orders=N]` -> its Variant."""
+    rev, *options = spec.split(",")
+    fields: dict[str, Any] = {}
+    for option in options:
+        name, _, value = option.partition("=")
+        if name == "replicas" and value.isdigit():
+            fields["replicas"] = int(value)
+        elif name == "orders" and value.isdigit():
+            fields["orders"] = int(value)
+        elif name == "rate" and value.replace(".", "", 1).isdigit():
+            fields["rate"] = value
+        else:
+            raise ValueError(f"{spec!r}: {option!r} is not replicas=N, rate=R or orders=N")
+    return Variant(rev, **fields)
 
 
 def worktree_env() -> dict[str, str]:
@@ -155,15 +179,18 @@ def main() -> None:
     args = parser.parse_args()
 
     repo = Path.cwd()
-    variants = {spec: parse_variant(spec) for spec in args.revs}
-    trees = {rev: prepare(repo, rev, args.worktrees) for rev, _ in set(variants.values())}
-    reports: dict[str, list[dict[str, Any]]] = {rev: [] for rev in args.revs}
+    try:
+        variants = {spec: parse_variant(spec) for spec in args.revs}
+    except ValueError as exc:
+        parser.error(str(exc))
+    trees = {rev: prepare(repo, rev, args.worktrees) for rev in {v.rev for v in variants.values()}}
+    reports: dict[str, list[dict[str, Any]]] = {spec: [] for spec in args.revs}
     for round_no in range(1, args.rounds + 1):
-        for spec in args.revs:
-            rev, replicas = variants[spec]
+        for spec, v in variants.items():
             out = (args.out / spec.replace("/", "_") / str(round_no)).resolve()
             out.mkdir(parents=True, exist_ok=True)
-            report = run_once(trees[rev], args.mode, args.orders, args.rate, out, replicas)
+            orders, rate = v.orders or args.orders, v.rate or args.rate
+            report = run_once(trees[v.rev], args.mode, orders, rate, out, v.replicas)
             reports[spec].append(report)
             completed = figure(report, FIGURES["completed orders/s"][0])
             print(f"round {round_no} {spec}: {completed} completed orders/s", flush=True)
