@@ -49,6 +49,12 @@ EVENTS_CONSUMED = Counter(
     ["consumer", "event"],
 )
 
+EVENT_LOOP_LAG = Histogram(
+    "dexec_event_loop_lag_seconds",
+    "How late the event loop ran a timer due every 0.25 s: work holding the loop, or no CPU",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+
 STAGE_DURATION = Histogram(
     "dexec_stage_duration_seconds",
     "Time an order spends in one step of its life, and end to end",

@@ -12,6 +12,7 @@ from prometheus_client import start_http_server
 
 from dexec import tracing
 from dexec.heap import settle_startup_heap
+from dexec.loop_lag import probing_loop_lag
 from dexec.metrics import name_process
 from dexec.telemetry import configure_logging
 
@@ -28,7 +29,8 @@ async def serve_until_signalled(service: Service) -> None:
         loop.add_signal_handler(sig, stop.set)
     await service.start()
     try:
-        await stop.wait()
+        with probing_loop_lag():
+            await stop.wait()
     finally:
         await service.stop()
 

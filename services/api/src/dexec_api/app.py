@@ -14,6 +14,7 @@ from dexec.bus.connection import connect, ensure_stream
 from dexec.db.engine import create_engine
 from dexec.health import health_router
 from dexec.http_metrics import instrument
+from dexec.loop_lag import probing_loop_lag
 from dexec.orders.states import OrderStatus
 from dexec.tracing import FASTAPI_TELEMETRY_OFF
 from dexec_api import dashboard_routes
@@ -46,7 +47,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.state.intake = OrderIntake(settings, js, idempotency, backlog)
         app.state.engine = create_engine(settings.database_url, settings.db_pool_size)
         try:
-            yield
+            with probing_loop_lag():
+                yield
         finally:
             await backlog.stop()
             await nc.drain()

@@ -13,6 +13,7 @@ from dexec.bus.connection import connect, ensure_stream
 from dexec.db.engine import create_engine
 from dexec.health import health_router
 from dexec.http_metrics import instrument
+from dexec.loop_lag import probing_loop_lag
 from dexec.tracing import FASTAPI_TELEMETRY_OFF
 from dexec_notifier.live import LiveHub
 from dexec_notifier.recorder import Recorder
@@ -44,7 +45,8 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         app.state.nc, app.state.js, app.state.engine = nc, js, engine
         app.state.recorder, app.state.hub = recorder, hub
         try:
-            yield
+            with probing_loop_lag():
+                yield
         finally:
             await webhooks.stop()
             await recorder.stop()
