@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+from nats.js import JetStreamContext
+
+from dexec.bus.history import read_order_events
+from dexec.bus.publisher import emit
+from dexec.orders.states import EventType
+from dexec_notifier.recorder import Recorded, record_batch
 from tests.support.stack import Stack
 from tests.support.waiting import eventually
 
@@ -64,3 +70,29 @@ async def test_health_and_readiness(stack: Stack) -> None:
         assert ready.json() == {"ready": True, "nats": True, "postgres": True}
         metrics = await stack.http.get(f"{base}/metrics/")
         assert metrics.status_code == 200 and "dexec_" in metrics.text
+
+
+async def test_an_order_postgres_has_behind_the_stream_reads_as_the_stream_has_it(
+    start, js: JetStreamContext
+) -> None:
+    """The recorder wrote `pending`; `routing` is in the stream only: GET shows `routing`.
+
+    A client that saw `routing` on its WebSocket must not read `pending` back. Only the API
+    runs, so nothing else moves the order: the recorder's place is taken by one batch written
+    here.
+    """
+    stack: Stack = await start(without=frozenset({"router", "executor", "notifier"}))
+    order_id = (await stack.submit({"tokenIn": "USDC", "tokenOut": "SOL", "amount": "25"})).json()[
+        "orderId"
+    ]
+    [pending] = await read_order_events(js, order_id)
+    await record_batch(stack.db, [Recorded(pending.seq, pending.event)])
+    await emit(js, order_id, EventType.ROUTING)
+
+    order = (await stack.http.get(f"{stack.api_url}/api/orders/{order_id}")).json()
+
+    assert order["status"] == "routing"
+    assert [e["event"] for e in order["events"]] == ["pending", "routing"]
+    assert order["amountIn"] == "25000000"
+    # What Postgres holds is behind: the answer did not come from it.
+    assert await stack.scalar("select status from orders where id = :id", id=order_id) == "pending"

@@ -1,4 +1,4 @@
-"""Reading orders: Postgres first, then the stream while the recorder catches up."""
+"""Reading orders: Postgres for finished orders, the stream while the recorder catches up."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from dexec.db.models import OrderEventRow, OrderRow
 from dexec.db.projection import view_from_row
 from dexec.market.tokens import from_base_units, resolve_token
 from dexec.orders.projection import OrderView, fold
-from dexec.orders.states import OrderStatus
+from dexec.orders.states import OrderStatus, is_terminal
 from dexec_api.errors import ApiError
 
 
@@ -67,12 +67,22 @@ def not_found(order_id: str) -> ApiError:
 async def get_order(
     engine: AsyncEngine, js: JetStreamContext, order_id: str, tenant: str | None
 ) -> dict[str, Any]:
-    """The order; with API keys on, another tenant's order does not exist for the caller."""
+    """The order; with API keys on, another tenant's order does not exist for the caller.
+
+    Postgres answers for a finished order. An order not finished there may be further along
+    in the stream (the recorder writes in batches, behind it), and a client that saw an event
+    on its WebSocket must not read an older state here: it is folded from the stream, the
+    source of truth, which also finds an order the recorder has not written at all yet.
+    """
     async with engine.connect() as conn:
         row = (await conn.execute(select(OrderRow).where(OrderRow.id == order_id))).first()
         if row is not None:
             if tenant is not None and row.tenant != tenant:
                 raise not_found(order_id)
+            if not is_terminal(OrderStatus(row.status)) and (
+                current := await _from_stream(js, order_id)
+            ):
+                return order_json(*current)
             rows = await conn.execute(
                 select(OrderEventRow)
                 .where(OrderEventRow.order_id == order_id)
@@ -80,16 +90,25 @@ async def get_order(
             )
             events = [event_json(e.seq, e.event, e.status, e.at, e.attempt, e.data) for e in rows]
             return order_json(view_from_row(row._mapping), events)
-    # Not recorded yet (the POST answered before the recorder's next batch): fold the stream.
-    stored = await read_order_events(js, order_id)
-    if not stored or (tenant is not None and stored[0].event.data.get("tenant") != tenant):
+    current = await _from_stream(js, order_id)
+    if current is None or (tenant is not None and (current[0].spec or {}).get("tenant") != tenant):
         raise not_found(order_id)
+    return order_json(*current)
+
+
+async def _from_stream(
+    js: JetStreamContext, order_id: str
+) -> tuple[OrderView, list[dict[str, Any]]] | None:
+    """The order folded from its events in the stream, and the events; None if it has none."""
+    stored = await read_order_events(js, order_id)
+    if not stored:
+        return None
     view = fold(order_id, [(s.seq, s.event) for s in stored])
     events = [
         event_json(s.seq, s.event.event, s.event.status, s.event.at, s.event.attempt, s.event.data)
         for s in stored
     ]
-    return order_json(view, events)
+    return view, events
 
 
 def encode_cursor(created_at: datetime, order_id: str) -> str:
