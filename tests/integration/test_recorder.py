@@ -7,15 +7,19 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+from nats.js import JetStreamContext
+from prometheus_client import REGISTRY
 from sqlalchemy import select, text
 
+from dexec.bus.publisher import emit
 from dexec.db.engine import create_engine
 from dexec.db.models import OrderEventRow, OrderRow
 from dexec.db.projection import row_values
 from dexec.orders.events import OrderEvent
 from dexec.orders.projection import fold
 from dexec.orders.states import EventType, OrderStatus
-from dexec_notifier.recorder import Recorded, record_batch
+from dexec_notifier.recorder import Recorded, Recorder, record_batch
+from dexec_notifier.settings import NotifierSettings
 from tests.support.waiting import eventually
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -148,3 +152,35 @@ async def test_an_order_inserted_meanwhile_by_another_replica_gets_this_batchs_e
         assert order.created_at == pending.event.at
     finally:
         await engine.dispose()
+
+
+async def test_below_saturation_the_next_batch_gathers_what_came_while_it_lingered(
+    js: JetStreamContext, nats_url: str, database_url: str
+) -> None:
+    """One event is recorded on its own; ten published during the linger go in one batch."""
+    settings = NotifierSettings(
+        nats_url=nats_url, database_url=database_url, recorder_linger_seconds=1.0
+    )
+    engine = create_engine(database_url, 2)
+    recorder = Recorder(js, engine, settings)
+    batches = "dexec_recorder_batch_size_count"
+    events = "dexec_recorder_batch_size_sum"
+    before = {name: REGISTRY.get_sample_value(name) or 0.0 for name in (batches, events)}
+
+    async def recorded(count: int) -> bool:
+        async with engine.connect() as conn:
+            return await conn.scalar(text("select count(*) from orders")) == count
+
+    await recorder.start()
+    try:
+        await emit(js, "linger-first", EventType.PENDING)
+        await eventually(lambda: recorded(1), timeout=10, what="the first event recorded")
+        for n in range(10):
+            await emit(js, f"linger-{n}", EventType.PENDING)
+        await eventually(lambda: recorded(11), timeout=10, what="the ten recorded")
+    finally:
+        await recorder.stop()
+        await engine.dispose()
+
+    grown = {name: (REGISTRY.get_sample_value(name) or 0.0) - before[name] for name in before}
+    assert grown == {batches: 2, events: 11}

@@ -215,7 +215,9 @@ class Recorder:
 
     async def _record_loop(self) -> None:
         assert self._sub is not None
+        loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
+            fetched = loop.time()
             try:
                 msgs = await self._sub.fetch(self._settings.recorder_batch_size, timeout=1.0)
             except (TimeoutError, NatsTimeoutError):
@@ -238,8 +240,13 @@ class Recorder:
             observe(written, len(msgs), started)
             for msg in msgs:
                 await msg.ack()
+            if len(msgs) < self._settings.recorder_batch_size:
+                # Let the next batch gather (see `recorder_linger_seconds`).
+                await self._pause(self._settings.recorder_linger_seconds - (loop.time() - fetched))
 
     async def _pause(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
 

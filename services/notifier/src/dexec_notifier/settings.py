@@ -10,6 +10,10 @@ class NotifierSettings(CommonSettings, AuthSettings):
     notifier_host: str = "127.0.0.1"
     notifier_port: int = Field(8001, ge=0, le=65535)
     recorder_batch_size: int = Field(500, ge=1, le=10_000)
+    # After a batch that was not full, wait this long (from the batch's fetch) before the next:
+    # below saturation each fetch would otherwise bring one or two events, and each its own
+    # transaction. Postgres lags the stream by up to this much more; nothing waits on it.
+    recorder_linger_seconds: float = Field(0.05, ge=0, le=5)
     # Events a slow WebSocket client may have queued before it is cut off (close 1008).
     ws_queue_limit: int = Field(1_000, ge=1)
     # A send that takes longer means the client stopped reading: cut it off (close 1008).
