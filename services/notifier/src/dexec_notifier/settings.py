@@ -12,7 +12,8 @@ class NotifierSettings(CommonSettings, AuthSettings):
     recorder_batch_size: int = Field(500, ge=1, le=10_000)
     # After a batch that was not full, wait this long (from the batch's fetch) before the next:
     # below saturation each fetch would otherwise bring one or two events, and each its own
-    # transaction. Postgres lags the stream by up to this much more; nothing waits on it.
+    # transaction. Postgres lags the stream by up to this much more (the order listing shows
+    # it; GET of one order folds an unfinished order from the stream).
     recorder_linger_seconds: float = Field(0.05, ge=0, le=5)
     # Events a slow WebSocket client may have queued before it is cut off (close 1008).
     ws_queue_limit: int = Field(1_000, ge=1)
