@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
@@ -31,7 +32,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dexec import tracing
 from dexec.bus.connection import ensure_consumer
-from dexec.bus.pump import PullPump
 from dexec.bus.subjects import RECORDER_CONSUMER, STREAM
 from dexec.consumer_metrics import ConsumerSampler
 from dexec.db.models import OrderEventRow, OrderRow
@@ -190,75 +190,59 @@ class Recorder:
         self._js = js
         self._engine = engine
         self._settings = settings
-        batch_size = settings.recorder_batch_size
-        # Room for the next batch to gather while one is being written.
-        self._pump = PullPump(
-            js._nc,  # the context keeps its connection only privately
-            STREAM,
-            RECORDER_CONSUMER.durable,
-            self._arrive,
-            capacity=batch_size * 2,
-        )
-        self._arrived: list[Msg] = []
-        self._ready = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._sub: JetStreamContext.PullSubscription | None = None
         self._loop: asyncio.Task[None] | None = None
         self._sampler = ConsumerSampler(js, RECORDER_CONSUMER.durable)
 
     async def start(self) -> None:
         batch_size = self._settings.recorder_batch_size
         await ensure_consumer(self._js, RECORDER_CONSUMER, self._settings, batch_size * 4)
-        await self._pump.start()
+        self._sub = await self._js.pull_subscribe_bind(RECORDER_CONSUMER.durable, stream=STREAM)
         self._loop = asyncio.create_task(self._record_loop())
         await self._sampler.start()
 
     async def stop(self) -> None:
-        """Finish the batch in hand, then stop pulling (what is still held is redelivered)."""
+        """Finish the batch in hand, then let go of the subscription."""
         self._stopping.set()
-        self._ready.set()  # wakes the loop to see it
         await self._sampler.stop()
         if self._loop is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._loop, 5)
-        await self._pump.stop()
-
-    def _arrive(self, msg: Msg) -> None:
-        self._arrived.append(msg)
-        self._ready.set()
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
 
     async def _record_loop(self) -> None:
+        assert self._sub is not None
         loop = asyncio.get_running_loop()
-        batch_size = self._settings.recorder_batch_size
-        while True:
-            await self._ready.wait()
-            if self._stopping.is_set():
-                return
-            taken = loop.time()
-            msgs, self._arrived = self._arrived[:batch_size], self._arrived[batch_size:]
-            if not self._arrived:
-                self._ready.clear()
-            await self._record(msgs)
-            self._pump.done(len(msgs))
-            if len(msgs) < batch_size:
-                # Let the next batch gather (see `recorder_linger_seconds`).
-                await self._pause(self._settings.recorder_linger_seconds - (loop.time() - taken))
-
-    async def _record(self, msgs: list[Msg]) -> None:
-        """Write one batch and ack it; on failure hand it back to be redelivered shortly."""
-        started = time.time_ns()
-        try:
-            written = await record_batch(self._engine, decode(msgs))
-        except Exception:
-            # Postgres is down or restarting: hand the batch back and try again shortly.
-            log.exception("recording a batch of %d events failed", len(msgs))
+        while not self._stopping.is_set():
+            fetched = loop.time()
+            try:
+                msgs = await self._sub.fetch(self._settings.recorder_batch_size, timeout=1.0)
+            except (TimeoutError, NatsTimeoutError):
+                continue
+            except Exception as exc:
+                log.warning("recorder fetch failed: %s", exc)
+                await self._pause(0.5)
+                continue
+            started = time.time_ns()
+            try:
+                written = await record_batch(self._engine, decode(msgs))
+            except Exception:
+                # Postgres is down or restarting: hand the batch back and try again shortly.
+                log.exception("recording a batch of %d events failed", len(msgs))
+                for msg in msgs:
+                    with contextlib.suppress(Exception):
+                        await msg.nak(delay=1.0)
+                await self._pause(1.0)
+                continue
+            observe(written, len(msgs), started)
             for msg in msgs:
-                with contextlib.suppress(Exception):
-                    await msg.nak(delay=1.0)
-            await self._pause(1.0)
-            return
-        observe(written, len(msgs), started)
-        for msg in msgs:
-            await msg.ack()
+                await msg.ack()
+            if len(msgs) < self._settings.recorder_batch_size:
+                # Let the next batch gather (see `recorder_linger_seconds`).
+                await self._pause(self._settings.recorder_linger_seconds - (loop.time() - fetched))
 
     async def _pause(self, seconds: float) -> None:
         if seconds <= 0:

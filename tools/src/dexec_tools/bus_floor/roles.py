@@ -33,7 +33,6 @@ from nats.js.kv import KeyValue
 from dexec.bus.connection import ensure_consumer, ensure_stream
 from dexec.bus.history import read_latest_events
 from dexec.bus.pull import PullLoop
-from dexec.bus.pump import PullPump
 from dexec.bus.subjects import (
     ALL_EVENTS,
     CHAIN_BUCKET,
@@ -199,12 +198,7 @@ class Notifier(Role):
         self.recorded = self.webhooked = self.live = self.finished = 0
         self._sent = False
         await ensure_consumer(self.js, RECORDER_CONSUMER, self.settings, RECORDER_BATCH * 4)
-        self._arrived: list[Msg] = []
-        self._ready = asyncio.Event()
-        self._recorder = PullPump(
-            self.nc, STREAM, RECORDER_CONSUMER.durable, self._arrive, capacity=RECORDER_BATCH * 2
-        )
-        await self._recorder.start()
+        self._recorder = await self.js.pull_subscribe_bind(RECORDER_CONSUMER.durable, stream=STREAM)
         self._recording = asyncio.create_task(self._record())
         await self.consume(WEBHOOK_CONSUMER, self._webhook, WEBHOOK_CONCURRENCY)
         await self.nc.subscribe(ALL_EVENTS, cb=self._on_live)
@@ -213,25 +207,16 @@ class Notifier(Role):
         self._recording.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._recording
-        await self._recorder.stop()
         await super().stop()
 
-    def _arrive(self, msg: Msg) -> None:
-        self._arrived.append(msg)
-        self._ready.set()
-
     async def _record(self) -> None:
-        """The recorder's batches, without Postgres: ack each event, release the batch."""
         while True:
-            await self._ready.wait()
-            self._ready.clear()
-            msgs = self._arrived[:RECORDER_BATCH]
-            del self._arrived[:RECORDER_BATCH]
-            if self._arrived:
-                self._ready.set()
+            try:
+                msgs = await self._recorder.fetch(RECORDER_BATCH, timeout=1.0)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
             for msg in msgs:
                 await msg.ack()
-            self._recorder.done(len(msgs))
             self.recorded += len(msgs)
             await self._check_done()
 

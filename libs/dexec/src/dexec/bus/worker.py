@@ -1,4 +1,4 @@
-"""A pull-consumer worker: run handlers concurrently, apply the retry policy.
+"""A pull-consumer worker: fetch in batches, run handlers concurrently, apply the retry policy.
 
 The policy (DESIGN §2): a `TransientError` (or an unexpected exception) is retried with
 exponential backoff through `nak(delay)` for at most `max_attempts` deliveries; a
@@ -89,12 +89,15 @@ class ConsumerWorker:
         handler: Handler,
         *,
         concurrency: int = 256,
+        batch: int = 64,
     ) -> None:
         self._js = js
         self._settings = settings
         self._stage = stage
         self._handler = handler
-        self._pull = PullLoop(js, settings, spec, self._process, concurrency=concurrency)
+        self._pull = PullLoop(
+            js, settings, spec, self._process, concurrency=concurrency, batch=batch
+        )
         # Messages this worker finished (acked or terminated): shows how replicas share work.
         self.processed = 0
         self._consumed = Children(EVENTS_CONSUMED, spec.durable).bind(_events_of(spec))
