@@ -16,7 +16,7 @@ ARGS ?=
 PYTEST_ARGS ?= -q
 DATA_DIR ?= .dexec
 
-.PHONY: help up test bench bench-compare lint fmt clean sync ensure-uv system-packages
+.PHONY: help up test bench bench-compare bench-floor lint fmt clean sync ensure-uv system-packages
 
 help: ## list the targets
 	@echo "dexec make targets:"
@@ -55,6 +55,10 @@ REVS ?= HEAD~1 HEAD
 COMPARE_ARGS ?=
 bench-compare: sync ## before/after in one run: REVS (first = baseline), alternating rounds, medians
 	$(UV) run --frozen python -m dexec_tools.bench_compare $(REVS) $(COMPARE_ARGS)
+
+FLOOR_ARGS ?=
+bench-floor: sync ## the bus floor: the engine's NATS traffic alone, CPU per order (no app work)
+	$(UV) run --frozen python -m dexec_tools.bus_floor $(FLOOR_ARGS)
 
 lint: ensure-uv ## ruff lint and format check
 	$(UV) run --frozen ruff check . && $(UV) run --frozen ruff format --check .

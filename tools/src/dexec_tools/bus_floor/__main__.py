@@ -47,7 +47,7 @@ class FloorReport:
     cpu_ms_per_order: dict[str, float]  # per role and "nats"
     total_cpu_ms_per_order: float
     # Orders/s two cores could carry if nothing but this traffic used them.
-    two_core_ceiling: float
+    two_core_ceiling: int
     counts: dict[str, int]  # what the notifier role saw: events live, recorded, webhooked
 
     def text(self) -> str:
@@ -125,7 +125,7 @@ async def _measure(
         orders_per_second=round(orders / seconds, 1),
         cpu_ms_per_order=per_order,
         total_cpu_ms_per_order=total,
-        two_core_ceiling=round(TWO_CORES_MS / total, 0),
+        two_core_ceiling=round(TWO_CORES_MS / total),
         counts=counts,
     )
 
