@@ -14,7 +14,6 @@ def test_every_order_reaches_every_consumer_once_and_each_process_is_measured() 
         "finished": orders,
         "live": events,
         "recorded": events,
-        "webhooked": events,
     }
     assert set(report.cpu_ms_per_order) == {*ROLES, "nats"}
     assert all(ms > 0 for ms in report.cpu_ms_per_order.values())

@@ -68,7 +68,6 @@ async def test_an_orders_life_shows_in_the_metrics(start) -> None:
     # Each routed order is delivered twice to the executor: the rate-limited send is retried.
     assert grew(after, "dexec_events_consumed_total", consumer="executor", event="routed") == 4
     assert grew(after, "dexec_events_consumed_total", consumer="recorder", event="failed") == 1
-    assert grew(after, "dexec_events_consumed_total", consumer="webhooks", event="pending") == 2
     retried = {"stage": "executor", "code": "RPC_RATE_LIMITED"}
     assert grew(after, "dexec_order_retries_total", **retried) == 2
     slipped = {"stage": "executor", "code": "SLIPPAGE_EXCEEDED"}
@@ -100,7 +99,7 @@ async def test_an_orders_life_shows_in_the_metrics(start) -> None:
         "status": "202",
     }
     assert grew(after, "dexec_http_request_duration_seconds_count", **submitted) == 2
-    for consumer in ("router", "executor", "recorder", "webhooks"):
+    for consumer in ("router", "executor", "recorder"):
         assert ("dexec_consumer_pending_messages", frozenset({("consumer", consumer)})) in after
 
     # Bounded labels: no order id anywhere in a label value.

@@ -19,7 +19,7 @@ from dexec_notifier.live import LiveHub
 from dexec_notifier.recorder import Recorder
 from dexec_notifier.settings import NotifierSettings
 from dexec_notifier.sockets import CLOSE_UNAUTHORIZED, StreamSession, error_frame
-from dexec_notifier.webhooks import WebhookDispatcher
+from dexec_notifier.webhooks import WebhookDispatcher, retire_webhook_consumer
 
 # `?afterSeq=N`: resume after the last stream sequence a client saw (module level: FastAPI
 # resolves string annotations in the module's namespace).
@@ -38,18 +38,19 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         await ensure_stream(js, settings)
         engine = create_engine(settings.database_url, settings.db_pool_size)
         await hub.start(js)
-        recorder = Recorder(js, engine, settings)
-        await recorder.start()
-        webhooks = WebhookDispatcher(js, settings)
+        await retire_webhook_consumer(js)
+        webhooks = WebhookDispatcher(engine, settings)
         await webhooks.start()
+        recorder = Recorder(js, engine, settings, on_webhooks_queued=webhooks.wake)
+        await recorder.start()
         app.state.nc, app.state.js, app.state.engine = nc, js, engine
         app.state.recorder, app.state.hub = recorder, hub
         try:
             with probing_loop_lag():
                 yield
         finally:
-            await webhooks.stop()
             await recorder.stop()
+            await webhooks.stop()
             await hub.stop()
             await nc.drain()
             await engine.dispose()

@@ -4,8 +4,10 @@ Per batch, in one transaction: insert the events (a repeated message id is skipp
 touched orders in id order (so two recorder replicas cannot interleave on one order or
 deadlock), fold the newly inserted events into them, and write them back. A new order's row
 is inserted; if another replica's insert of the same row won meanwhile, this batch locks that
-row and folds onto it instead. Only then are the messages acked, so a crash anywhere replays
-the batch and the replay changes nothing.
+row and folds onto it instead. Events of orders with a `webhookUrl` are queued for their
+webhook in the same transaction (`webhook_deliveries`, the outbox `dexec_notifier.webhooks`
+delivers from). Only then are the messages acked, so a crash anywhere replays the batch and
+the replay changes nothing.
 
 Because each event is inserted once, the recorder is where an order's end-to-end time is
 measured exactly once, for every outcome (the router's failures too): when its terminal event
@@ -18,7 +20,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -26,7 +30,7 @@ from nats.js import JetStreamContext
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import DateTime, Text, bindparam, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -34,7 +38,7 @@ from dexec import tracing
 from dexec.bus.connection import ensure_consumer
 from dexec.bus.subjects import RECORDER_CONSUMER, STREAM
 from dexec.consumer_metrics import ConsumerSampler
-from dexec.db.models import OrderEventRow, OrderRow
+from dexec.db.models import OrderEventRow, OrderRow, WebhookDeliveryRow, WebhookState
 from dexec.db.projection import row_values, view_from_row
 from dexec.metrics import EVENTS_CONSUMED, STAGE_DURATION, Children, StageName
 from dexec.orders.events import OrderEvent
@@ -63,6 +67,25 @@ UPDATE_ORDERS = (
     .values({c: bindparam(f"b_{c}") for c in _ORDER_COLUMNS})
 )
 
+WEBHOOKS = WebhookDeliveryRow.__table__
+QUEUE_WEBHOOKS = insert(WEBHOOKS).on_conflict_do_nothing(index_elements=["msg_id"])
+QUEUE_EARLIER_WEBHOOKS = (
+    insert(WEBHOOKS)
+    .from_select(
+        ["msg_id", "order_id", "seq", "url", "state", "attempts", "next_attempt_at"],
+        select(
+            EVENTS.c.msg_id,
+            EVENTS.c.order_id,
+            EVENTS.c.seq,
+            bindparam("b_url", type_=Text),
+            literal(WebhookState.PENDING),
+            literal(0),
+            bindparam("b_now", type_=DateTime(timezone=True)),
+        ).where(EVENTS.c.order_id == bindparam("b_order_id")),
+    )
+    .on_conflict_do_nothing(index_elements=["msg_id"])
+)
+
 END_TO_END = {
     EventType.CONFIRMED: STAGE_DURATION.labels(StageName.PENDING_TO_CONFIRMED),
     EventType.FAILED: STAGE_DURATION.labels(StageName.PENDING_TO_FAILED),
@@ -75,6 +98,8 @@ class Recorded:
     event: OrderEvent
     # The order's trace context, only when the message says its trace is sampled.
     trace: Context | None = None
+    # Its `traceparent` header, kept with a webhook delivery (sampled traces only).
+    traceparent: str | None = None
 
 
 @dataclass
@@ -84,6 +109,8 @@ class Written:
     fresh: list[Recorded] = field(default_factory=list)
     # (terminal event, seconds from the order's `pending` to it) per order finished here.
     finished: list[tuple[EventType, float]] = field(default_factory=list)
+    # Whether it queued webhook deliveries.
+    webhooks: bool = False
 
 
 def decode(msgs: list[Msg]) -> list[Recorded]:
@@ -96,7 +123,8 @@ def decode(msgs: list[Msg]) -> list[Recorded]:
             continue
         CONSUMED[event.event].inc()
         trace = tracing.extract_sampled(msg.headers)
-        recorded.append(Recorded(msg.metadata.sequence.stream, event, trace))
+        traceparent = msg.headers.get(tracing.TRACEPARENT) if trace and msg.headers else None
+        recorded.append(Recorded(msg.metadata.sequence.stream, event, trace, traceparent))
     return recorded
 
 
@@ -144,7 +172,53 @@ async def record_batch(engine: AsyncEngine, batch: list[Recorded]) -> Written:
                 UPDATE_ORDERS,
                 [{f"b_{k}": v for k, v in row_values(views[oid]).items()} for oid in existing],
             )
-    return Written(fresh, _finished(fresh, views))
+        webhooks = await _queue_webhooks(conn, fresh, views)
+    return Written(fresh, _finished(fresh, views), webhooks)
+
+
+async def _queue_webhooks(
+    conn: AsyncConnection, fresh: list[Recorded], views: dict[str, OrderView]
+) -> bool:
+    """Queue the batch's new events of orders with a webhook; whether there were any.
+
+    An order's URL is in its `pending` event. Another replica may have recorded later events
+    of the order before this batch brought the `pending` (without a URL to queue them for), so
+    a batch that brings a `pending` with a URL also queues the order's events already recorded.
+    Both batches hold the order's row lock, so whichever commits second sees the other's rows.
+    """
+    urls = {oid: url for oid, view in views.items() if (url := _webhook_url(view))}
+    if not urls:
+        return False
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "msg_id": r.event.msg_id,
+            "order_id": r.event.order_id,
+            "seq": r.seq,
+            "url": urls[r.event.order_id],
+            "state": WebhookState.PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "traceparent": r.traceparent,
+        }
+        for r in fresh
+        if r.event.order_id in urls
+    ]
+    if rows:
+        await conn.execute(QUEUE_WEBHOOKS, rows)
+    first_seen = [
+        {"b_order_id": r.event.order_id, "b_url": urls[r.event.order_id], "b_now": now}
+        for r in fresh
+        if r.event.event == EventType.PENDING and r.event.order_id in urls
+    ]
+    if first_seen:
+        await conn.execute(QUEUE_EARLIER_WEBHOOKS, first_seen)
+    return bool(rows)
+
+
+def _webhook_url(view: OrderView) -> str | None:
+    url = (view.spec or {}).get("webhookUrl")
+    return url if isinstance(url, str) and url else None
 
 
 def _finished(fresh: list[Recorded], views: dict[str, OrderView]) -> list[tuple[EventType, float]]:
@@ -186,10 +260,18 @@ async def _lock_orders(conn: AsyncConnection, order_ids: list[str]) -> dict[str,
 
 
 class Recorder:
-    def __init__(self, js: JetStreamContext, engine: AsyncEngine, settings: NotifierSettings):
+    def __init__(
+        self,
+        js: JetStreamContext,
+        engine: AsyncEngine,
+        settings: NotifierSettings,
+        on_webhooks_queued: Callable[[], None] | None = None,
+    ):
         self._js = js
         self._engine = engine
         self._settings = settings
+        # Wakes this replica's webhook dispatcher at once (others find the rows on their poll).
+        self._on_webhooks_queued = on_webhooks_queued
         self._stopping = asyncio.Event()
         self._sub: JetStreamContext.PullSubscription | None = None
         self._loop: asyncio.Task[None] | None = None
@@ -238,6 +320,8 @@ class Recorder:
                 await self._pause(1.0)
                 continue
             observe(written, len(msgs), started)
+            if written.webhooks and self._on_webhooks_queued is not None:
+                self._on_webhooks_queued()
             for msg in msgs:
                 await msg.ack()
             if len(msgs) < self._settings.recorder_batch_size:

@@ -37,4 +37,8 @@ class NotifierSettings(CommonSettings, AuthSettings):
     webhook_backoff_max_seconds: float = Field(60.0, gt=0)
     # An event still undelivered this long after it happened is dropped (and logged).
     webhook_give_up_seconds: float = Field(3600.0, gt=0)
+    # POSTs under way at once per replica.
     webhook_concurrency: int = Field(64, ge=1)
+    # How often the dispatcher looks for due deliveries without being woken: rows another
+    # replica's recorder queued, and deliveries whose replica died mid-POST (lease run out).
+    webhook_poll_seconds: float = Field(1.0, gt=0)

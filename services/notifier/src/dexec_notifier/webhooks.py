@@ -1,45 +1,44 @@
 """Webhooks: every event of an order that has a `webhookUrl` is POSTed to it, in order, signed.
 
-A durable consumer (`webhooks`) sees every event. Whether its order has a URL is known from the
-subject (`orders.<event>.<orderId>`) and a per-order cache filled from the order's `pending`
-event, so the events of the (many) orders without one are acked without being parsed. Per order
-it delivers in stream order: an event waits (is redelivered later) until its predecessor was
-delivered, and the last delivered sequence per order lives in a NATS KV bucket, so it holds
-across notifier replicas and restarts. A failed POST is retried with exponential backoff; an
-event still undelivered after `webhook_give_up_seconds` is dropped and logged, so one dead
-receiver cannot stall forever. Each POST of a sampled order is a span in the order's trace.
+The recorder queues these events in `webhook_deliveries` (an outbox) in the transaction that
+records them, so only orders with a URL cost anything here: no consumer of the stream reads
+every event to find the few that have somewhere to go. A dispatcher on every notifier replica
+claims due rows with `FOR UPDATE SKIP LOCKED` and a lease (so two replicas never POST one
+event at once, and a replica that dies mid-POST leaves the row to another when the lease
+runs out), posts, then marks the row delivered or schedules a retry with exponential backoff.
+Per order only the earliest undelivered event is due, so a receiver sees an order's events in
+order, each at least once. An event still undelivered `webhook_give_up_seconds` after it
+happened is dropped and logged, so one dead receiver cannot stall forever. Each POST of a
+sampled order is a span in the order's trace.
+
+The dispatcher wakes when this replica's recorder queued something, when one of its own POSTs
+ends (the order's next event may be due), at its own earliest retry, and otherwise every
+`webhook_poll_seconds` (rows other replicas queued, leases that ran out).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections import OrderedDict
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import orjson
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
-from nats.js.kv import KeyValue
+from nats.js.errors import BucketNotFoundError, NotFoundError
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
-from pydantic import ValidationError
+from sqlalchemy import Interval, bindparam, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dexec import tracing
-from dexec.bus.history import read_order_events
-from dexec.bus.pull import PullLoop
-from dexec.bus.subjects import (
-    STREAM,
-    WEBHOOK_BUCKET,
-    WEBHOOK_CONSUMER,
-    event_subject,
-    parse_event_subject,
-)
-from dexec.metrics import EVENTS_CONSUMED, Children
+from dexec.bus.subjects import RETIRED_WEBHOOK_BUCKET, RETIRED_WEBHOOK_DURABLE, STREAM
+from dexec.db.models import OrderEventRow, WebhookDeliveryRow, WebhookState
 from dexec.orders.events import OrderEvent
-from dexec.orders.states import EventType
 from dexec.telemetry import ORDER_ID
 from dexec.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from dexec_notifier.client_events import client_message
@@ -48,170 +47,215 @@ from dexec_notifier.settings import NotifierSettings
 
 log = logging.getLogger(__name__)
 
-URL_CACHE_SIZE = 100_000
-CONSUMED = Children(EVENTS_CONSUMED, WEBHOOK_CONSUMER.durable).bind(EventType)
 DELIVERED = WEBHOOK_DELIVERIES.labels("delivered")
 DROPPED = WEBHOOK_DELIVERIES.labels("dropped")
 
+WEBHOOKS = WebhookDeliveryRow.__table__
+EVENTS = OrderEventRow.__table__
+_earlier = WEBHOOKS.alias("earlier")
+_due = (
+    select(WEBHOOKS.c.msg_id)
+    .where(
+        WEBHOOKS.c.state == WebhookState.PENDING,
+        WEBHOOKS.c.next_attempt_at <= func.now(),
+        or_(WEBHOOKS.c.lease_until.is_(None), WEBHOOKS.c.lease_until < func.now()),
+        # The order's earlier events go first (in flight or waiting for a retry).
+        ~exists().where(
+            _earlier.c.order_id == WEBHOOKS.c.order_id,
+            _earlier.c.state == WebhookState.PENDING,
+            _earlier.c.seq < WEBHOOKS.c.seq,
+        ),
+    )
+    .order_by(WEBHOOKS.c.next_attempt_at, WEBHOOKS.c.seq)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+    .cte("due")
+)
+# Take up to `limit` due rows for `lease`, with the events to send.
+CLAIM = (
+    update(WEBHOOKS)
+    .where(WEBHOOKS.c.msg_id == _due.c.msg_id, EVENTS.c.msg_id == WEBHOOKS.c.msg_id)
+    .values(
+        lease_until=func.now() + bindparam("lease", type_=Interval),
+        attempts=WEBHOOKS.c.attempts + 1,
+    )
+    .returning(
+        WEBHOOKS.c.msg_id,
+        WEBHOOKS.c.seq,
+        WEBHOOKS.c.url,
+        WEBHOOKS.c.attempts,
+        WEBHOOKS.c.traceparent,
+        EVENTS.c.order_id,
+        EVENTS.c.event,
+        EVENTS.c.status,
+        EVENTS.c.at,
+        EVENTS.c.attempt,
+        EVENTS.c.data,
+    )
+)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    msg_id: str
+    seq: int
+    url: str
+    attempts: int
+    trace: Context | None
+    event: OrderEvent
+
+    @classmethod
+    def of(cls, row: Any) -> Delivery:
+        event = OrderEvent(
+            order_id=row.order_id,
+            event=row.event,
+            status=row.status,
+            at=row.at,
+            attempt=row.attempt,
+            data=row.data,
+        )
+        trace = tracing.extract_sampled({tracing.TRACEPARENT: row.traceparent})
+        return cls(row.msg_id, row.seq, row.url, row.attempts, trace, event)
+
 
 class WebhookDispatcher:
-    def __init__(self, js: JetStreamContext, settings: NotifierSettings) -> None:
-        self._js = js
+    def __init__(self, engine: AsyncEngine, settings: NotifierSettings) -> None:
+        self._engine = engine
         self._settings = settings
-        self._pull = PullLoop(
-            js, settings, WEBHOOK_CONSUMER, self._process, concurrency=settings.webhook_concurrency
-        )
         self._http = httpx.AsyncClient(timeout=settings.webhook_timeout_seconds)
-        self._kv: KeyValue | None = None
-        # order id -> its webhook URL (or None): looked up once from the order's `pending`.
-        self._urls: OrderedDict[str, str | None] = OrderedDict()
+        # A POST that outlives its lease could be sent twice: the lease outlasts the timeout.
+        self._lease = timedelta(seconds=2 * settings.webhook_timeout_seconds + 5)
+        self._wake = asyncio.Event()
+        self._loop: asyncio.Task[None] | None = None
+        self._posting: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        try:
-            self._kv = await self._js.key_value(WEBHOOK_BUCKET)
-        except BucketNotFoundError:
-            ttl = float(self._settings.stream_max_age_seconds)
-            self._kv = await self._js.create_key_value(bucket=WEBHOOK_BUCKET, history=1, ttl=ttl)
-        await self._pull.start()
+        self._loop = asyncio.create_task(self._dispatch_loop())
 
-    async def stop(self) -> None:
-        await self._pull.stop()
+    def wake(self) -> None:
+        """Look for due deliveries now."""
+        self._wake.set()
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop claiming; let POSTs under way finish (an unfinished one's lease runs out)."""
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+        if self._posting:
+            await asyncio.wait(self._posting, timeout=timeout)
         await self._http.aclose()
 
-    async def _process(self, msg: Msg) -> None:
-        named = parse_event_subject(msg.subject)
-        # A later event of an order known to have no URL is acked unparsed. The `pending`
-        # event, the order's first, is parsed (it is small) and fills the cache itself.
-        if named is not None and named[0] != EventType.PENDING:
-            event_type, order_id = named
-            ORDER_ID.set(order_id)  # this task's logs name the order
-            try:
-                if await self._url_of(order_id) is None:
-                    CONSUMED[event_type].inc()
-                    await msg.ack()
-                    return
-            except Exception as exc:  # NATS restarting: the message comes back after ack_wait
-                log.warning("webhook handling failed: %r", exc, extra={"order_id": order_id})
-                return
-        try:
-            event = OrderEvent.from_json(msg.data)
-        except ValidationError:
-            await msg.term()
-            return
-        CONSUMED[event.event].inc()
-        ORDER_ID.set(event.order_id)
-        if event.event == EventType.PENDING:
-            self._remember(event.order_id, event.data.get("webhookUrl"))
-        try:
-            await self._handle(msg, event)
-        except Exception as exc:  # NATS restarting: the message comes back after ack_wait
-            log.warning("webhook handling failed: %r", exc, extra={"order_id": event.order_id})
+    async def _dispatch_loop(self) -> None:
+        while True:
+            self._wake.clear()
+            room = self._settings.webhook_concurrency - len(self._posting)
+            claimed: list[Delivery] = []
+            if room > 0:
+                try:
+                    claimed = await self._claim(room)
+                except Exception as exc:  # Postgres restarting: try again on the next poll
+                    log.warning("claiming webhook deliveries failed: %r", exc)
+            for delivery in claimed:
+                task = asyncio.create_task(self._deliver(delivery))
+                self._posting.add(task)
+                task.add_done_callback(self._posted)
+            if claimed and len(claimed) == room:
+                continue  # there may be more due
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._settings.webhook_poll_seconds)
 
-    async def _handle(self, msg: Msg, event: OrderEvent) -> None:
-        url = await self._url_of(event.order_id)
-        seq = msg.metadata.sequence.stream
-        if url is None:
-            await msg.ack()
-            return
-        delivered, revision = await self._delivered(event.order_id)
-        if seq <= delivered:
-            await msg.ack()  # a redelivery of what the receiver already has
-            return
-        if await self._predecessor(event.order_id, seq) > delivered:
-            await self._later(msg, event, "waiting for the previous event")
-            return
-        if await self._post(url, seq, event, tracing.extract_sampled(msg.headers)):
-            DELIVERED.inc()
-        elif self._age(event) < self._settings.webhook_give_up_seconds:
-            await self._later(msg, event, "the receiver failed")
-            return
-        else:
-            DROPPED.inc()
-            log.error(
-                "webhook gave up on event %s", event.msg_id, extra={"order_id": event.order_id}
+    def _posted(self, task: asyncio.Task[None]) -> None:
+        self._posting.discard(task)
+        self._wake.set()  # room for more, and the order's next event may be due
+
+    async def _claim(self, limit: int) -> list[Delivery]:
+        async with self._engine.begin() as conn:
+            rows = await conn.execute(CLAIM, {"limit": limit, "lease": self._lease})
+            return [Delivery.of(row) for row in rows]
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        event = delivery.event
+        ORDER_ID.set(event.order_id)  # this task's logs name the order
+        try:
+            if await self._post(delivery):
+                DELIVERED.inc()
+                await self._settle(delivery, state=WebhookState.DELIVERED)
+            elif _age(event) < self._settings.webhook_give_up_seconds:
+                await self._retry_later(delivery)
+            else:
+                DROPPED.inc()
+                log.error("webhook gave up on event %s", delivery.msg_id)
+                await self._settle(delivery, state=WebhookState.DROPPED)
+        except Exception as exc:  # Postgres restarting: the lease runs out, the row comes back
+            log.warning("webhook delivery failed: %r", exc)
+
+    async def _settle(self, delivery: Delivery, state: str) -> None:
+        values: dict[str, object] = {"state": state, "lease_until": None}
+        if state == WebhookState.DELIVERED:
+            values["delivered_at"] = func.now()
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(WEBHOOKS).where(WEBHOOKS.c.msg_id == delivery.msg_id).values(values)
             )
-        await self._mark_delivered(event.order_id, seq, revision)
-        await msg.ack()
 
-    async def _url_of(self, order_id: str) -> str | None:
-        if order_id in self._urls:
-            self._urls.move_to_end(order_id)
-            return self._urls[order_id]
-        # Not seen here yet (another replica got its `pending`, or a restart): read it.
-        try:
-            subject = event_subject(EventType.PENDING, order_id)
-            raw = await self._js.get_last_msg(STREAM, subject, direct=True)
-            url = OrderEvent.from_json(raw.data or b"").data.get("webhookUrl")
-        except NotFoundError:
-            url = None
-        self._remember(order_id, url)
-        return url
+    async def _retry_later(self, delivery: Delivery) -> None:
+        s = self._settings
+        delay = min(
+            s.webhook_backoff_base_seconds * 2 ** (delivery.attempts - 1),
+            s.webhook_backoff_max_seconds,
+        )
+        log.debug("webhook for %s in %.1f s", delivery.msg_id, delay)
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(WEBHOOKS)
+                .where(WEBHOOKS.c.msg_id == delivery.msg_id)
+                .values(
+                    lease_until=None,
+                    next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay),
+                )
+            )
+        asyncio.get_running_loop().call_later(delay, self._wake.set)
 
-    def _remember(self, order_id: str, url: str | None) -> None:
-        self._urls[order_id] = url
-        self._urls.move_to_end(order_id)
-        if len(self._urls) > URL_CACHE_SIZE:
-            self._urls.popitem(last=False)
-
-    async def _delivered(self, order_id: str) -> tuple[int, int]:
-        """The last delivered sequence for the order and its KV revision (0, 0 if none)."""
-        assert self._kv is not None
-        try:
-            entry = await self._kv.get(order_id)
-        except KeyNotFoundError:
-            return 0, 0
-        return int(entry.value or b"0"), entry.revision or 0
-
-    async def _mark_delivered(self, order_id: str, seq: int, revision: int) -> None:
-        assert self._kv is not None
-        if revision:
-            await self._kv.update(order_id, str(seq).encode(), last=revision)
-        else:
-            await self._kv.create(order_id, str(seq).encode())
-
-    async def _predecessor(self, order_id: str, seq: int) -> int:
-        """The stream sequence of the order's event just before `seq` (0 if it is the first)."""
-        earlier = [s.seq for s in await read_order_events(self._js, order_id) if s.seq < seq]
-        return max(earlier, default=0)
-
-    async def _post(self, url: str, seq: int, event: OrderEvent, trace: Context | None) -> bool:
-        if trace is None:
-            return await self._send(url, seq, event)
-        span_name = f"webhook {event.event}"
+    async def _post(self, delivery: Delivery) -> bool:
+        if delivery.trace is None:
+            return await self._send(delivery)
+        event = delivery.event
         scope = tracing.tracer("dexec.notifier")
-        with scope.start_as_current_span(span_name, context=trace, kind=SpanKind.CLIENT) as span:
-            span.set_attributes({"dexec.order_id": event.order_id, "dexec.seq": seq})
-            delivered = await self._send(url, seq, event)
+        with scope.start_as_current_span(
+            f"webhook {event.event}", context=delivery.trace, kind=SpanKind.CLIENT
+        ) as span:
+            span.set_attributes({"dexec.order_id": event.order_id, "dexec.seq": delivery.seq})
+            delivered = await self._send(delivery)
             span.set_attribute("dexec.webhook.delivered", delivered)
             return delivered
 
-    async def _send(self, url: str, seq: int, event: OrderEvent) -> bool:
-        body = orjson.dumps(client_message(seq, event))
+    async def _send(self, delivery: Delivery) -> bool:
+        body = orjson.dumps(client_message(delivery.seq, delivery.event))
         timestamp = int(time.time())
         headers = {
             "Content-Type": "application/json",
-            "X-Dexec-Event-Id": event.msg_id,
+            "X-Dexec-Event-Id": delivery.msg_id,
             TIMESTAMP_HEADER: str(timestamp),
             SIGNATURE_HEADER: sign(self._settings.webhook_secret, timestamp, body),
         }
         try:
-            response = await self._http.post(url, content=body, headers=headers)
+            response = await self._http.post(delivery.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
-            log.info("webhook POST failed: %r", exc, extra={"order_id": event.order_id})
+            log.info("webhook POST failed: %r", exc)
             return False
         return response.is_success
 
-    async def _later(self, msg: Msg, event: OrderEvent, why: str) -> None:
-        s = self._settings
-        attempt = msg.metadata.num_delivered
-        delay = min(
-            s.webhook_backoff_base_seconds * 2 ** (attempt - 1), s.webhook_backoff_max_seconds
-        )
-        log.debug(
-            "webhook for %s later (%s)", event.msg_id, why, extra={"order_id": event.order_id}
-        )
-        await msg.nak(delay=delay)
 
-    @staticmethod
-    def _age(event: OrderEvent) -> float:
-        return (datetime.now(UTC) - event.at).total_seconds()
+async def retire_webhook_consumer(js: JetStreamContext) -> None:
+    """Remove the webhooks durable and bucket of releases before the outbox, if still there."""
+    with contextlib.suppress(NotFoundError):
+        await js.delete_consumer(STREAM, RETIRED_WEBHOOK_DURABLE)
+        log.info("deleted the retired %r consumer", RETIRED_WEBHOOK_DURABLE)
+    with contextlib.suppress(NotFoundError, BucketNotFoundError):
+        await js.delete_key_value(RETIRED_WEBHOOK_BUCKET)
+        log.info("deleted the retired %r bucket", RETIRED_WEBHOOK_BUCKET)
+
+
+def _age(event: OrderEvent) -> float:
+    return (datetime.now(UTC) - event.at).total_seconds()

@@ -48,7 +48,7 @@ class FloorReport:
     total_cpu_ms_per_order: float
     # Orders/s two cores could carry if nothing but this traffic used them.
     two_core_ceiling: int
-    counts: dict[str, int]  # what the notifier role saw: events live, recorded, webhooked
+    counts: dict[str, int]  # what the notifier role saw: orders finished, events live, recorded
 
     def text(self) -> str:
         lines = [

@@ -8,8 +8,8 @@ Postgres, JSON parsing, route search or simulated chain:
 - executor: consume `routed`; read the order's latest submission and end (one batched direct
   get); publish `building` (ack awaited later) and `submitted`; record the landing (KV create);
   publish `confirmed`; ack;
-- notifier: the recorder's batches (ack each event), the webhooks consumer (ack each event
-  unparsed), and the live subscription to every event.
+- notifier: the recorder's batches (ack each event) and the live subscription to every
+  event. (Webhooks go out from a Postgres outbox the recorder fills, not from the stream.)
 
 Roles report on core subjects of the run's own: ready, then (the notifier) done.
 """
@@ -41,7 +41,6 @@ from dexec.bus.subjects import (
     RECORDER_CONSUMER,
     ROUTER_CONSUMER,
     STREAM,
-    WEBHOOK_CONSUMER,
     ConsumerSpec,
     event_subject,
     order_id_of,
@@ -55,11 +54,10 @@ GO_SUBJECT = "floor.go"
 DONE_SUBJECT = "floor.done"
 STOP_SUBJECT = "floor.stop"
 EVENTS_PER_ORDER = 6
-# The services' defaults (router, executor, recorder batch, webhooks).
+# The services' defaults (router, executor, recorder batch).
 ROUTER_CONCURRENCY = 512
 EXECUTOR_CONCURRENCY = 1024
 RECORDER_BATCH = 500
-WEBHOOK_CONCURRENCY = 64
 
 
 @dataclass(frozen=True)
@@ -195,12 +193,11 @@ class Executor(Role):
 class Notifier(Role):
     async def start(self) -> None:
         await super().start()
-        self.recorded = self.webhooked = self.live = self.finished = 0
+        self.recorded = self.live = self.finished = 0
         self._sent = False
         await ensure_consumer(self.js, RECORDER_CONSUMER, self.settings, RECORDER_BATCH * 4)
         self._recorder = await self.js.pull_subscribe_bind(RECORDER_CONSUMER.durable, stream=STREAM)
         self._recording = asyncio.create_task(self._record())
-        await self.consume(WEBHOOK_CONSUMER, self._webhook, WEBHOOK_CONCURRENCY)
         await self.nc.subscribe(ALL_EVENTS, cb=self._on_live)
 
     async def stop(self) -> None:
@@ -220,11 +217,6 @@ class Notifier(Role):
             self.recorded += len(msgs)
             await self._check_done()
 
-    async def _webhook(self, msg: Msg) -> None:
-        await msg.ack()
-        self.webhooked += 1
-        await self._check_done()
-
     async def _on_live(self, msg: Msg) -> None:
         self.live += 1
         if msg.subject.split(".", 2)[1] in TERMINAL_EVENTS:
@@ -234,14 +226,13 @@ class Notifier(Role):
     async def _check_done(self) -> None:
         events = self.config.orders * EVENTS_PER_ORDER
         done = self.finished >= self.config.orders
-        if self._sent or not done or self.recorded < events or self.webhooked < events:
+        if self._sent or not done or self.recorded < events:
             return
         self._sent = True
         counts = {
             "finished": self.finished,
             "live": self.live,
             "recorded": self.recorded,
-            "webhooked": self.webhooked,
         }
         await self.nc.publish(DONE_SUBJECT, orjson.dumps(counts))
 

@@ -17,8 +17,6 @@ MARKET_SUBJECT = "router.market"
 
 IDEMPOTENCY_BUCKET = "dexec_idempotency"
 CHAIN_BUCKET = "dexec_chain"
-# Per order, the stream sequence of the last event its webhook received (in-order delivery).
-WEBHOOK_BUCKET = "dexec_webhooks"
 
 
 def kv_stream(bucket: str) -> str:
@@ -66,4 +64,7 @@ class ConsumerSpec:
 ROUTER_CONSUMER = ConsumerSpec("router", f"{SUBJECT_PREFIX}.{EventType.PENDING}.*")
 EXECUTOR_CONSUMER = ConsumerSpec("executor", f"{SUBJECT_PREFIX}.{EventType.ROUTED}.*")
 RECORDER_CONSUMER = ConsumerSpec("recorder", ALL_EVENTS)
-WEBHOOK_CONSUMER = ConsumerSpec("webhooks", ALL_EVENTS)
+# Before webhooks were sent from the recorder's outbox, a durable of their own read every
+# event, and a KV bucket held each order's last delivered sequence: the notifier removes both.
+RETIRED_WEBHOOK_DURABLE = "webhooks"
+RETIRED_WEBHOOK_BUCKET = "dexec_webhooks"

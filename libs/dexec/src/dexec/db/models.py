@@ -1,4 +1,5 @@
-"""Postgres tables: `orders` (current state) and `order_events` (one row per stream event)."""
+"""Postgres tables: `orders` (current state), `order_events` (one row per stream event) and
+`webhook_deliveries` (the webhook outbox: one row per event of an order with a webhook)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Numeric
+from sqlalchemy import BigInteger, Column, DateTime, Index, Numeric, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -49,3 +50,44 @@ class OrderEventRow(SQLModel, table=True):
     attempt: int
     at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
+
+
+class WebhookState:
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DROPPED = "dropped"
+
+
+class WebhookDeliveryRow(SQLModel, table=True):
+    """One event to POST to its order's webhook, written by the recorder with the event.
+
+    Per order only the earliest pending row is due, so an order's events arrive in order; a
+    dispatcher holds a row by its lease while the POST is under way.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_order_seq", "order_id", "seq"),
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("state = 'pending'"),
+        ),
+    )
+
+    # The event's message id, as in `order_events`: an event is queued once.
+    msg_id: str = Field(primary_key=True, max_length=96)
+    order_id: str = Field(max_length=40)
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    state: str = Field(default=WebhookState.PENDING, max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    lease_until: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    delivered_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    # The order's W3C trace context when its trace is sampled: the POST is a span in it.
+    traceparent: str | None = Field(default=None, max_length=64)
