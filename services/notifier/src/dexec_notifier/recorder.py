@@ -22,7 +22,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -30,7 +29,7 @@ from nats.js import JetStreamContext
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
-from sqlalchemy import DateTime, Text, bindparam, literal, select, update
+from sqlalchemy import Text, bindparam, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -72,7 +71,7 @@ QUEUE_WEBHOOKS = insert(WEBHOOKS).on_conflict_do_nothing(index_elements=["msg_id
 QUEUE_EARLIER_WEBHOOKS = (
     insert(WEBHOOKS)
     .from_select(
-        ["msg_id", "order_id", "seq", "url", "state", "attempts", "next_attempt_at"],
+        ["msg_id", "order_id", "seq", "url", "state", "attempts"],
         select(
             EVENTS.c.msg_id,
             EVENTS.c.order_id,
@@ -80,7 +79,6 @@ QUEUE_EARLIER_WEBHOOKS = (
             bindparam("b_url", type_=Text),
             literal(WebhookState.PENDING),
             literal(0),
-            bindparam("b_now", type_=DateTime(timezone=True)),
         ).where(EVENTS.c.order_id == bindparam("b_order_id")),
     )
     .on_conflict_do_nothing(index_elements=["msg_id"])
@@ -189,7 +187,6 @@ async def _queue_webhooks(
     urls = {oid: url for oid, view in views.items() if (url := _webhook_url(view))}
     if not urls:
         return False
-    now = datetime.now(UTC)
     rows = [
         {
             "msg_id": r.event.msg_id,
@@ -198,7 +195,6 @@ async def _queue_webhooks(
             "url": urls[r.event.order_id],
             "state": WebhookState.PENDING,
             "attempts": 0,
-            "next_attempt_at": now,
             "traceparent": r.traceparent,
         }
         for r in fresh
@@ -207,7 +203,7 @@ async def _queue_webhooks(
     if rows:
         await conn.execute(QUEUE_WEBHOOKS, rows)
     first_seen = [
-        {"b_order_id": r.event.order_id, "b_url": urls[r.event.order_id], "b_now": now}
+        {"b_order_id": r.event.order_id, "b_url": urls[r.event.order_id]}
         for r in fresh
         if r.event.event == EventType.PENDING and r.event.order_id in urls
     ]

@@ -210,10 +210,7 @@ class WebhookDispatcher:
             await conn.execute(
                 update(WEBHOOKS)
                 .where(WEBHOOKS.c.msg_id == delivery.msg_id)
-                .values(
-                    lease_until=None,
-                    next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay),
-                )
+                .values(lease_until=None, next_attempt_at=func.now() + timedelta(seconds=delay))
             )
         asyncio.get_running_loop().call_later(delay, self._wake.set)
 

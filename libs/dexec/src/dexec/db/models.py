@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Numeric, Text, text
+from sqlalchemy import BigInteger, Column, DateTime, Index, Numeric, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -82,7 +82,10 @@ class WebhookDeliveryRow(SQLModel, table=True):
     url: str = Field(sa_column=Column(Text, nullable=False))
     state: str = Field(default=WebhookState.PENDING, max_length=16)
     attempts: int = 0
-    next_attempt_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    # Set by the database's clock, as every comparison with it is: no skew between replicas.
+    next_attempt_at: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    )
     lease_until: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
