@@ -1,19 +1,26 @@
-"""The webhook outbox against a real Postgres: what the recorder queues, and what is due when."""
+"""The webhook outbox against a real Postgres: what the recorder queues, and what is due when;
+and the retired webhooks durable removed from a real NATS."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from nats.js import JetStreamContext
+from nats.js.errors import BucketNotFoundError, NotFoundError
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dexec.bus.connection import ensure_consumer
+from dexec.bus.subjects import RETIRED_WEBHOOK_BUCKET, RETIRED_WEBHOOK_DURABLE, STREAM, ConsumerSpec
 from dexec.db.engine import create_engine
 from dexec.db.models import WebhookDeliveryRow, WebhookState
 from dexec.orders.events import OrderEvent
 from dexec.orders.states import EventType, OrderStatus
+from dexec.settings import CommonSettings
 from dexec_notifier.recorder import Recorded, record_batch
-from dexec_notifier.webhooks import CLAIM
+from dexec_notifier.webhooks import CLAIM, retire_webhook_consumer
 
 URL = "http://127.0.0.1:9/hook"
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -101,3 +108,17 @@ async def test_an_orders_events_fall_due_one_at_a_time_and_a_claim_holds_them(
         assert await claim(engine) == [10]
     finally:
         await engine.dispose()
+
+
+async def test_the_retired_webhooks_durable_and_bucket_are_removed(
+    js: JetStreamContext, nats_url: str
+) -> None:
+    spec = ConsumerSpec(RETIRED_WEBHOOK_DURABLE, "orders.>")
+    await ensure_consumer(js, spec, CommonSettings(nats_url=nats_url), max_ack_pending=10)
+    await js.create_key_value(bucket=RETIRED_WEBHOOK_BUCKET)
+    await retire_webhook_consumer(js)
+    with pytest.raises(NotFoundError):
+        await js.consumer_info(STREAM, RETIRED_WEBHOOK_DURABLE)
+    with pytest.raises(BucketNotFoundError):
+        await js.key_value(RETIRED_WEBHOOK_BUCKET)
+    await retire_webhook_consumer(js)  # nothing left to remove: no error
