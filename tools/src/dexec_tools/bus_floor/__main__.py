@@ -32,6 +32,7 @@ from dexec_tools.bus_floor.roles import (
     RoleConfig,
     role_main,
 )
+from dexec_tools.loadgen.rss import cpu_seconds
 from dexec_tools.servers import NatsServer
 
 START_TIMEOUT_SECONDS = 60.0
@@ -131,11 +132,7 @@ async def _measure(
 
 
 def _cpu(processes: dict[str, psutil.Process]) -> dict[str, float]:
-    seconds = {}
-    for name, process in processes.items():
-        times = process.cpu_times()
-        seconds[name] = times.user + times.system
-    return seconds
+    return {name: cpu_seconds(process) for name, process in processes.items()}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,6 +7,7 @@ serialising or parsing JSON.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -24,8 +25,18 @@ PRIORITY_FEE_LAMPORTS = 10_000
 SAMPLE_ORDER_ID = "0" * 32
 
 
-def sample_events() -> dict[EventType, bytes]:
-    """The JSON of each event a confirmed order goes through."""
+@dataclass(frozen=True)
+class SampleEvent:
+    body: bytes  # the event's JSON
+    # Its `Nats-Msg-Id` after the order id (`OrderEvent.msg_id`, e.g. ":submitted:1").
+    id_suffix: str
+
+    def msg_id(self, order_id: str) -> str:
+        return order_id + self.id_suffix
+
+
+def sample_events() -> dict[EventType, SampleEvent]:
+    """Each event a confirmed order goes through."""
     market = Market.from_settings(MarketSettings())
     sol, usdc = resolve_token("SOL"), resolve_token("USDC")
     route = find_route(
@@ -64,6 +75,7 @@ def sample_events() -> dict[EventType, bytes]:
     return {event: _envelope(event, payload) for event, payload in payloads.items()}
 
 
-def _envelope(event: EventType, payload: CamelModel | None) -> bytes:
+def _envelope(event: EventType, payload: CamelModel | None) -> SampleEvent:
     status = EVENT_STATUS[event] or OrderStatus.ROUTING  # only `routed` keeps its status
-    return OrderEvent.of(SAMPLE_ORDER_ID, event, status, payload).to_json()
+    sample = OrderEvent.of(SAMPLE_ORDER_ID, event, status, payload)
+    return SampleEvent(sample.to_json(), sample.msg_id.removeprefix(SAMPLE_ORDER_ID))

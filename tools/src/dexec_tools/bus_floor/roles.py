@@ -32,6 +32,7 @@ from nats.js.kv import KeyValue
 
 from dexec.bus.connection import ensure_consumer, ensure_stream
 from dexec.bus.history import read_latest_events
+from dexec.bus.publisher import MSG_ID_HEADER
 from dexec.bus.pull import PullLoop
 from dexec.bus.subjects import (
     ALL_EVENTS,
@@ -47,14 +48,14 @@ from dexec.bus.subjects import (
 )
 from dexec.orders.states import TERMINAL_EVENTS, EventType
 from dexec.settings import CommonSettings
-from dexec_tools.bus_floor.payloads import sample_events
+from dexec_tools.bus_floor.payloads import SampleEvent, sample_events
 
 READY_SUBJECT = "floor.ready"
 GO_SUBJECT = "floor.go"
 DONE_SUBJECT = "floor.done"
 STOP_SUBJECT = "floor.stop"
 EVENTS_PER_ORDER = 6
-# The services' defaults (router, executor, recorder batch).
+# The services' defaults (router, executor, recorder batch); a test holds them to the settings.
 ROUTER_CONCURRENCY = 512
 EXECUTOR_CONCURRENCY = 1024
 RECORDER_BATCH = 500
@@ -92,21 +93,19 @@ async def _serve(config: RoleConfig) -> None:
     await nc.drain()
 
 
-def _headers(order_id: str, event: EventType) -> dict[str, str]:
-    return {"Nats-Msg-Id": f"{order_id}:{event}"}
-
-
-async def _publish(js: JetStreamContext, order_id: str, event: EventType, body: bytes) -> None:
-    await js.publish(
-        event_subject(event, order_id), body, stream=STREAM, headers=_headers(order_id, event)
-    )
+async def _publish(
+    js: JetStreamContext, order_id: str, event: EventType, sample: SampleEvent
+) -> None:
+    headers = {MSG_ID_HEADER: sample.msg_id(order_id)}
+    await js.publish(event_subject(event, order_id), sample.body, stream=STREAM, headers=headers)
 
 
 async def _publish_later(
-    js: JetStreamContext, order_id: str, event: EventType, body: bytes
+    js: JetStreamContext, order_id: str, event: EventType, sample: SampleEvent
 ) -> asyncio.Future[object]:
+    headers = {MSG_ID_HEADER: sample.msg_id(order_id)}
     return await js.publish_async(
-        event_subject(event, order_id), body, stream=STREAM, headers=_headers(order_id, event)
+        event_subject(event, order_id), sample.body, stream=STREAM, headers=headers
     )
 
 
@@ -139,7 +138,7 @@ class Api(Role):
         await super().start()
         self.kv = await _bucket(self.js, IDEMPOTENCY_BUCKET)
         await self.nc.subscribe(GO_SUBJECT, cb=self._go)
-        self._run: asyncio.Task[None] | None = None
+        self._run: asyncio.Task[None] | None = None  # held so the task is not collected
 
     async def _go(self, _msg: Msg) -> None:
         self._run = asyncio.create_task(self._submit_all())
@@ -185,7 +184,7 @@ class Executor(Role):
         )
         await _publish(self.js, order_id, EventType.SUBMITTED, self.bodies[EventType.SUBMITTED])
         await building
-        await self.kv.create(f"sig{order_id}", self.bodies[EventType.CONFIRMED])
+        await self.kv.create(f"sig{order_id}", self.bodies[EventType.CONFIRMED].body)
         await _publish(self.js, order_id, EventType.CONFIRMED, self.bodies[EventType.CONFIRMED])
         await msg.ack()
 

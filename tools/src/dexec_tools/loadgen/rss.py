@@ -191,7 +191,7 @@ class ServiceSampler:
             if process is None:
                 continue
             tree = [process, *(_children(process, True) if watched.with_children else [])]
-            seconds[watched.name] = sum(_cpu(p) for p in tree)
+            seconds[watched.name] = sum(cpu_seconds(p) for p in tree)
         return seconds
 
     def _run(self) -> None:
@@ -230,7 +230,8 @@ def _children(process: psutil.Process, recursive: bool) -> list[psutil.Process]:
         return []
 
 
-def _cpu(process: psutil.Process) -> float:
+def cpu_seconds(process: psutil.Process) -> float:
+    """User + system CPU time so far (0 for a process that is gone)."""
     try:
         times = process.cpu_times()
     except (psutil.NoSuchProcess, psutil.AccessDenied):
