@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from dexec import tracing
 from tests.support.stack import Stack
 from tests.support.waiting import eventually
+from tests.support.webhook_receiver import WebhookReceiver
 
 ORDER = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1.5"}
 SERVICES = {"dexec.api", "dexec.router", "dexec.executor", "dexec.notifier"}
@@ -105,3 +106,23 @@ async def test_a_retried_attempt_joins_the_orders_trace(start, spans: InMemorySp
     assert [first.attributes["dexec.delivery"], second.attributes["dexec.delivery"]] == [1, 2]
     assert [e.name for e in first.events] == ["retrying"]
     assert first.status.description == "RPC_RATE_LIMITED"
+
+
+async def test_each_webhook_post_is_a_span_in_the_orders_trace(
+    start, spans: InMemorySpanExporter
+) -> None:
+    stack: Stack = await start()
+    async with WebhookReceiver() as receiver:
+        order_id = (await stack.submit({**ORDER, "webhookUrl": receiver.url})).json()["orderId"]
+        streamed = await stack.watch(order_id)
+
+        async def posted() -> list[ReadableSpan] | None:
+            trace = order_trace(spans, order_id)
+            webhook = [s for s in trace if s.name.startswith("webhook ")]
+            return webhook if len(webhook) == len(streamed) else None
+
+        webhook = await eventually(posted, what="a span per webhook POST in the order's trace")
+    # The trace context travelled through the outbox: one span per event, each delivered.
+    assert [s.name for s in webhook] == [f"webhook {m['event']}" for m in streamed]
+    assert all(s.instrumentation_scope.name == "dexec.notifier" for s in webhook)
+    assert all((s.attributes or {}).get("dexec.webhook.delivered") is True for s in webhook)
