@@ -14,6 +14,7 @@ from dexec_tools.bench_compare import (
     max_service_rss,
     parse_variant,
     summarise,
+    tree_name,
 )
 
 
@@ -41,14 +42,24 @@ def test_medians_and_ratios_against_the_first_revision() -> None:
     assert rows["lost+stuck+duplicated"] == "| lost+stuck+duplicated | 0 | 0 |"
 
 
-def test_a_revision_may_ask_for_replicas_a_rate_and_a_number_of_orders() -> None:
+def test_a_revision_may_ask_for_replicas_a_rate_orders_and_an_interpreter() -> None:
     assert parse_variant("HEAD") == Variant("HEAD")
     assert parse_variant("abc123,replicas=2") == Variant("abc123", replicas=2)
     assert parse_variant("HEAD,rate=150,orders=3000") == Variant("HEAD", rate="150", orders=3000)
     assert parse_variant("HEAD,rate=12.5") == Variant("HEAD", rate="12.5")
-    for bad in ("HEAD,replicas=two", "HEAD,rate=-1", "HEAD,speed=9", "HEAD,rate="):
-        with pytest.raises(ValueError, match="is not replicas=N, rate=R or orders=N"):
+    assert parse_variant("HEAD,python=/opt/py/bin/python3.13") == Variant(
+        "HEAD", python="/opt/py/bin/python3.13"
+    )
+    for bad in ("HEAD,replicas=two", "HEAD,rate=-1", "HEAD,speed=9", "HEAD,rate=", "HEAD,python="):
+        with pytest.raises(ValueError, match="is not replicas=N, rate=R, orders=N or python=P"):
             parse_variant(bad)
+
+
+def test_each_interpreter_gets_a_worktree_of_its_own() -> None:
+    commit = "0123456789abcdef"
+    assert tree_name(commit, None) == "0123456789ab"
+    assert tree_name(commit, "3.13") == "0123456789ab-py-3.13"
+    assert tree_name(commit, "/opt/py/bin/python3.13") == "0123456789ab-py-_opt_py_bin_python3.13"
 
 
 def test_the_largest_rss_is_of_a_service_replicas_included() -> None:

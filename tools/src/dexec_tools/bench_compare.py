@@ -9,7 +9,9 @@ median over the rounds and its ratio to the first revision (the baseline).
 A revision may carry options after commas: `REV,replicas=N` runs N routers and N executors
 (the scaling run compares `HEAD` with `HEAD,replicas=2`); `REV,rate=R` and `REV,orders=N`
 override `--rate` and `--orders` for that column, so `HEAD,rate=50 HEAD,rate=150` measures one
-revision at several offered rates, their rounds interleaved like any comparison.
+revision at several offered rates, their rounds interleaved like any comparison; and
+`REV,python=P` runs it on another interpreter (any `uv --python` request: a version or a path),
+so `HEAD HEAD,python=3.13` compares interpreters.
 """
 
 from __future__ import annotations
@@ -74,10 +76,11 @@ class Variant:
     replicas: int = 1
     rate: str | None = None  # None: the run's --rate
     orders: int | None = None  # None: the run's --orders
+    python: str | None = None  # None: the interpreter `uv` picks for the project
 
 
 def parse_variant(spec: str) -> Variant:
-    """`REV[,replicas=N][,rate=R][,orders=N]` -> its Variant."""
+    """`REV[,replicas=N][,rate=R][,orders=N][,python=P]` -> its Variant."""
     rev, *options = spec.split(",")
     fields: dict[str, Any] = {}
     for option in options:
@@ -88,8 +91,12 @@ def parse_variant(spec: str) -> Variant:
             fields["orders"] = int(value)
         elif name == "rate" and value.replace(".", "", 1).isdigit():
             fields["rate"] = value
+        elif name == "python" and value:
+            fields["python"] = value
         else:
-            raise ValueError(f"{spec!r}: {option!r} is not replicas=N, rate=R or orders=N")
+            raise ValueError(
+                f"{spec!r}: {option!r} is not replicas=N, rate=R, orders=N or python=P"
+            )
     return Variant(rev, **fields)
 
 
@@ -109,22 +116,36 @@ def commit_of(repo: Path, rev: str) -> str:
     return out.stdout.strip()
 
 
-def prepare(repo: Path, rev: str, root: Path) -> Path:
-    """A worktree of `rev` with its own synced environment, named by its commit, so that a
-    worktree left by an earlier run is reused only for the very same commit."""
-    tree = root / commit_of(repo, rev)[:12]
+def tree_name(commit: str, python: str | None) -> str:
+    """A worktree's folder: its commit, and the interpreter if one was asked for."""
+    if python is None:
+        return commit[:12]
+    return f"{commit[:12]}-py-" + "".join(c if c.isalnum() or c == "." else "_" for c in python)
+
+
+def uv_python(python: str | None) -> list[str]:
+    return [] if python is None else ["--python", python]
+
+
+def prepare(repo: Path, rev: str, root: Path, python: str | None = None) -> Path:
+    """A worktree of `rev` with its own synced environment, named by its commit (and
+    interpreter), so that a worktree left by an earlier run is reused only for the very same
+    commit on the same interpreter."""
+    tree = root / tree_name(commit_of(repo, rev), python)
     if not tree.exists():
         subprocess.run(
             ["git", "-C", str(repo), "worktree", "add", "--detach", str(tree), rev], check=True
         )
-    subprocess.run(["uv", "sync", "--frozen", "-q"], cwd=tree, env=worktree_env(), check=True)
+    sync = ["uv", "sync", "--frozen", "-q", *uv_python(python)]
+    subprocess.run(sync, cwd=tree, env=worktree_env(), check=True)
     return tree
 
 
 def run_once(
-    tree: Path, mode: str, orders: int, rate: str, out: Path, replicas: int
+    tree: Path, mode: str, orders: int, rate: str, out: Path, replicas: int, python: str | None
 ) -> dict[str, Any]:
-    command = ["uv", "run", "--frozen", "python", "-m", "dexec_tools.bench", "--modes", mode]
+    command = ["uv", "run", "--frozen", *uv_python(python), "python", "-m", "dexec_tools.bench"]
+    command += ["--modes", mode]
     command += ["--orders", str(orders), "--rate", rate, "--out", str(out)]
     if replicas > 1:
         command += ["--replicas", str(replicas)]
@@ -183,14 +204,16 @@ def main() -> None:
         variants = {spec: parse_variant(spec) for spec in args.revs}
     except ValueError as exc:
         parser.error(str(exc))
-    trees = {rev: prepare(repo, rev, args.worktrees) for rev in {v.rev for v in variants.values()}}
+    builds = {(v.rev, v.python) for v in variants.values()}
+    trees = {(rev, py): prepare(repo, rev, args.worktrees, py) for rev, py in builds}
     reports: dict[str, list[dict[str, Any]]] = {spec: [] for spec in args.revs}
     for round_no in range(1, args.rounds + 1):
         for spec, v in variants.items():
             out = (args.out / spec.replace("/", "_") / str(round_no)).resolve()
             out.mkdir(parents=True, exist_ok=True)
             orders, rate = v.orders or args.orders, v.rate or args.rate
-            report = run_once(trees[v.rev], args.mode, orders, rate, out, v.replicas)
+            tree = trees[(v.rev, v.python)]
+            report = run_once(tree, args.mode, orders, rate, out, v.replicas, v.python)
             reports[spec].append(report)
             completed = figure(report, FIGURES["completed orders/s"][0])
             print(f"round {round_no} {spec}: {completed} completed orders/s", flush=True)
