@@ -47,6 +47,7 @@ from dexec.bus.subjects import (
     order_id_of,
 )
 from dexec.orders.states import TERMINAL_EVENTS, EventType
+from dexec.runtime import new_event_loop
 from dexec.settings import CommonSettings
 from dexec_tools.bus_floor.payloads import SampleEvent, sample_events
 
@@ -72,7 +73,7 @@ class RoleConfig:
 
 def role_main(config: RoleConfig) -> None:
     """Process entry point (spawned)."""
-    uvloop.run(_serve(config))
+    uvloop.run(_serve(config), loop_factory=new_event_loop)  # the services' loop
 
 
 async def _serve(config: RoleConfig) -> None:
