@@ -17,21 +17,6 @@ from dexec.metrics import name_process
 from dexec.telemetry import configure_logging
 
 
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """A uvloop loop whose tasks start eagerly where the interpreter can (Python 3.12+).
-
-    An eager task runs its coroutine at once, up to its first real suspension, instead of
-    waiting for the loop's next turn; a task that never suspends (an ack, a publish into the
-    client's buffer, a cached read) finishes without being scheduled at all. The engine makes
-    several such tasks per message, in its own consumers and inside nats-py.
-    """
-    loop = uvloop.new_event_loop()
-    eager = getattr(asyncio, "eager_task_factory", None)
-    if eager is not None:
-        loop.set_task_factory(eager)
-    return loop
-
-
 class Service(Protocol):
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
@@ -63,7 +48,7 @@ def run_service(
         start_http_server(port, host)
     settle_startup_heap()
     with contextlib.suppress(KeyboardInterrupt):
-        uvloop.run(serve_until_signalled(service), loop_factory=new_event_loop)
+        uvloop.run(serve_until_signalled(service))
 
 
 # uvicorn's WebSocket implementation on the websockets library's Sans-I/O core: cheaper per
@@ -75,8 +60,7 @@ WS_IMPLEMENTATION = "websockets-sansio"
 def run_http(
     name: str, app: object, host: str, port: int, log_level: str, ws_ping_interval: float = 20.0
 ) -> None:
-    """Entry point body of an HTTP service (api, notifier): uvicorn on uvloop (our loop
-    factory) and httptools."""
+    """Entry point body of an HTTP service (api, notifier): uvicorn on uvloop and httptools."""
     import uvicorn
 
     configure_logging(name, log_level)
@@ -87,7 +71,7 @@ def run_http(
         app,  # type: ignore[arg-type]
         host=host,
         port=port,
-        loop=f"{__name__}:new_event_loop",
+        loop="uvloop",
         http="httptools",
         ws=WS_IMPLEMENTATION,
         ws_ping_interval=ws_ping_interval,

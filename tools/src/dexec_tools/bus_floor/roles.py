@@ -47,7 +47,6 @@ from dexec.bus.subjects import (
     order_id_of,
 )
 from dexec.orders.states import TERMINAL_EVENTS, EventType
-from dexec.runtime import new_event_loop
 from dexec.settings import CommonSettings
 from dexec_tools.bus_floor.payloads import SampleEvent, sample_events
 
@@ -73,7 +72,7 @@ class RoleConfig:
 
 def role_main(config: RoleConfig) -> None:
     """Process entry point (spawned)."""
-    uvloop.run(_serve(config), loop_factory=new_event_loop)  # the services' loop
+    uvloop.run(_serve(config))
 
 
 async def _serve(config: RoleConfig) -> None:
