@@ -24,6 +24,10 @@ from dexec_tools.servers import free_port
 MODES = {"zero": "0", "realistic": "500"}  # latency mode -> default target rate (orders/s)
 
 
+class StackDidNotStart(RuntimeError):
+    pass
+
+
 def start_stack(mode: str, data_dir: Path, replicas: int = 1) -> tuple[subprocess.Popen[str], str]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("DEXEC_")},
@@ -61,7 +65,8 @@ def start_stack(mode: str, data_dir: Path, replicas: int = 1) -> tuple[subproces
         if time.monotonic() > deadline:
             break
     stack.kill()
-    raise RuntimeError(f"the {mode} stack did not start; see {data_dir}/logs")
+    stack.wait()
+    raise StackDidNotStart(f"the {mode} stack did not start")
 
 
 def stop_stack(stack: subprocess.Popen[str]) -> None:
@@ -77,7 +82,15 @@ def run_mode(mode: str, args: argparse.Namespace, out: Path) -> dict:
     data_dir = Path(tempfile.mkdtemp(prefix=f"dexec-bench-{mode}-"))
     report = out / f"{mode}.json"
     try:
-        stack, api = start_stack(mode, data_dir, args.replicas)
+        try:
+            stack, api = start_stack(mode, data_dir, args.replicas)
+        except StackDidNotStart as exc:
+            # The data folder goes below; its logs say why, so they are kept with the reports.
+            logs, kept = data_dir / "logs", out / f"{mode}-stack-logs"
+            if not logs.is_dir():
+                raise
+            shutil.copytree(logs, kept, dirs_exist_ok=True)
+            raise StackDidNotStart(f"{exc}; its logs are in {kept}") from None
         try:
             rate = args.rate if args.rate is not None else MODES[mode]
             load = [sys.executable, "-m", "dexec_tools.loadgen", "--api", api]
