@@ -92,6 +92,10 @@ def assert_every_order_seen_once(report: dict[str, Any]) -> None:
     # The services run inside this test's process, which listens on the API's port.
     assert report["rss_peak_mib"]["stack (in-process)"] > 0
     assert report["services_cpu_percent_of_one_core"]["stack (in-process)"] > 0
+    # After the run the stack went idle, and its CPU until then was counted.
+    assert report["settle_seconds_after_run"] is not None
+    assert report["services_cpu_seconds_to_settle"]["stack (in-process)"] > 0
+    assert report["cpu_ms_per_order_to_settle"] > 0
 
 
 @pytest.mark.parametrize("sockets", ["multiplexed", "per-order"])

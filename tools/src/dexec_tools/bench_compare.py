@@ -43,6 +43,9 @@ FIGURES: dict[str, tuple[Figure, bool]] = {
     "delivery p50 ms": (lambda r: r["latency_ms"]["delivery"]["p50"], False),
     "delivery p99 ms": (lambda r: r["latency_ms"]["delivery"]["p99"], False),
     "CPU ms per order (services, NATS, Postgres)": (lambda r: cpu_ms_per_order(r), False),
+    # Also the work still under way when the last event reached the client (see loadgen.rss).
+    "CPU ms per order, to idle": (lambda r: r.get("cpu_ms_per_order_to_settle"), False),
+    "idle s after the last event": (lambda r: r.get("settle_seconds_after_run"), False),
     "peak orders in flight": (lambda r: r["orders"].get("peak_in_flight"), True),
     "largest service RSS MiB": (lambda r: max_service_rss(r["rss_peak_mib"]), False),
     "lost+stuck+duplicated": (

@@ -111,6 +111,14 @@ def parser() -> argparse.ArgumentParser:
         help="name=pid,… of the processes to sample RSS of (default: found from the API port)",
     )
     output.add_argument("--no-rss", action="store_true", help="do not sample the services' RSS")
+    output.add_argument(
+        "--settle-timeout",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="after the run, wait up to this long for the engine's CPU use to fall to idle, "
+        "to count the CPU of work still under way (0: do not wait)",
+    )
     output.add_argument("--no-progress", action="store_true", help="no progress bar")
     output.add_argument(
         "--ws-compression", action="store_true", help="negotiate permessage-deflate"
@@ -197,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         with ServiceSampler(discovery.watched) as sampler:
             outcome = run_workers(config, progress, on_start=sampler.window_start)
             sampler.window_end()
+            sampler.settle(args.settle_timeout)
     except WorkerFailed as exc:
         progress.close()
         print(f"dexec-load: {exc}", file=sys.stderr)
@@ -212,7 +221,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         stats,
         outcome.results,
         outcome.parent_cpu,
-        ServiceFigures(sampler.peaks_mib(), sampler.cpu_percent, discovery.note),
+        ServiceFigures(
+            sampler.peaks_mib(),
+            sampler.cpu_percent,
+            discovery.note,
+            sampler.cpu_seconds_to_settle,
+            sampler.settle_seconds,
+        ),
     )
     print(render_text(report))
     if args.json is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dexec_tools.loadgen.config import RunConfig
@@ -36,6 +36,16 @@ class ServiceFigures:
     rss_peak_mib: dict[str, float]
     cpu_percent: dict[str, float]  # of one core, over the run
     note: str  # which processes, found how
+    # CPU seconds until the engine went idle after the run, and how long after it that was.
+    cpu_seconds_to_settle: dict[str, float] = field(default_factory=dict)
+    settle_seconds: float | None = None
+
+
+def engine_cpu_ms_per_order(cpu_seconds: dict[str, float], completed: int) -> float | None:
+    """The engine's CPU (every watched process) per completed order, in ms."""
+    if not cpu_seconds or not completed:
+        return None
+    return round(sum(cpu_seconds.values()) / completed * 1000, 2)
 
 
 def build_report(
@@ -96,6 +106,11 @@ def build_report(
         },
         "rss_peak_mib": services.rss_peak_mib,
         "services_cpu_percent_of_one_core": services.cpu_percent,
+        "services_cpu_seconds_to_settle": services.cpu_seconds_to_settle,
+        "settle_seconds_after_run": services.settle_seconds,
+        "cpu_ms_per_order_to_settle": engine_cpu_ms_per_order(
+            services.cpu_seconds_to_settle, stats.completed
+        ),
         "services_note": services.note,
         "generator": {
             "cpu_seconds": round(cpu_seconds, 2),
@@ -114,6 +129,15 @@ def build_report(
             ],
         },
     }
+
+
+def _settled(report: dict[str, Any]) -> str:
+    if report["cpu_ms_per_order_to_settle"] is None:
+        return "not measured (no services sampled, --settle-timeout 0, or never idle)"
+    return (
+        f"{report['cpu_ms_per_order_to_settle']:.2f} ms per order, the engine idle "
+        f"{report['settle_seconds_after_run']:.0f} s after the last event"
+    )
 
 
 def exit_status(report: dict[str, Any]) -> int:
@@ -193,6 +217,7 @@ def render_text(report: dict[str, Any]) -> str:
         f"services         {report['services_note']}",
         f"peak RSS (MiB)   {rss or 'not sampled'}",
         f"CPU (% of 1 core) {cpu or 'not sampled'}",
+        f"CPU to settle    {_settled(report)}",
         f"generator CPU    {generator['cpu_seconds']:.2f} s over {generator['wall_seconds']:.2f} s"
         f" = {_number(generator['cpu_percent_of_one_core'], '%')} of one core, "
         f"{_number(generator['cpu_percent_of_machine'], '%')} of {params['cpu_count']} cores "

@@ -8,6 +8,11 @@ listener that is not a dexec service is an in-process stack (as in the tests) an
 as one. Postgres runs a process per connection: its figure is the sum over the postmaster and
 its children (which counts the shared buffers each backend touched more than once), and its
 CPU that of the processes alive at the end of the run.
+
+The run's window ends with the last terminal event a client sees, but the engine may still be
+working for the run then (a durable consumer behind the live stream, the recorder's last
+batches): `settle` goes on until the engine's CPU use drops to idle, so that the CPU of all of
+the run's work is counted too.
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ SERVICE_MODULES = {
 }
 SERVER_NAMES = {"nats-server": "nats", "postgres": "postgres"}
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0", ""})
+# The engine is settled when all its processes together use less than this share of one core
+# over a step (a stack at rest here uses 2-3%: metrics samplers, probes, NATS heartbeats).
+SETTLED_PERCENT_OF_ONE_CORE = 10.0
+SETTLE_STEP_SECONDS = 1.0
 
 
 @dataclass
@@ -156,6 +165,10 @@ class ServiceSampler:
         self._cpu_start: dict[str, float] = {}
         self._wall_start = 0.0
         self.cpu_percent: dict[str, float] = {}  # of one core, over the window
+        # CPU seconds from the window's start until the engine settled, and how long after
+        # the window that was (None: it did not settle in time, or was not waited for).
+        self.cpu_seconds_to_settle: dict[str, float] = {}
+        self.settle_seconds: float | None = None
 
     def __enter__(self) -> ServiceSampler:
         if self._watched:
@@ -183,6 +196,25 @@ class ServiceSampler:
             name: round(100 * (end[name] - self._cpu_start.get(name, 0.0)) / wall, 1)
             for name in end
         }
+
+    def settle(self, timeout: float, step: float = SETTLE_STEP_SECONDS) -> None:
+        """After `window_end`: measure until the engine is idle (or `timeout` has passed)."""
+        if not self._cpu_start or timeout <= 0:
+            return
+        ended = time.monotonic()
+        before = self._cpu_seconds()
+        while time.monotonic() - ended < timeout:
+            time.sleep(step)  # a sampling interval: CPU use is a rate over time
+            after = self._cpu_seconds()
+            used = sum(after.values()) - sum(before.values())
+            if 100 * used / step < SETTLED_PERCENT_OF_ONE_CORE:
+                self.settle_seconds = round(time.monotonic() - ended, 1)
+                self.cpu_seconds_to_settle = {
+                    name: round(seconds - self._cpu_start.get(name, 0.0), 3)
+                    for name, seconds in after.items()
+                }
+                return
+            before = after
 
     def _cpu_seconds(self) -> dict[str, float]:
         seconds: dict[str, float] = {}

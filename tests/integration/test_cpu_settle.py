@@ -1,0 +1,63 @@
+"""The load generator's CPU count goes on after the run until the engine is idle."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from dexec_tools.loadgen.rss import ServiceSampler, Watched
+
+# Burns this much CPU (not wall-clock time, so a busy machine does not shorten it), then idles.
+BUSY_CPU_SECONDS = 1.5
+BUSY_THEN_IDLE = f"""
+import time
+while time.process_time() < {BUSY_CPU_SECONDS}:
+    pass
+print("idle", flush=True)
+time.sleep(600)
+"""
+ALWAYS_BUSY = "while True:\n    pass\n"
+
+
+@pytest.fixture
+def spawn() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+def start(spawn: list[subprocess.Popen[str]], code: str) -> subprocess.Popen[str]:
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    spawn.append(process)
+    return process
+
+
+def test_work_after_the_window_is_counted_until_the_engine_is_idle(
+    spawn: list[subprocess.Popen[str]],
+) -> None:
+    process = start(spawn, BUSY_THEN_IDLE)
+    with ServiceSampler([Watched("worker", process.pid)]) as sampler:
+        sampler.window_start()
+        sampler.window_end()  # the "run" ends at once; the worker is still busy
+        sampler.settle(timeout=60, step=0.5)
+    assert process.stdout is not None and process.stdout.readline() == "idle\n"
+    assert sampler.settle_seconds is not None
+    # All of the busy CPU falls between the window's start and the settle point.
+    assert sampler.cpu_seconds_to_settle["worker"] >= BUSY_CPU_SECONDS * 0.95
+
+
+def test_an_engine_that_never_goes_idle_has_no_settle_figure(
+    spawn: list[subprocess.Popen[str]],
+) -> None:
+    process = start(spawn, ALWAYS_BUSY)
+    with ServiceSampler([Watched("worker", process.pid)]) as sampler:
+        sampler.window_start()
+        sampler.window_end()
+        sampler.settle(timeout=2, step=0.5)
+    assert sampler.settle_seconds is None
+    assert sampler.cpu_seconds_to_settle == {}
