@@ -49,8 +49,8 @@ def sample_events() -> dict[EventType, SampleEvent]:
     )
     payloads: dict[EventType, CamelModel | None] = {
         EventType.PENDING: OrderSpec(
-            token_in=sol.mint,
-            token_out=usdc.mint,
+            token_in=sol.symbol,  # as the API writes it (`order_request.parse_order`)
+            token_out=usdc.symbol,
             amount_in=AMOUNT_IN,
             slippage_bps=SLIPPAGE_BPS,
             idempotency_key="run-0000000",
