@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -86,6 +87,42 @@ async def test_batches_of_any_size_with_repeats_record_each_event_once(database_
             assert o.created_at == T0 + timedelta(milliseconds=n)
     finally:
         await engine.dispose()
+
+
+# Notes which columns each UPDATE of `orders` sets (a trigger `UPDATE OF c` fires when `c` is
+# in the SET list, whether or not its value changes).
+NOTE_COLUMN_WRITES = [
+    "CREATE TABLE column_writes (order_id text, col text)",
+    """CREATE FUNCTION note_write() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN INSERT INTO column_writes VALUES (NEW.id, TG_ARGV[0]); RETURN NEW; END $$""",
+    *(
+        f"CREATE TRIGGER {c}_written BEFORE UPDATE OF {c} ON orders "
+        f"FOR EACH ROW EXECUTE FUNCTION note_write('{c}')"
+        for c in ("route", "spec", "status")
+    ),
+]
+
+
+async def test_a_batch_writes_back_only_the_columns_its_events_changed(database_url: str) -> None:
+    engine = create_engine(database_url, 2)
+    try:
+        async with engine.begin() as conn:
+            for statement in NOTE_COLUMN_WRITES:
+                await conn.execute(text(statement))
+        orders = 3
+        lifecycle = events(orders)
+        # One batch per stage: each order's row is created, then updated three times.
+        for stage in range(len(LIFECYCLE)):
+            await record_batch(engine, lifecycle[stage * orders : (stage + 1) * orders])
+        async with engine.connect() as conn:
+            writes = Counter((await conn.execute(text("SELECT col FROM column_writes"))).scalars())
+            routes = (await conn.execute(select(OrderRow.route).order_by(OrderRow.id))).scalars()
+            assert list(routes) == [{**DATA, "n": n} for n in range(orders)]
+    finally:
+        await engine.dispose()
+    # The route once per order (at its `routed`), the spec never after the insert, the status
+    # when it moved (`routing` and `confirmed`; `routed` keeps `routing`).
+    assert writes == {"route": orders, "status": 2 * orders}
 
 
 async def test_jsonb_reads_as_the_stdlib_reads_it(database_url: str) -> None:

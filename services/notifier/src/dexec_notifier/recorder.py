@@ -2,12 +2,12 @@
 
 Per batch, in one transaction: insert the events (a repeated message id is skipped), lock the
 touched orders in id order (so two recorder replicas cannot interleave on one order or
-deadlock), fold the newly inserted events into them, and write them back. A new order's row
-is inserted; if another replica's insert of the same row won meanwhile, this batch locks that
-row and folds onto it instead. Events of orders with a `webhookUrl` are queued for their
-webhook in the same transaction (`webhook_deliveries`, the outbox `dexec_notifier.webhooks`
-delivers from). Only then are the messages acked, so a crash anywhere replays the batch and
-the replay changes nothing.
+deadlock), fold the newly inserted events into them, and write back the columns that
+changed. A new order's row is inserted; if another replica's insert of the same row won
+meanwhile, this batch locks that row and folds onto it instead. Events of orders with a
+`webhookUrl` are queued for their webhook in the same transaction (`webhook_deliveries`, the
+outbox `dexec_notifier.webhooks` delivers from). Only then are the messages acked, so a crash
+anywhere replays the batch and the replay changes nothing.
 
 Because each event is inserted once, the recorder is where an order's end-to-end time is
 measured exactly once, for every outcome (the router's failures too): when its terminal event
@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -29,7 +32,7 @@ from nats.js import JetStreamContext
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
-from sqlalchemy import Text, bindparam, literal, select, update
+from sqlalchemy import Text, Update, bindparam, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -60,11 +63,16 @@ INSERT_EVENTS = (
 )
 INSERT_ORDERS = insert(ORDERS).on_conflict_do_nothing(index_elements=["id"]).returning(ORDERS.c.id)
 _ORDER_COLUMNS = [c for c in row_values(OrderView("")) if c != "id"]
-UPDATE_ORDERS = (
-    update(ORDERS)
-    .where(ORDERS.c.id == bindparam("b_id"))
-    .values({c: bindparam(f"b_{c}") for c in _ORDER_COLUMNS})
-)
+# An order's row is written back in several batches (one per event, at saturation), and most
+# events change three small columns; writing every column each time re-sent, re-parsed and
+# re-stored the route (a 4.6 KB JSONB) and spec. The route is set once and never changes, so
+# the lock does not read it back either: a row that has one gets this stand-in, which `apply`
+# keeps (`route or event.data`) and which is therefore never written.
+ROUTE_IN_ROW: dict[str, Any] = {"inRow": True}
+LOCK_COLUMNS = [c for c in ORDERS.c if c.name != "route"] + [
+    # An order without a route holds JSON `null` there (how SQLAlchemy writes None to JSONB).
+    (func.jsonb_typeof(ORDERS.c.route) == "object").label("has_route")
+]
 
 WEBHOOKS = WebhookDeliveryRow.__table__
 QUEUE_WEBHOOKS = insert(WEBHOOKS).on_conflict_do_nothing(index_elements=["msg_id"])
@@ -153,6 +161,7 @@ async def record_batch(engine: AsyncEngine, batch: list[Recorded]) -> Written:
             return Written()
         order_ids = sorted({r.event.order_id for r in fresh})
         views = await _lock_orders(conn, order_ids)
+        stored = {oid: row_values(view) for oid, view in views.items()}
         created = [oid for oid in order_ids if oid not in views]
         views.update({oid: OrderView(oid) for oid in created})
         _fold(fresh, views, order_ids)
@@ -161,15 +170,13 @@ async def record_batch(engine: AsyncEngine, batch: list[Recorded]) -> Written:
             if lost:
                 # Another replica inserted these orders after our lock found none (its insert
                 # made ours wait, then skip): lock the rows it committed and fold onto them.
-                views.update(await _lock_orders(conn, lost))
+                relocked = await _lock_orders(conn, lost)
+                views.update(relocked)
+                stored.update({oid: row_values(view) for oid, view in relocked.items()})
                 _fold(fresh, views, lost)
                 created = [oid for oid in created if oid not in lost]
         existing = [oid for oid in order_ids if oid not in created]
-        if existing:
-            await conn.execute(
-                UPDATE_ORDERS,
-                [{f"b_{k}": v for k, v in row_values(views[oid]).items()} for oid in existing],
-            )
+        await _update_orders(conn, {oid: (stored[oid], row_values(views[oid])) for oid in existing})
         webhooks = await _queue_webhooks(conn, fresh, views)
     return Written(fresh, _finished(fresh, views), webhooks)
 
@@ -249,10 +256,43 @@ async def _insert_orders(conn: AsyncConnection, views: list[OrderView]) -> list[
 
 
 async def _lock_orders(conn: AsyncConnection, order_ids: list[str]) -> dict[str, OrderView]:
+    """Lock the orders' rows and read them, the route as `ROUTE_IN_ROW` if there is one."""
     rows = await conn.execute(
-        select(ORDERS).where(ORDERS.c.id.in_(order_ids)).order_by(ORDERS.c.id).with_for_update()
+        select(*LOCK_COLUMNS)
+        .where(ORDERS.c.id.in_(order_ids))
+        .order_by(ORDERS.c.id)
+        .with_for_update()
     )
-    return {row.id: view_from_row(row._mapping) for row in rows}
+    views = {}
+    for row in rows:
+        values = dict(row._mapping)
+        values["route"] = ROUTE_IN_ROW if values.pop("has_route") else None
+        views[row.id] = view_from_row(values)
+    return views
+
+
+async def _update_orders(
+    conn: AsyncConnection, rows: dict[str, tuple[dict[str, Any], dict[str, Any]]]
+) -> None:
+    """Write each order's changed columns (`rows`: id -> values as read, values now); orders
+    that changed the same columns go in one executemany."""
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for oid, (before, after) in rows.items():
+        changed = tuple(c for c in _ORDER_COLUMNS if after[c] != before[c])
+        if changed:
+            by_columns[changed].append({"b_id": oid, **{f"b_{c}": after[c] for c in changed}})
+    for columns, params in by_columns.items():
+        await conn.execute(_update_statement(columns), params)
+
+
+@functools.cache
+def _update_statement(columns: tuple[str, ...]) -> Update:
+    # One statement object per column set (a handful occur), so each is compiled once.
+    return (
+        update(ORDERS)
+        .where(ORDERS.c.id == bindparam("b_id"))
+        .values({c: bindparam(f"b_{c}") for c in columns})
+    )
 
 
 class Recorder:
