@@ -28,6 +28,7 @@ from dexec.db.migrate import upgrade
 from dexec.orders.events import OrderEvent
 from dexec_notifier.recorder import Recorded, record_batch
 from dexec_tools.bus_floor.payloads import sample_events
+from dexec_tools.loadgen.rss import cpu_seconds
 from dexec_tools.servers import PostgresServer
 
 # Orders whose events share a batch: a wave of new orders joins each batch, and the
@@ -35,17 +36,9 @@ from dexec_tools.servers import PostgresServer
 WAVE = 80
 
 
-def process_cpu_seconds(process: psutil.Process) -> float:
-    try:
-        times = process.cpu_times()
-    except psutil.NoSuchProcess:
-        return 0.0
-    return float(times.user + times.system)
-
-
 def postgres_cpu_seconds(postmaster: int) -> float:
     root = psutil.Process(postmaster)
-    return sum(process_cpu_seconds(p) for p in [root, *root.children(recursive=True)])
+    return sum(cpu_seconds(p) for p in [root, *root.children(recursive=True)])
 
 
 def batches(orders: int) -> list[list[Recorded]]:
@@ -76,10 +69,10 @@ async def measure(database_url: str, postmaster: int, orders: int) -> tuple[floa
     me = psutil.Process()
     try:
         await record_batch(engine, work[0][:1])  # connect and prepare outside the measurement
-        ours, theirs = process_cpu_seconds(me), postgres_cpu_seconds(postmaster)
+        ours, theirs = cpu_seconds(me), postgres_cpu_seconds(postmaster)
         for batch in work:
             await record_batch(engine, batch)
-        ours = process_cpu_seconds(me) - ours
+        ours = cpu_seconds(me) - ours
         theirs = postgres_cpu_seconds(postmaster) - theirs
     finally:
         await engine.dispose()
