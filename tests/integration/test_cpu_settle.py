@@ -10,11 +10,15 @@ import pytest
 
 from dexec_tools.loadgen.rss import ServiceSampler, Watched
 
-# Burns this much CPU (not wall-clock time, so a busy machine does not shorten it), then idles.
+# Once told to go (after the window has started), burns this much CPU (not wall-clock time,
+# so a busy machine does not shorten it), then idles.
 BUSY_CPU_SECONDS = 1.5
 BUSY_THEN_IDLE = f"""
-import time
-while time.process_time() < {BUSY_CPU_SECONDS}:
+import sys, time
+sys.stdin.readline()
+print("busy", flush=True)
+start = time.process_time()
+while time.process_time() - start < {BUSY_CPU_SECONDS}:
     pass
 print("idle", flush=True)
 time.sleep(600)
@@ -32,7 +36,9 @@ def spawn() -> Iterator[list[subprocess.Popen[str]]]:
 
 
 def start(spawn: list[subprocess.Popen[str]], code: str) -> subprocess.Popen[str]:
-    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     spawn.append(process)
     return process
 
@@ -43,9 +49,13 @@ def test_work_after_the_window_is_counted_until_the_engine_is_idle(
     process = start(spawn, BUSY_THEN_IDLE)
     with ServiceSampler([Watched("worker", process.pid)]) as sampler:
         sampler.window_start()
+        assert process.stdin is not None
+        process.stdin.write("go\n")
+        process.stdin.flush()
+        assert process.stdout is not None and process.stdout.readline() == "busy\n"
         sampler.window_end()  # the "run" ends at once; the worker is still busy
         sampler.settle(timeout=60, step=0.5)
-    assert process.stdout is not None and process.stdout.readline() == "idle\n"
+    assert process.stdout.readline() == "idle\n"
     assert sampler.settle_seconds is not None
     # All of the busy CPU falls between the window's start and the settle point.
     assert sampler.cpu_seconds_to_settle["worker"] >= BUSY_CPU_SECONDS * 0.95
