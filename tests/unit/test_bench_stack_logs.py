@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,16 +16,36 @@ def test_a_stack_that_does_not_start_leaves_its_logs_with_the_reports(
 ) -> None:
     data_dirs: list[Path] = []
 
-    def failing_start(mode: str, data_dir: Path, replicas: int = 1) -> None:
+    def failing_start(
+        mode: str, data_dir: Path, replicas: int = 1, tree: Path | None = None
+    ) -> None:
         data_dirs.append(data_dir)
         (data_dir / "logs").mkdir()
         (data_dir / "logs" / "api.log").write_text("api: address already in use\n")
         raise bench.StackDidNotStart(f"the {mode} stack did not start")
 
     monkeypatch.setattr(bench, "start_stack", failing_start)
-    args = argparse.Namespace(replicas=1)
+    args = argparse.Namespace(replicas=1, stack_tree=None)
     with pytest.raises(bench.StackDidNotStart, match="zero-stack-logs"):
         bench.run_mode("zero", args, tmp_path)
     kept = tmp_path / "zero-stack-logs" / "api.log"
     assert kept.read_text() == "api: address already in use\n"
     assert not data_dirs[0].exists()  # the data folder itself is still removed
+
+
+def test_the_stack_can_come_from_another_checkout_while_the_generator_stays() -> None:
+    ports = [1001, 1002, 1003, 1004, 1005, 1006]
+    ours = bench.stack_command(Path("/data"), ports, 1)
+    theirs = bench.stack_command(Path("/data"), ports, 2, Path("/trees/abc"))
+    assert ours[:3] == [sys.executable, "-m", "dexec_tools.devstack"]
+    assert theirs[:3] == ["/trees/abc/.venv/bin/python", "-m", "dexec_tools.devstack"]
+    assert ours[3:] == [
+        "--data-dir", "/data",
+        "--api-port", "1001", "--notifier-port", "1002", "--nats-port", "1003",
+        "--pg-port", "1004", "--router-metrics-port", "1005", "--executor-metrics-port", "1006",
+        "--quiet",
+    ]  # fmt: skip
+    # One replica is the default everywhere, so it is not asked for: revisions from before
+    # `--replicas` existed start as they did.
+    assert "--replicas" not in ours
+    assert theirs[-3:] == ["--replicas", "2", "--quiet"]

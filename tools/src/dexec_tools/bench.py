@@ -28,29 +28,36 @@ class StackDidNotStart(RuntimeError):
     pass
 
 
-def start_stack(mode: str, data_dir: Path, replicas: int = 1) -> tuple[subprocess.Popen[str], str]:
+def stack_command(
+    data_dir: Path, ports: list[int], replicas: int, tree: Path | None = None
+) -> list[str]:
+    """`dexec-dev` on free ports: this checkout's, or that of the checkout `tree` (with its
+    own environment, `tree/.venv`), so one load generator can measure several revisions."""
+    python = str(tree / ".venv" / "bin" / "python") if tree is not None else sys.executable
+    flags = ["--api-port", "--notifier-port", "--nats-port", "--pg-port"]
+    flags += ["--router-metrics-port", "--executor-metrics-port"]
+    command = [python, "-m", "dexec_tools.devstack", "--data-dir", str(data_dir)]
+    command += [arg for flag, port in zip(flags, ports, strict=True) for arg in (flag, str(port))]
+    if replicas > 1:  # only then: revisions from before `--replicas` start as they did
+        command += ["--replicas", str(replicas)]
+    return [*command, "--quiet"]
+
+
+def start_stack(
+    mode: str, data_dir: Path, replicas: int = 1, tree: Path | None = None
+) -> tuple[subprocess.Popen[str], str]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("DEXEC_")},
         "DEXEC_LATENCY_MODE": mode,
         "DEXEC_RATE_LIMIT_PER_SECOND": "0",
         "DEXEC_LOG_LEVEL": "WARNING",
     }
-    ports = [str(free_port()) for _ in range(6)]
-    flags = ["--api-port", "--notifier-port", "--nats-port", "--pg-port"]
-    flags += ["--router-metrics-port", "--executor-metrics-port"]
-    args = [arg for pair in zip(flags, ports, strict=True) for arg in pair]
+    if tree is not None:
+        env.pop("VIRTUAL_ENV", None)  # the stack runs in the other checkout's environment
+    ports = [free_port() for _ in range(6)]
     stack = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dexec_tools.devstack",
-            "--data-dir",
-            str(data_dir),
-            *args,
-            "--replicas",
-            str(replicas),
-            "--quiet",
-        ],
+        stack_command(data_dir, ports, replicas, tree),
+        cwd=tree,
         env=env,
         stdout=subprocess.PIPE,
         text=True,
@@ -83,7 +90,7 @@ def run_mode(mode: str, args: argparse.Namespace, out: Path) -> dict:
     report = out / f"{mode}.json"
     try:
         try:
-            stack, api = start_stack(mode, data_dir, args.replicas)
+            stack, api = start_stack(mode, data_dir, args.replicas, args.stack_tree)
         except StackDidNotStart as exc:
             # The data folder goes below; its logs say why, so they are kept with the reports.
             logs, kept = data_dir / "logs", out / f"{mode}-stack-logs"
@@ -113,6 +120,13 @@ def main() -> None:
     parser.add_argument("--modes", default="zero,realistic")
     parser.add_argument("--replicas", type=int, default=1, help="router and executor processes")
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    parser.add_argument(
+        "--stack-tree",
+        type=Path,
+        default=None,
+        help="run the engine from this checkout (with its synced .venv) instead of this one; "
+        "the load generator stays this checkout's",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     reports = {mode: run_mode(mode, args, args.out) for mode in args.modes.split(",")}

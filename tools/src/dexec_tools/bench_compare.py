@@ -3,8 +3,11 @@
 This machine is shared and noisy, so two benchmark runs an hour apart do not compare. This
 checks out each git revision into its own worktree (with its own environment, `uv sync`),
 then runs the standard benchmark (`dexec_tools.bench`, one latency mode) for each revision in
-turn, round after round, so slow spells hit every revision alike. It reports each figure's
-median over the rounds and its ratio to the first revision (the baseline).
+turn, round after round, so slow spells hit every revision alike. The engine runs from the
+revision's worktree; the load generator is this checkout's for every revision, so all are
+measured with the same instrument (and an older revision gets the newer figures too). It
+reports each figure's median over the rounds and its ratio to the first revision (the
+baseline).
 
 A revision may carry options after commas: `REV,replicas=N` runs N routers and N executors
 (the scaling run compares `HEAD` with `HEAD,replicas=2`); `REV,rate=R` and `REV,orders=N`
@@ -21,6 +24,7 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,10 +130,6 @@ def tree_name(commit: str, python: str | None) -> str:
     return f"{commit[:12]}-py-" + "".join(c if c.isalnum() or c == "." else "_" for c in python)
 
 
-def uv_python(python: str | None) -> list[str]:
-    return [] if python is None else ["--python", python]
-
-
 def prepare(repo: Path, rev: str, root: Path, python: str | None = None) -> Path:
     """A worktree of `rev` with its own synced environment, named by its commit (and
     interpreter), so that a worktree left by an earlier run is reused only for the very same
@@ -139,20 +139,19 @@ def prepare(repo: Path, rev: str, root: Path, python: str | None = None) -> Path
         subprocess.run(
             ["git", "-C", str(repo), "worktree", "add", "--detach", str(tree), rev], check=True
         )
-    sync = ["uv", "sync", "--frozen", "-q", *uv_python(python)]
+    sync = ["uv", "sync", "--frozen", "-q", *([] if python is None else ["--python", python])]
     subprocess.run(sync, cwd=tree, env=worktree_env(), check=True)
     return tree
 
 
 def run_once(
-    tree: Path, mode: str, orders: int, rate: str, out: Path, replicas: int, python: str | None
+    tree: Path, mode: str, orders: int, rate: str, out: Path, replicas: int
 ) -> dict[str, Any]:
-    command = ["uv", "run", "--frozen", *uv_python(python), "python", "-m", "dexec_tools.bench"]
-    command += ["--modes", mode]
+    """One benchmark: the engine from `tree`, measured by this checkout's load generator."""
+    command = [sys.executable, "-m", "dexec_tools.bench", "--modes", mode]
     command += ["--orders", str(orders), "--rate", rate, "--out", str(out)]
-    if replicas > 1:
-        command += ["--replicas", str(replicas)]
-    subprocess.run(command, cwd=tree, env=worktree_env(), check=False, stdout=subprocess.DEVNULL)
+    command += ["--replicas", str(replicas), "--stack-tree", str(tree)]
+    subprocess.run(command, check=False, stdout=subprocess.DEVNULL)
     report = out / f"{mode}.json"
     return json.loads(report.read_text()) if report.exists() else {}
 
@@ -216,7 +215,7 @@ def main() -> None:
             out.mkdir(parents=True, exist_ok=True)
             orders, rate = v.orders or args.orders, v.rate or args.rate
             tree = trees[(v.rev, v.python)]
-            report = run_once(tree, args.mode, orders, rate, out, v.replicas, v.python)
+            report = run_once(tree, args.mode, orders, rate, out, v.replicas)
             reports[spec].append(report)
             completed = figure(report, FIGURES["completed orders/s"][0])
             print(f"round {round_no} {spec}: {completed} completed orders/s", flush=True)
