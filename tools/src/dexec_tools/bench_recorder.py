@@ -28,17 +28,12 @@ from dexec.db.migrate import upgrade
 from dexec.orders.events import OrderEvent
 from dexec_notifier.recorder import Recorded, record_batch
 from dexec_tools.bus_floor.payloads import sample_events
-from dexec_tools.loadgen.rss import cpu_seconds
+from dexec_tools.loadgen.rss import cpu_seconds, tree_cpu_seconds
 from dexec_tools.servers import PostgresServer
 
 # Orders whose events share a batch: a wave of new orders joins each batch, and the
 # six waves before it bring their next event, as in a pipeline that is six stages deep.
 WAVE = 80
-
-
-def postgres_cpu_seconds(postmaster: int) -> float:
-    root = psutil.Process(postmaster)
-    return sum(cpu_seconds(p) for p in [root, *root.children(recursive=True)])
 
 
 def batches(orders: int) -> list[list[Recorded]]:
@@ -69,11 +64,12 @@ async def measure(database_url: str, postmaster: int, orders: int) -> tuple[floa
     me = psutil.Process()
     try:
         await record_batch(engine, work[0][:1])  # connect and prepare outside the measurement
-        ours, theirs = cpu_seconds(me), postgres_cpu_seconds(postmaster)
+        postgres = psutil.Process(postmaster)
+        ours, theirs = cpu_seconds(me), tree_cpu_seconds(postgres)
         for batch in work:
             await record_batch(engine, batch)
         ours = cpu_seconds(me) - ours
-        theirs = postgres_cpu_seconds(postmaster) - theirs
+        theirs = tree_cpu_seconds(postgres) - theirs
     finally:
         await engine.dispose()
     return ours / orders * 1000, theirs / orders * 1000

@@ -222,8 +222,7 @@ class ServiceSampler:
             process = _process(watched.pid)
             if process is None:
                 continue
-            tree = [process, *(_children(process, True) if watched.with_children else [])]
-            seconds[watched.name] = sum(cpu_seconds(p) for p in tree)
+            seconds[watched.name] = tree_cpu_seconds(process, watched.with_children)
         return seconds
 
     def _run(self) -> None:
@@ -260,6 +259,12 @@ def _children(process: psutil.Process, recursive: bool) -> list[psutil.Process]:
         return process.children(recursive=recursive)
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return []
+
+
+def tree_cpu_seconds(process: psutil.Process, with_children: bool = True) -> float:
+    """CPU seconds of a process and (Postgres: a backend per connection) its live children."""
+    tree = [process, *(_children(process, recursive=True) if with_children else [])]
+    return sum(cpu_seconds(p) for p in tree)
 
 
 def cpu_seconds(process: psutil.Process) -> float:
