@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dexec.market.tokens import WSOL_MINT
 from dexec_api.errors import ApiError
@@ -288,3 +291,71 @@ def test_amount_of_the_wrong_type_is_rejected(amount: Any) -> None:
     error = api_error({"tokenIn": "SOL", "tokenOut": "USDC", "amount": amount})
     assert error.status == 422
     assert error.code in ("VALIDATION_ERROR", "INVALID_AMOUNT")
+
+
+# Bodies near valid ones: the parser's fields, with plausible or arbitrary values.
+_TOKENS = st.sampled_from(["SOL", "USDC", "BONK", "sol", WSOL_MINT, USDC_MINT, "XYZ", ""])
+_NUMBERS = st.sampled_from(["1.5", "0.01", "1e3", "-1", "0", "1e400", "NaN", "0.0000000001"])
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+    | _TOKENS
+    | _NUMBERS
+)
+_anything = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=5,
+)
+
+
+def _plausible(values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Nine times in ten a plausible value, else anything at all."""
+    return st.integers(0, 9).flatmap(lambda n: values if n else _anything)
+
+
+_OPTIONAL = {
+    "slippageBps": _plausible(st.integers(min_value=-10, max_value=20_000)),
+    "slippage": _plausible(_NUMBERS),
+    "webhookUrl": _plausible(st.sampled_from(["https://desk.example/h", "ftp://x"])),
+}
+_bodies = st.fixed_dictionaries(
+    {
+        "tokenIn": _plausible(_TOKENS),
+        "tokenOut": _plausible(_TOKENS),
+        "amount": _plausible(_NUMBERS),
+    },
+    optional=_OPTIONAL,
+) | st.fixed_dictionaries(
+    {
+        "pair": _plausible(st.sampled_from(["SOL/USDC", "BONK-SOL", "SOL"])),
+        "side": _plausible(st.sampled_from(["buy", "sell", "hold"])),
+        "amount": _plausible(_NUMBERS),
+    },
+    optional=_OPTIONAL,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_bodies, st.dictionaries(st.text(max_size=8), _anything, max_size=1))
+def test_any_json_object_is_an_order_or_a_4xx(body: dict[str, Any], extra: dict[str, Any]) -> None:
+    try:
+        spec = parse(parse_json_object(json.dumps({**extra, **body}).encode()))
+    except ApiError as error:
+        assert 400 <= error.status < 500, error
+        return
+    assert spec.amount_in > 0
+    assert spec.token_in != spec.token_out
+    assert 0 <= spec.slippage_bps <= 10_000
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=64))
+def test_any_bytes_are_json_or_a_4xx(raw: bytes) -> None:
+    try:
+        parse_json_object(raw)
+    except ApiError as error:
+        assert error.status in (400, 422), error
