@@ -29,6 +29,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from dexec_tools.cpu_priority import autogroup_nice
 from dexec_tools.servers import free_port, log_tail, port_is_free
 
 pytestmark = pytest.mark.e2e
@@ -336,8 +337,10 @@ def test_accepted_order_links_to_this_notifier(devstack: Launcher, http: httpx.C
 
 def test_sigterm_stops_the_launcher_and_everything_it_started(http: httpx.Client) -> None:
     # A stack of its own, so the test does not depend on the order the tests run in; with two
-    # routers and two executors, so all of those are shown to start and stop too.
-    with launched("--replicas", "2") as stack:
+    # routers and two executors, so all of those are shown to start and stop too, and with
+    # lower CPU priorities for some parts, checked on every process (and thread) of those.
+    priorities = {"dexec_router.main": 10, "dexec_executor.main": 10, "nats-server": 3}
+    with launched("--replicas", "2", "--cpu-priority", "router=10,executor=10,nats=3") as stack:
         # Real work first, so the services hold live NATS and Postgres connections when stopped.
         order_id = submit(http, stack)["orderId"]
         wait_confirmed(http, stack, order_id)
@@ -349,6 +352,10 @@ def test_sigterm_stops_the_launcher_and_everything_it_started(http: httpx.Client
             assert any(what in c for c in commands), f"no {what} among children: {commands}"
         for replicated in ("dexec_router.main", "dexec_executor.main"):
             assert sum(replicated in c for c in commands) == 2, commands
+        for proc, command in zip(children, commands, strict=True):
+            want = next((n for part, n in priorities.items() if part in command), 0)
+            assert _nice_values(proc) == {want}, command
+            assert autogroup_nice(proc.pid) in (None, want), command
 
         code = stack.terminate(STOP_TIMEOUT)
         if code is None:
@@ -377,6 +384,11 @@ def test_sigterm_stops_the_launcher_and_everything_it_started(http: httpx.Client
         ]
         if forced:
             stack.fail(f"dexec-dev did not stop everything gracefully: {forced}")
+
+
+def _nice_values(proc: psutil.Process) -> set[int]:
+    """The nice value of each of the process's threads (Linux keeps one per thread)."""
+    return {psutil.Process(thread.id).nice() for thread in proc.threads()}
 
 
 def _still_running(proc: psutil.Process) -> bool:

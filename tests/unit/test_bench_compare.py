@@ -42,7 +42,7 @@ def test_medians_and_ratios_against_the_first_revision() -> None:
     assert rows["lost+stuck+duplicated"] == "| lost+stuck+duplicated | 0 | 0 |"
 
 
-def test_a_revision_may_ask_for_replicas_a_rate_orders_and_an_interpreter() -> None:
+def test_a_revision_may_ask_for_replicas_a_rate_orders_an_interpreter_and_priorities() -> None:
     assert parse_variant("HEAD") == Variant("HEAD")
     assert parse_variant("abc123,replicas=2") == Variant("abc123", replicas=2)
     assert parse_variant("HEAD,rate=150,orders=3000") == Variant("HEAD", rate="150", orders=3000)
@@ -50,8 +50,10 @@ def test_a_revision_may_ask_for_replicas_a_rate_orders_and_an_interpreter() -> N
     assert parse_variant("HEAD,python=/opt/py/bin/python3.13") == Variant(
         "HEAD", python="/opt/py/bin/python3.13"
     )
-    for bad in ("HEAD,replicas=two", "HEAD,rate=-1", "HEAD,speed=9", "HEAD,rate=", "HEAD,python="):
-        with pytest.raises(ValueError, match="is not replicas=N, rate=R, orders=N or python=P"):
+    assert parse_variant("HEAD,priority=latency") == Variant("HEAD", priority="latency")
+    bad_specs = ("HEAD,replicas=two", "HEAD,rate=-1", "HEAD,speed=9", "HEAD,rate=", "HEAD,python=")
+    for bad in (*bad_specs, "HEAD,priority=fast"):
+        with pytest.raises(ValueError, match="is not replicas=N, rate=R, orders=N, python=P or"):
             parse_variant(bad)
 
 

@@ -17,7 +17,11 @@ def test_a_stack_that_does_not_start_leaves_its_logs_with_the_reports(
     data_dirs: list[Path] = []
 
     def failing_start(
-        mode: str, data_dir: Path, replicas: int = 1, tree: Path | None = None
+        mode: str,
+        data_dir: Path,
+        replicas: int = 1,
+        tree: Path | None = None,
+        cpu_priority: str | None = None,
     ) -> None:
         data_dirs.append(data_dir)
         (data_dir / "logs").mkdir()
@@ -25,7 +29,7 @@ def test_a_stack_that_does_not_start_leaves_its_logs_with_the_reports(
         raise bench.StackDidNotStart(f"the {mode} stack did not start")
 
     monkeypatch.setattr(bench, "start_stack", failing_start)
-    args = argparse.Namespace(replicas=1, stack_tree=None)
+    args = argparse.Namespace(replicas=1, stack_tree=None, cpu_priority=None)
     with pytest.raises(bench.StackDidNotStart, match="zero-stack-logs"):
         bench.run_mode("zero", args, tmp_path)
     kept = tmp_path / "zero-stack-logs" / "api.log"
@@ -49,3 +53,10 @@ def test_the_stack_can_come_from_another_checkout_while_the_generator_stays() ->
     # `--replicas` existed start as they did.
     assert "--replicas" not in ours
     assert theirs[-3:] == ["--replicas", "2", "--quiet"]
+
+
+def test_cpu_priorities_reach_the_stack_only_when_asked_for() -> None:
+    ports = [1001, 1002, 1003, 1004, 1005, 1006]
+    assert "--cpu-priority" not in bench.stack_command(Path("/data"), ports, 1)
+    asked = bench.stack_command(Path("/data"), ports, 1, cpu_priority="latency")
+    assert asked[-3:] == ["--cpu-priority", "latency", "--quiet"]

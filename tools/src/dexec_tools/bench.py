@@ -29,7 +29,11 @@ class StackDidNotStart(RuntimeError):
 
 
 def stack_command(
-    data_dir: Path, ports: list[int], replicas: int, tree: Path | None = None
+    data_dir: Path,
+    ports: list[int],
+    replicas: int,
+    tree: Path | None = None,
+    cpu_priority: str | None = None,
 ) -> list[str]:
     """`dexec-dev` on free ports: this checkout's, or that of the checkout `tree` (with its
     own environment, `tree/.venv`), so one load generator can measure several revisions."""
@@ -40,11 +44,17 @@ def stack_command(
     command += [arg for flag, port in zip(flags, ports, strict=True) for arg in (flag, str(port))]
     if replicas > 1:  # only then: revisions from before `--replicas` start as they did
         command += ["--replicas", str(replicas)]
+    if cpu_priority is not None:  # likewise
+        command += ["--cpu-priority", cpu_priority]
     return [*command, "--quiet"]
 
 
 def start_stack(
-    mode: str, data_dir: Path, replicas: int = 1, tree: Path | None = None
+    mode: str,
+    data_dir: Path,
+    replicas: int = 1,
+    tree: Path | None = None,
+    cpu_priority: str | None = None,
 ) -> tuple[subprocess.Popen[str], str]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("DEXEC_")},
@@ -56,7 +66,7 @@ def start_stack(
         env.pop("VIRTUAL_ENV", None)  # the stack runs in the other checkout's environment
     ports = [free_port() for _ in range(6)]
     stack = subprocess.Popen(
-        stack_command(data_dir, ports, replicas, tree),
+        stack_command(data_dir, ports, replicas, tree, cpu_priority),
         cwd=tree,
         env=env,
         stdout=subprocess.PIPE,
@@ -90,7 +100,9 @@ def run_mode(mode: str, args: argparse.Namespace, out: Path) -> dict:
     report = out / f"{mode}.json"
     try:
         try:
-            stack, api = start_stack(mode, data_dir, args.replicas, args.stack_tree)
+            stack, api = start_stack(
+                mode, data_dir, args.replicas, args.stack_tree, args.cpu_priority
+            )
         except StackDidNotStart as exc:
             # The data folder goes below; its logs say why, so they are kept with the reports.
             logs, kept = data_dir / "logs", out / f"{mode}-stack-logs"
@@ -120,6 +132,11 @@ def main() -> None:
     parser.add_argument("--modes", default="zero,realistic")
     parser.add_argument("--replicas", type=int, default=1, help="router and executor processes")
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    parser.add_argument(
+        "--cpu-priority",
+        default=None,
+        help="passed to dexec-dev: which parts yield when the cores are full (e.g. latency)",
+    )
     parser.add_argument(
         "--stack-tree",
         type=Path,

@@ -14,7 +14,8 @@ A revision may carry options after commas: `REV,replicas=N` runs N routers and N
 override `--rate` and `--orders` for that column, so `HEAD,rate=50 HEAD,rate=150` measures one
 revision at several offered rates, their rounds interleaved like any comparison; and
 `REV,python=P` runs it on another interpreter (any `uv --python` request: a version or a path),
-so `HEAD HEAD,python=3.13` compares interpreters.
+so `HEAD HEAD,python=3.13` compares interpreters; `REV,priority=PROFILE` starts its engine
+with `dexec-dev --cpu-priority PROFILE` (`HEAD HEAD,priority=latency`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dexec_tools.cpu_priority import PROFILES
 from dexec_tools.devstack import SERVICES
 
 Figure = Callable[[dict[str, Any]], float | None]
@@ -84,10 +86,11 @@ class Variant:
     rate: str | None = None  # None: the run's --rate
     orders: int | None = None  # None: the run's --orders
     python: str | None = None  # None: the interpreter `uv` picks for the project
+    priority: str | None = None  # None: dexec-dev's default CPU priorities
 
 
 def parse_variant(spec: str) -> Variant:
-    """`REV[,replicas=N][,rate=R][,orders=N][,python=P]` -> its Variant."""
+    """`REV[,replicas=N][,rate=R][,orders=N][,python=P][,priority=PROFILE]` -> its Variant."""
     rev, *options = spec.split(",")
     fields: dict[str, Any] = {}
     for option in options:
@@ -100,9 +103,12 @@ def parse_variant(spec: str) -> Variant:
             fields["rate"] = value
         elif name == "python" and value:
             fields["python"] = value
+        elif name == "priority" and value in PROFILES:
+            fields["priority"] = value
         else:
             raise ValueError(
-                f"{spec!r}: {option!r} is not replicas=N, rate=R, orders=N or python=P"
+                f"{spec!r}: {option!r} is not replicas=N, rate=R, orders=N, python=P "
+                f"or priority={'|'.join(PROFILES)}"
             )
     return Variant(rev, **fields)
 
@@ -145,12 +151,20 @@ def prepare(repo: Path, rev: str, root: Path, python: str | None = None) -> Path
 
 
 def run_once(
-    tree: Path, mode: str, orders: int, rate: str, out: Path, replicas: int
+    tree: Path,
+    mode: str,
+    orders: int,
+    rate: str,
+    out: Path,
+    replicas: int,
+    priority: str | None = None,
 ) -> dict[str, Any]:
     """One benchmark: the engine from `tree`, measured by this checkout's load generator."""
     command = [sys.executable, "-m", "dexec_tools.bench", "--modes", mode]
     command += ["--orders", str(orders), "--rate", rate, "--out", str(out)]
     command += ["--replicas", str(replicas), "--stack-tree", str(tree)]
+    if priority is not None:
+        command += ["--cpu-priority", priority]
     subprocess.run(command, check=False, stdout=subprocess.DEVNULL)
     report = out / f"{mode}.json"
     return json.loads(report.read_text()) if report.exists() else {}
@@ -215,7 +229,7 @@ def main() -> None:
             out.mkdir(parents=True, exist_ok=True)
             orders, rate = v.orders or args.orders, v.rate or args.rate
             tree = trees[(v.rev, v.python)]
-            report = run_once(tree, args.mode, orders, rate, out, v.replicas)
+            report = run_once(tree, args.mode, orders, rate, out, v.replicas, v.priority)
             reports[spec].append(report)
             completed = figure(report, FIGURES["completed orders/s"][0])
             print(f"round {round_no} {spec}: {completed} completed orders/s", flush=True)

@@ -35,6 +35,7 @@ from typing import IO, NoReturn
 
 import httpx
 
+from dexec_tools.cpu_priority import PROFILES, parse_priorities, set_priority
 from dexec_tools.servers import (
     LOCALHOST,
     NatsServer,
@@ -125,7 +126,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="processes each of router and executor (default 1; extra ones export metrics on "
         "free ports, named in the launcher's output)",
     )
+    parser.add_argument(
+        "--cpu-priority",
+        type=_priorities,
+        default={},
+        metavar="PROFILE|PART=NICE,...",
+        help=f"which parts yield when the cores are full: {' or '.join(PROFILES)} (default "
+        "equal: the kernel shares the cores equally), or nice values, e.g. router=10,executor=10 "
+        "(parts: api, router, executor, notifier, nats, postgres)",
+    )
     return parser.parse_args(argv)
+
+
+def _priorities(text: str) -> dict[str, int]:
+    try:
+        return parse_priorities(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def choose_port(requested: int, what: str) -> int:
@@ -223,6 +240,10 @@ class Service:
     def returncode(self) -> int | None:
         return None if self._proc is None else self._proc.poll()
 
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
     def start(self) -> None:
         logf = self.log_path.open("ab")
         logf.write(run_header(f"starting {self.name}"))
@@ -301,9 +322,11 @@ class DevStack:
         echo: bool,
         start_timeout: float,
         replicas: int = 1,
+        cpu_priority: dict[str, int] | None = None,
     ) -> None:
         self.ports = ports
         self.replicas = replicas
+        self.cpu_priority = cpu_priority or {}
         self.echo = echo
         self.start_timeout = start_timeout
         self.log_dir = data_dir / "logs"
@@ -324,8 +347,10 @@ class DevStack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         say(f"starting NATS on port {self.ports.nats}")
         self.nats.start()
+        self._prioritise("nats", self.nats.pid)
         say(f"starting Postgres on port {self.ports.pg}")
         self.pg.start()
+        self._prioritise("postgres", self.pg.pid)
         self.env = service_env(self.ports, self.nats, self.pg)
         self.migrate()
         say(f"starting {', '.join(SERVICES)} (logs in {self.log_dir})")
@@ -333,6 +358,7 @@ class DevStack:
             service = Service(name, self.env, self.log_dir, self.echo)
             self.services.append(service)
             service.start()
+            self._prioritise(name, service.pid)
             if name in REPLICATED:
                 self._start_replicas(name)
         self.wait_ready()
@@ -344,7 +370,18 @@ class DevStack:
             replica = Service(f"{name}-{index}", env, self.log_dir, self.echo, f"dexec_{name}.main")
             self.services.append(replica)
             replica.start()
+            self._prioritise(name, replica.pid)
             say(f"{replica.name} exports metrics on port {metrics_port}")
+
+    def _prioritise(self, part: str, pid: int | None) -> None:
+        nice = self.cpu_priority.get(part)
+        if nice is None or pid is None:
+            return
+        try:
+            set_priority(pid, nice)
+        except OSError as exc:
+            raise StackError(f"could not set {part}'s CPU priority to nice {nice}: {exc}") from exc
+        say(f"{part} runs at nice {nice}")
 
     def migrate(self) -> None:
         say("applying migrations")
@@ -494,6 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             echo=not args.quiet,
             start_timeout=args.start_timeout,
             replicas=args.replicas,
+            cpu_priority=args.cpu_priority,
         )
         stack.start()
         stack.announce(args.print_env)
