@@ -5,21 +5,22 @@ from __future__ import annotations
 import pytest
 
 from dexec_tools.cpu_priority import PROFILES, parse_priorities
+from dexec_tools.devstack import PARTS
 
 
 def test_a_profile_by_name() -> None:
-    assert parse_priorities("equal") == {}
-    assert parse_priorities("latency") == PROFILES["latency"]
-    assert parse_priorities("latency") is not PROFILES["latency"]  # a copy to change freely
+    assert parse_priorities("equal", PARTS) == {}
+    assert parse_priorities("latency", PARTS) == PROFILES["latency"]
+    assert parse_priorities("latency", PARTS) is not PROFILES["latency"]  # a copy to change freely
 
 
 def test_explicit_nice_values_per_part() -> None:
-    assert parse_priorities("router=10, executor=5,postgres=-2") == {
+    assert parse_priorities("router=10, executor=5,postgres=-2", PARTS) == {
         "router": 10,
         "executor": 5,
         "postgres": -2,
     }
-    assert parse_priorities("") == {}
+    assert parse_priorities("", PARTS) == {}
 
 
 @pytest.mark.parametrize(
@@ -34,4 +35,4 @@ def test_explicit_nice_values_per_part() -> None:
 )
 def test_what_is_not_a_priority_is_refused_with_why(text: str, says: str) -> None:
     with pytest.raises(ValueError, match=says):
-        parse_priorities(text)
+        parse_priorities(text, PARTS)

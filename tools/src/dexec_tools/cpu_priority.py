@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
-PARTS = ("api", "router", "executor", "notifier", "nats", "postgres")
 # "latency": the stages that read a durable queue (router, executor) yield the cores to the
 # ones a client waits on (the API's answer, the notifier's WebSocket frames) and to NATS. Their
 # work waits in JetStream, durably and under backpressure, instead of in sockets.
@@ -28,18 +28,19 @@ PROFILES: dict[str, dict[str, int]] = {
 MIN_NICE, MAX_NICE = -20, 19
 
 
-def parse_priorities(text: str) -> dict[str, int]:
-    """A profile's name, or `part=nice[,part=nice...]` (e.g. `router=10,executor=10`)."""
+def parse_priorities(text: str, parts: Sequence[str]) -> dict[str, int]:
+    """A profile's name, or `part=nice[,part=nice...]` (e.g. `router=10,executor=10`) naming
+    some of `parts`."""
     text = text.strip()
     if text in PROFILES:
         return dict(PROFILES[text])
     priorities: dict[str, int] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         part, sep, value = item.partition("=")
-        if not sep or part not in PARTS:
+        if not sep or part not in parts:
             raise ValueError(
                 f"{item!r}: want one of {', '.join(PROFILES)} or PART=NICE "
-                f"with PART one of {', '.join(PARTS)}"
+                f"with PART one of {', '.join(parts)}"
             )
         try:
             nice = int(value)

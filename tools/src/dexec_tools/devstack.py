@@ -48,6 +48,8 @@ from dexec_tools.servers import (
 )
 
 SERVICES = ("api", "router", "executor", "notifier")
+# What `--cpu-priority` can name: the services and the two servers.
+PARTS = (*SERVICES, "nats", "postgres")
 # Workers that scale by adding processes on the same durable consumers (--replicas).
 REPLICATED = {"router": "DEXEC_ROUTER_METRICS_PORT", "executor": "DEXEC_EXECUTOR_METRICS_PORT"}
 SERVICE_STOP_TIMEOUT = 10.0
@@ -133,14 +135,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="PROFILE|PART=NICE,...",
         help=f"which parts yield when the cores are full: {' or '.join(PROFILES)} (default "
         "equal: the kernel shares the cores equally), or nice values, e.g. router=10,executor=10 "
-        "(parts: api, router, executor, notifier, nats, postgres)",
+        f"(parts: {', '.join(PARTS)})",
     )
     return parser.parse_args(argv)
 
 
 def _priorities(text: str) -> dict[str, int]:
     try:
-        return parse_priorities(text)
+        return parse_priorities(text, PARTS)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
