@@ -128,3 +128,63 @@ async def test_single_order_sockets_can_stay_open_after_the_end(start) -> None:
         pong = await ws.ping()
         await asyncio.wait_for(pong, 5)  # the socket is still open and answering
     assert frames[-1]["event"] == "confirmed"
+
+
+async def test_batched_frames_carry_the_cached_backfills_of_one_command_together(start) -> None:
+    stack: Stack = await start(ws_backfill_cache_ttl_seconds=600)
+    ids = [(await stack.submit(ORDER)).json()["orderId"] for _ in range(3)]
+    for order_id in ids:
+        await stack.watch(order_id)  # finished, and in the notifier's cache
+
+    async with websockets.connect(f"{stack.ws_url}/ws?batch=true") as ws:
+        await ws.send(orjson.dumps({"op": "subscribe", "orderIds": [*ids, "missing"]}))
+        backfill = orjson.loads(await ws.recv())
+        error = orjson.loads(await ws.recv())
+
+    assert [(e["orderId"], e["event"]) for e in backfill] == [
+        (order_id, event) for order_id in ids for event in LIFECYCLE
+    ]
+    assert error["error"]["orderId"] == "missing"
+
+
+async def test_a_backfill_read_from_the_stream_ends_a_batched_frame(start) -> None:
+    stack: Stack = await start(ws_backfill_cache_bytes=0)  # every backfill is a stream read
+    ids = [(await stack.submit(ORDER)).json()["orderId"] for _ in range(3)]
+    for order_id in ids:
+        await stack.watch(order_id)
+
+    async with websockets.connect(f"{stack.ws_url}/ws?batch=true") as ws:
+        await ws.send(orjson.dumps({"op": "subscribe", "orderIds": ids}))
+        frames = [orjson.loads(await ws.recv()) for _ in ids]
+
+    assert [[(e["orderId"], e["event"]) for e in frame] for frame in frames] == [
+        [(order_id, event) for event in LIFECYCLE] for order_id in ids
+    ]
+
+
+async def test_batched_live_frames_bring_every_event_once_in_order(start) -> None:
+    stack: Stack = await start(latency_mode="realistic", slot_ms=100)
+    events: list[dict] = []
+    async with websockets.connect(f"{stack.ws_url}/ws?batch=true") as ws:
+        ids = [(await stack.submit(ORDER)).json()["orderId"] for _ in range(5)]
+        await ws.send(orjson.dumps({"op": "subscribe", "orderIds": ids}))
+        async with asyncio.timeout(30):
+            while sum(e["event"] == "confirmed" for e in events) < len(ids):
+                frame = orjson.loads(await ws.recv())
+                assert isinstance(frame, list) and frame
+                events += frame
+
+    for order_id in ids:
+        mine = [e for e in events if e["orderId"] == order_id]
+        assert [e["event"] for e in mine] == LIFECYCLE
+        assert [e["seq"] for e in mine] == sorted({e["seq"] for e in mine})
+
+
+async def test_a_single_order_socket_can_take_its_events_batched(stack: Stack) -> None:
+    order_id = (await stack.submit(ORDER)).json()["orderId"]
+    finished = await stack.watch(order_id)
+
+    async with websockets.connect(f"{stack.ws_url}/ws/orders/{order_id}?batch=true") as ws:
+        frames = [orjson.loads(raw) async for raw in ws]
+        assert ws.close_code == 1000
+    assert frames == [finished]

@@ -6,6 +6,7 @@ from nats.aio.msg import Msg
 
 from dexec.orders.events import OrderEvent
 from dexec.orders.states import FIRST_TRY_EVENTS, with_statuses
+from dexec_notifier.client_events import ClientEvent
 from dexec_notifier.live import BackfillCache, LiveHub, Watcher
 
 LIFECYCLE = with_statuses(FIRST_TRY_EVENTS)
@@ -80,7 +81,7 @@ async def test_watch_registers_so_the_next_event_goes_to_the_watcher() -> None:
     assert history is not None
     assert history[0].tenant == "t1"  # tenancy is decided from cached data
     nxt = await feed.send("a", 1)
-    assert (await watcher.next()).seq == nxt
+    assert [event.seq for event in await watcher.next()] == [nxt]
 
 
 async def test_a_gap_in_delivery_clears_the_cache() -> None:
@@ -169,3 +170,11 @@ def test_cache_history_is_a_copy() -> None:
     assert history is not None
     history.append((2, b"{}"))
     assert cache.history("a") == [(1, b"{}")]
+
+
+async def test_a_watcher_hands_out_what_is_queued_behind_the_next_event_up_to_a_limit() -> None:
+    watcher = Watcher(10)
+    for seq in range(1, 6):
+        watcher.offer(ClientEvent(seq, "a", False, None, "{}"))
+    assert [event.seq for event in await watcher.next(3)] == [1, 2, 3]
+    assert [event.seq for event in await watcher.next(3)] == [4, 5]

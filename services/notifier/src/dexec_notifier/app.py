@@ -25,6 +25,8 @@ from dexec_notifier.webhooks import WebhookDispatcher, retire_webhook_consumer
 # resolves string annotations in the module's namespace).
 AfterSeq = Annotated[int, Query(ge=0)]
 OrderId = Annotated[str | None, Query(max_length=64)]
+# `?batch=true`: each event frame is a JSON array of the events ready at once.
+Batch = Annotated[bool, Query()]
 
 
 def create_app(settings: NotifierSettings | None = None) -> FastAPI:
@@ -60,7 +62,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
 
     tenants = Tenants(settings)
 
-    async def watch(ws: WebSocket, order_id: str | None, after_seq: int) -> None:
+    async def watch(ws: WebSocket, order_id: str | None, after_seq: int, batch: bool) -> None:
         tenant = None
         if tenants.enabled:
             # Browsers cannot set headers on a WebSocket: the key may come as ?apiKey=.
@@ -77,6 +79,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             queue_limit=settings.ws_queue_limit,
             send_timeout=settings.ws_send_timeout_seconds,
             tenant=tenant,
+            batch=batch,
         )
         if order_id:
             await session.watch_one(order_id, after_seq, settings.ws_close_on_terminal)
@@ -84,19 +87,25 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             await session.watch_many()
 
     @app.websocket("/ws/orders/{order_id}")
-    async def ws_order(ws: WebSocket, order_id: str, afterSeq: AfterSeq = 0) -> None:
+    async def ws_order(
+        ws: WebSocket, order_id: str, afterSeq: AfterSeq = 0, batch: Batch = False
+    ) -> None:
         """One order's events: the backfill, then live, then close 1000 at its end."""
-        await watch(ws, order_id, afterSeq)
+        await watch(ws, order_id, afterSeq, batch)
 
     @app.websocket("/ws")
-    async def ws_any(ws: WebSocket, orderId: OrderId = None, afterSeq: AfterSeq = 0) -> None:
+    async def ws_any(
+        ws: WebSocket, orderId: OrderId = None, afterSeq: AfterSeq = 0, batch: Batch = False
+    ) -> None:
         """With `orderId`, as /ws/orders/{id}; without, a socket driven by subscribe commands."""
-        await watch(ws, orderId, afterSeq)
+        await watch(ws, orderId, afterSeq, batch)
 
     @app.websocket("/api/orders/execute")
-    async def ws_execute(ws: WebSocket, orderId: OrderId = None, afterSeq: AfterSeq = 0) -> None:
+    async def ws_execute(
+        ws: WebSocket, orderId: OrderId = None, afterSeq: AfterSeq = 0, batch: Batch = False
+    ) -> None:
         """Where clients of the original assignment connect (the ingress sends upgrades here)."""
-        await watch(ws, orderId, afterSeq)
+        await watch(ws, orderId, afterSeq, batch)
 
     app.include_router(health_router())
     return app

@@ -67,13 +67,16 @@ class Watcher:
             return
         self.queue.put_nowait(event)
 
-    async def next(self) -> ClientEvent:
+    async def next(self, limit: int = 1) -> list[ClientEvent]:
+        """The next event, and up to `limit` in all of those queued behind it, in order."""
         if self.overflowed:
             raise SlowConsumer
-        item = await self.queue.get()
+        events = [await self.queue.get()]
         if self.overflowed:
             raise SlowConsumer
-        return item
+        while len(events) < limit and not self.queue.empty():
+            events.append(self.queue.get_nowait())
+        return events
 
 
 class _Entry:

@@ -6,6 +6,13 @@ backfill comes from the live hub's cache, taken in the same synchronous step as 
 (so it ends exactly where live delivery starts), or, for an order the cache does not hold,
 from the stream. Backfill and live sending share one lock, so a live event can never overtake
 the backfill of its own order: the merge has no gaps and no repeats.
+
+A client may ask for batched frames (`?batch=true`): each event frame is then a JSON array of
+the events ready at that moment (a subscription's backfills, or the live events queued since
+the last send), in the same order single frames would have come. A busy multiplexed socket
+carries several events per frame instead of one frame per event, and each frame costs the
+notifier about as much as an event's rendering (measured in BENCHMARKS.md). Error frames stay
+single objects.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from typing import Any
 
 import orjson
@@ -32,6 +40,8 @@ CLOSE_SLOW_CONSUMER = 1008
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
 MAX_ORDERS_PER_SOCKET = 1_000
+# Live events taken from a socket's queue at once (one frame when batched): bounds a frame.
+MAX_EVENTS_PER_SEND = 256
 
 
 class Command(BaseModel):
@@ -57,8 +67,10 @@ class StreamSession:
         queue_limit: int,
         send_timeout: float,
         tenant: str | None = None,
+        batch: bool = False,
     ) -> None:
         self._ws = ws
+        self._batch = batch
         self._js = js
         self._hub = hub
         self._send_timeout = send_timeout
@@ -72,7 +84,7 @@ class StreamSession:
         """A single-order socket: the order's events, then (by default) close on its end."""
         await self._open()
         try:
-            if not await self._subscribe(order_id, after_seq):
+            if await self._subscribe([(order_id, after_seq)]):
                 await self._send_raw(error_frame("ORDER_NOT_FOUND", f"no order {order_id}"))
                 await self._ws.close(CLOSE_NOT_FOUND)
                 return
@@ -121,29 +133,53 @@ class StreamSession:
                 task.cancel()
             await asyncio.gather(pump, client, return_exceptions=True)
 
-    async def _subscribe(self, order_id: str, after_seq: int = 0) -> bool:
-        """Register, then send the backfill; False if the order does not exist (for us)."""
-        async with self._send_lock:
-            if order_id in self._last_seq:
-                return True
-            # No await between registering and taking the cached history: nothing slips between.
-            backfill = self._hub.watch(order_id, self._watcher)
-            self._last_seq[order_id] = after_seq
-            if backfill is not None:
-                WS_BACKFILLS.labels(source="cache").inc()
-            else:
-                WS_BACKFILLS.labels(source="stream").inc()
-                stored = await read_order_events(self._js, order_id)
-                backfill = [ClientEvent.of(event) for event in stored]
-            if not backfill or not self._visible(backfill[0]):
-                self._hub.unwatch(order_id, self._watcher)
-                del self._last_seq[order_id]
-                return False
-            for event in backfill:
-                await self._send_event(event)
-            if backfill[-1].terminal:
-                self._ended.add(order_id)  # also when a resuming client had seen it already
-            return True
+    async def _subscribe(self, subscriptions: list[tuple[str, int]]) -> list[str]:
+        """Register each (order, after seq) and send its backfill; the orders not found.
+
+        Backfills from the cache go out together (one frame when batched); a backfill read
+        from the stream ends a group, so live events of orders already subscribed are not
+        held behind more than one stream read.
+        """
+        missing: list[str] = []
+        queue = deque(subscriptions)
+        while queue:
+            async with self._send_lock:
+                backfills: list[ClientEvent] = []
+                while queue:
+                    order_id, after_seq = queue.popleft()
+                    backfill, cached = await self._register(order_id, after_seq)
+                    if backfill is None:
+                        missing.append(order_id)
+                    else:
+                        backfills += backfill
+                    if not cached:
+                        break
+                await self._send_events(backfills)
+        return missing
+
+    async def _register(
+        self, order_id: str, after_seq: int
+    ) -> tuple[list[ClientEvent] | None, bool]:
+        """Watch the order; its history so far (None if it does not exist for this client),
+        and whether that came from the cache. Call with the send lock held."""
+        if order_id in self._last_seq:
+            return [], True
+        # No await between registering and taking the cached history: nothing slips between.
+        backfill = self._hub.watch(order_id, self._watcher)
+        self._last_seq[order_id] = after_seq
+        cached = backfill is not None
+        if backfill is not None:
+            WS_BACKFILLS.labels(source="cache").inc()
+        else:
+            WS_BACKFILLS.labels(source="stream").inc()
+            stored = await read_order_events(self._js, order_id)
+            backfill = [ClientEvent.of(event) for event in stored]
+        if not backfill or not self._visible(backfill[0]):
+            self._unsubscribe(order_id)
+            return None, cached
+        if backfill[-1].terminal:
+            self._ended.add(order_id)  # also when a resuming client had seen it already
+        return backfill, cached
 
     def _visible(self, first: ClientEvent) -> bool:
         """With API keys on, another tenant's order does not exist for this client."""
@@ -157,21 +193,30 @@ class StreamSession:
 
     async def _pump(self, close_on_terminal: bool) -> None:
         while True:
-            event = await self._watcher.next()
+            events = await self._watcher.next(MAX_EVENTS_PER_SEND)
             async with self._send_lock:
-                if event.order_id not in self._last_seq:
-                    continue  # unsubscribed while the event was queued
-                await self._send_event(event)
-            if close_on_terminal and event.terminal:
+                await self._send_events(events)
+            if close_on_terminal and any(event.terminal for event in events):
                 await self._ws.close(CLOSE_DONE)
                 return
 
-    async def _send_event(self, event: ClientEvent) -> None:
-        if event.seq <= self._last_seq.get(event.order_id, 0):
+    async def _send_events(self, events: list[ClientEvent]) -> None:
+        """Send, in order, the events this client watches and has not had yet."""
+        texts = []
+        for event in events:
+            last_seq = self._last_seq.get(event.order_id)
+            if last_seq is None or event.seq <= last_seq:
+                continue  # unsubscribed while queued, or sent already (backfill, resume)
+            self._last_seq[event.order_id] = event.seq
+            texts.append(event.text)
+        if not texts:
             return
-        self._last_seq[event.order_id] = event.seq
-        await self._send_raw(event.text)
-        WS_MESSAGES.inc()
+        if self._batch:
+            await self._send_raw(f"[{','.join(texts)}]")
+        else:
+            for text in texts:
+                await self._send_raw(text)
+        WS_MESSAGES.inc(len(texts))
 
     async def _send_raw(self, text: str) -> None:
         # A client that stops reading fills its TCP window and blocks the send: cut it off.
@@ -202,12 +247,17 @@ class StreamSession:
                 await self._apply(command)
 
     async def _apply(self, command: Command) -> None:
-        for order_id in command.order_ids:
-            if command.op == "unsubscribe":
+        if command.op == "unsubscribe":
+            for order_id in command.order_ids:
                 self._unsubscribe(order_id)
-            elif len(self._last_seq) >= MAX_ORDERS_PER_SOCKET:
-                await self._send_raw(error_frame("TOO_MANY_ORDERS", "open another socket"))
-                return
-            elif not await self._subscribe(order_id, command.after_seq.get(order_id, 0)):
-                message = f"no order {order_id}"
-                await self._send_raw(error_frame("ORDER_NOT_FOUND", message, orderId=order_id))
+            return
+        room = MAX_ORDERS_PER_SOCKET - len(self._last_seq)
+        ids = dict.fromkeys(command.order_ids)  # in order, each once
+        wanted = [order_id for order_id in ids if order_id not in self._last_seq]
+        after = command.after_seq
+        missing = await self._subscribe([(i, after.get(i, 0)) for i in wanted[: max(room, 0)]])
+        for order_id in missing:
+            message = f"no order {order_id}"
+            await self._send_raw(error_frame("ORDER_NOT_FOUND", message, orderId=order_id))
+        if len(wanted) > room:
+            await self._send_raw(error_frame("TOO_MANY_ORDERS", "open another socket"))
