@@ -28,7 +28,12 @@ async def test_the_helm_test_script_sees_an_order_confirmed(stack: Stack) -> Non
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    output, _ = await asyncio.wait_for(process.communicate(), 90)
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), 90)
+    except TimeoutError:
+        process.kill()  # a single process: nothing of it outlives the test
+        await process.wait()
+        raise
     lines = output.decode().splitlines()
     assert process.returncode == 0, "\n".join(lines)
     assert lines[0].startswith("submitted order ")

@@ -7,6 +7,8 @@ without blocking that loop; the test then reads the JSON report it wrote.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from dexec.auth import hash_api_key
 from tests.support.stack import Stack
@@ -46,10 +49,16 @@ async def run_loadgen(
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,  # its own process group, so a timeout can end all of it
     )
-    async with asyncio.timeout(RUN_TIMEOUT):
-        stdout, stderr = await process.communicate()
-    assert process.returncode is not None
+    try:
+        async with asyncio.timeout(RUN_TIMEOUT):
+            stdout, stderr = await process.communicate()
+    except TimeoutError:
+        os.killpg(process.pid, signal.SIGKILL)  # the generator and its worker processes
+        await process.wait()
+        raise
+    assert process.returncode is not None  # for the type checker: communicate() waited
     if process.returncode != 0:
         print(stdout.decode(), stderr.decode(), sep="\n", file=sys.stderr)
     report = await asyncio.to_thread(load_report, report_path)
@@ -98,15 +107,38 @@ def assert_every_order_seen_once(report: dict[str, Any]) -> None:
     assert report["cpu_ms_per_order_to_settle"] > 0
 
 
-@pytest.mark.parametrize("sockets", ["multiplexed", "per-order"])
+def sent(metric: str) -> float:
+    """A notifier counter, summed (the stack runs in this process)."""
+    return REGISTRY.get_sample_value(metric) or 0.0
+
+
+@pytest.mark.parametrize(
+    ("sockets", "frames"),
+    [("multiplexed", "batch"), ("multiplexed", "single"), ("per-order", "batch")],
+)
 async def test_every_order_is_accepted_and_followed_to_its_end_once(
-    stack: Stack, tmp_path: Path, sockets: str
+    stack: Stack, tmp_path: Path, sockets: str, frames: str
 ) -> None:
-    code, text, report = await run_loadgen(stack, tmp_path / "report.json", "--sockets", sockets)
+    events_before = sent("dexec_ws_messages_sent_total")
+    frames_before = sent("dexec_ws_frames_sent_total")
+
+    code, text, report = await run_loadgen(
+        stack, tmp_path / "report.json", "--sockets", sockets, "--frames", frames
+    )
 
     assert code == 0
     assert_every_order_seen_once(report)
     assert report["params"]["sockets"] == sockets
+    assert report["params"]["batched_frames"] == (frames == "batch")
+    events_sent = sent("dexec_ws_messages_sent_total") - events_before
+    frames_sent = sent("dexec_ws_frames_sent_total") - frames_before
+    assert events_sent == report["events"]["received"]
+    if frames == "single":
+        assert frames_sent == events_sent
+    elif sockets == "multiplexed":
+        assert frames_sent < events_sent  # a command's backfills, or queued events, shared one
+    else:
+        assert frames_sent <= events_sent
     # No --ws given: the notifier's address came from the API's /api/config.
     assert report["params"]["ws_url"] == stack.ws_url
     assert report["orders"]["retries"] == 0

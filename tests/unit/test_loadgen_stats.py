@@ -256,9 +256,9 @@ def test_the_ledger_counts_a_terminal_event_once_and_settles_after_submission() 
     ledger = Ledger(lambda accepted, completed: progress.append((accepted, completed)))
     order = OrderSample(0, "k0", order_id="o-1")
     ledger.add(order)
-    assert ledger.record(message("o-1", 1, "pending")) is None
-    assert ledger.record(message("o-1", 2, "failed", code="NO_ROUTE")) is order
-    assert ledger.record(message("o-1", 2, "failed", code="NO_ROUTE")) is None  # a duplicate
+    assert ledger.record(message("o-1", 1, "pending")) == []
+    assert ledger.record(message("o-1", 2, "failed", code="NO_ROUTE")) == [order]
+    assert ledger.record(message("o-1", 2, "failed", code="NO_ROUTE")) == []  # a duplicate
     assert ledger.completed == 1 and len(order.events) == 3
     assert order.events[1].code == "NO_ROUTE" and order.last_seq == 2
     assert progress == [(1, 0), (1, 1)]
@@ -267,13 +267,27 @@ def test_the_ledger_counts_a_terminal_event_once_and_settles_after_submission() 
     assert ledger.all_settled.is_set()
 
 
+def test_the_ledger_reads_a_batched_frame_event_by_event() -> None:
+    ledger = Ledger(lambda accepted, completed: None)
+    orders = [OrderSample(i, f"k{i}", order_id=f"o-{i}") for i in range(2)]
+    for order in orders:
+        ledger.add(order)
+    events = [message("o-0", 1, "pending"), message("o-1", 2, "pending")]
+    events += [message("o-0", 3, "confirmed"), message("o-1", 4, "confirmed")]
+    frame = b"[" + b",".join(events) + b"]"
+    assert ledger.record(frame) == orders
+    assert [e.seq for e in orders[0].events] == [1, 3]
+    assert [e.seq for e in orders[1].events] == [2, 4]
+    assert ledger.record(b"[1]") == [] and ledger.error_frames == {"UNEXPECTED_MESSAGE": 1}
+
+
 def test_the_ledger_stops_waiting_for_an_order_the_notifier_does_not_know() -> None:
     ledger = Ledger(lambda accepted, completed: None)
     order = OrderSample(0, "k0", order_id="o-1")
     ledger.add(order)
     ledger.submission_finished()
     frame = b'{"error": {"code": "ORDER_NOT_FOUND", "message": "no order o-1", "orderId": "o-1"}}'
-    assert ledger.record(frame) is order
+    assert ledger.record(frame) == [order]
     assert order.not_found and not order.terminal
     assert ledger.error_frames == {"ORDER_NOT_FOUND": 1}
     assert ledger.all_settled.is_set()
@@ -294,6 +308,7 @@ def config(**overrides: object) -> RunConfig:
         "sockets": "multiplexed",
         "sockets_per_worker": 4,
         "subscribe_batch_seconds": 0.01,
+        "batched_frames": True,
         "timeout": 60.0,
         "token_in": "SOL",
         "token_out": "USDC",

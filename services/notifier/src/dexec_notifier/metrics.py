@@ -7,6 +7,10 @@ from dexec.metrics import DURATION_BUCKETS
 
 WS_CONNECTIONS = Gauge("dexec_ws_connections", "Open WebSocket connections")
 WS_MESSAGES = Counter("dexec_ws_messages_sent_total", "Event messages sent to WebSocket clients")
+WS_FRAMES = Counter(
+    "dexec_ws_frames_sent_total",
+    "WebSocket frames sent (with ?batch=true one frame may carry many events; errors count too)",
+)
 RECORDED_EVENTS = Counter("dexec_recorder_events_total", "Events newly written to Postgres")
 RECORDER_BATCH_SIZE = Histogram(
     "dexec_recorder_batch_size",

@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field, ValidationError
 from dexec.bus.history import read_order_events
 from dexec_notifier.client_events import ClientEvent
 from dexec_notifier.live import LiveHub, SlowConsumer, Watcher
-from dexec_notifier.metrics import WS_BACKFILLS, WS_CONNECTIONS, WS_MESSAGES
+from dexec_notifier.metrics import WS_BACKFILLS, WS_CONNECTIONS, WS_FRAMES, WS_MESSAGES
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +221,7 @@ class StreamSession:
     async def _send_raw(self, text: str) -> None:
         # A client that stops reading fills its TCP window and blocks the send: cut it off.
         await asyncio.wait_for(self._ws.send_text(text), self._send_timeout)
+        WS_FRAMES.inc()
 
     async def _drain_client(self) -> None:
         """Single-order sockets ignore what the client sends; this only notices it leaving."""

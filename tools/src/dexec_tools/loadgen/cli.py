@@ -80,6 +80,13 @@ def parser() -> argparse.ArgumentParser:
         help="multiplexed: how long subscriptions are gathered into one command",
     )
     load.add_argument(
+        "--frames",
+        choices=("batch", "single"),
+        default="batch",
+        help="ask the notifier for each socket's ready events as one JSON-array frame "
+        "(?batch=true), or one frame per event",
+    )
+    load.add_argument(
         "--timeout",
         type=_non_negative_float,
         default=60.0,
@@ -170,6 +177,7 @@ def config_from(args: argparse.Namespace) -> RunConfig:
         sockets=args.sockets,
         sockets_per_worker=args.sockets_per_worker,
         subscribe_batch_seconds=args.subscribe_batch_ms / 1000,
+        batched_frames=args.frames == "batch",
         timeout=args.timeout,
         token_in=base,
         token_out=quote,

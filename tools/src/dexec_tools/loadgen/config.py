@@ -21,6 +21,7 @@ class RunConfig:
     sockets: SocketMode
     sockets_per_worker: int  # multiplexed: sockets each worker opens up front
     subscribe_batch_seconds: float  # multiplexed: subscriptions are sent in batches this often
+    batched_frames: bool  # ask the notifier for JSON-array frames (?batch=true)
     timeout: float  # after its last POST, how long a worker waits for the last terminal event
     token_in: str
     token_out: str

@@ -3,7 +3,9 @@
 Two ways, as clients do it: `MultiplexFollower` keeps a few sockets to `/ws` and subscribes
 orders in batches; `PerOrderFollower` opens `/ws/orders/{id}` for each order, which the
 notifier closes with 1000 after the terminal event. Either way a dropped socket is re-opened
-and resumes after the last seq it saw, so a drop costs neither events nor duplicates.
+and resumes after the last seq it saw, so a drop costs neither events nor duplicates. With
+batched frames (the default) a frame is a JSON array of events; a notifier that predates them
+ignores `?batch=true` and sends one object per frame, and both shapes are read.
 
 The per-message path is deliberately small (parse, append a tuple, maybe count a terminal):
 everything else is computed from the raw samples after the run.
@@ -64,11 +66,17 @@ def connect_options(config: RunConfig) -> dict[str, Any]:
     }
 
 
-def with_api_key(url: str, api_key: str | None) -> str:
-    """Browsers cannot set headers on a WebSocket, so the notifier also takes ?apiKey=."""
-    if not api_key:
+def socket_url(url: str, config: RunConfig) -> str:
+    """The URL with the query parameters every socket of the run takes."""
+    params = []
+    if config.batched_frames:
+        params.append("batch=true")
+    if config.api_key:
+        # Browsers cannot set headers on a WebSocket, so the notifier also takes ?apiKey=.
+        params.append(f"apiKey={quote(config.api_key, safe='')}")
+    if not params:
         return url
-    return f"{url}{'&' if '?' in url else '?'}apiKey={quote(api_key, safe='')}"
+    return f"{url}{'&' if '?' in url else '?'}{'&'.join(params)}"
 
 
 class Ledger:
@@ -98,10 +106,22 @@ class Ledger:
         self._submitting = False
         self._check_settled()
 
-    def record(self, raw: str | bytes) -> OrderSample | None:
-        """Store one message; returns the order if this message settled it."""
+    def record(self, raw: str | bytes) -> list[OrderSample]:
+        """Store one frame's events; returns the orders it settled."""
         received = time.time()
-        message = orjson.loads(raw)
+        frame = orjson.loads(raw)
+        messages = frame if isinstance(frame, list) else [frame]
+        settled = []
+        for message in messages:
+            order = self._record(message, received)
+            if order is not None:
+                settled.append(order)
+        return settled
+
+    def _record(self, message: Any, received: float) -> OrderSample | None:
+        if not isinstance(message, dict):
+            self.error_frames["UNEXPECTED_MESSAGE"] += 1
+            return None
         order = self.by_id.get(message.get("orderId"))  # type: ignore[arg-type]
         if order is None or "error" in message:
             return self._other(message)
@@ -234,11 +254,11 @@ class MuxSocket:
         sender = asyncio.create_task(self._send_batches(ws))
         try:
             async for raw in ws:
-                settled = self._ledger.record(raw)
-                if settled is not None and settled.order_id in self._active:
-                    self._active.discard(settled.order_id)
-                    self._to_unsubscribe.append(settled.order_id)
-                    self._wake.set()
+                for settled in self._ledger.record(raw):
+                    if settled.order_id in self._active:
+                        self._active.discard(settled.order_id)
+                        self._to_unsubscribe.append(settled.order_id)
+                        self._wake.set()
         finally:
             sender.cancel()
             # Collect the sender's end (cancelled, or the send that hit the closed socket).
@@ -280,7 +300,7 @@ class MultiplexFollower:
     """A few `/ws` sockets per worker; each order goes to the least loaded one."""
 
     def __init__(self, config: RunConfig, ledger: Ledger) -> None:
-        self._url = with_api_key(f"{config.ws_url.rstrip('/')}/ws", config.api_key)
+        self._url = socket_url(f"{config.ws_url.rstrip('/')}/ws", config)
         self._ledger = ledger
         self._initial = max(1, config.sockets_per_worker)
         self._batch_seconds = config.subscribe_batch_seconds
@@ -314,7 +334,7 @@ class PerOrderFollower:
 
     def __init__(self, config: RunConfig, ledger: Ledger) -> None:
         self._base = config.ws_url.rstrip("/")
-        self._api_key = config.api_key
+        self._config = config
         self._ledger = ledger
         self._options = connect_options(config)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -335,7 +355,7 @@ class PerOrderFollower:
             code: int | None = 1006  # no close frame: the connection dropped
             try:
                 async with self._opening:
-                    ws = await connect(with_api_key(url, self._api_key), **self._options)
+                    ws = await connect(socket_url(url, self._config), **self._options)
                 async with ws:
                     self._ledger.sockets_opened += 1
                     attempt = 0
