@@ -1,0 +1,72 @@
+"""A redelivered order resumes the transaction an earlier delivery sent; it never sends twice."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import nats
+
+from dexec.bus.history import read_order_events
+from dexec.bus.publisher import emit
+from dexec.market.chain import SimulatedChain
+from dexec.market.market import Market
+from dexec.orders.events import OrderEvent, Submission
+from dexec.orders.states import EventType
+from dexec_executor.service import ExecutorService
+from dexec_executor.settings import ExecutorSettings
+from tests.support.chain import landed_outcomes
+from tests.support.stack import TEST_DEFAULTS, Stack
+from tests.support.waiting import eventually
+
+ORDER = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "2", "slippageBps": 300}
+
+
+async def test_a_landed_transaction_is_confirmed_without_being_sent_again(
+    start: Callable[..., Any], nats_url: str, database_url: str
+) -> None:
+    # From here on every send is refused with a 429, on every attempt: the order can only end
+    # `confirmed` if the executor sees that its transaction already landed and does not send.
+    refusing = {"chain_rate_limit_rate": 1}
+    stack: Stack = await start(without=frozenset({"executor"}), **refusing)
+    order_id = (await stack.submit(ORDER)).json()["orderId"]
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+
+        async def routed() -> OrderEvent | None:
+            events = [s.event for s in await read_order_events(js, order_id)]
+            return next((e for e in events if e.event == EventType.ROUTED), None)
+
+        route = (await eventually(routed, what="the order routed")).payload()
+        # What an executor killed right after its send leaves: the write-ahead `submitted`
+        # in the stream and the transaction on the chain, but no `confirmed`.
+        values = {**TEST_DEFAULTS, "nats_url": nats_url, "database_url": database_url}
+        earlier = ExecutorSettings(**values)
+        chain = await SimulatedChain.open(js, Market.from_settings(earlier), earlier)
+        try:
+            tx = chain.sign(order_id, route)
+            await emit(js, order_id, EventType.BUILDING, attempt=1)
+            submission = Submission(
+                signature=tx.signature,
+                blockhash=tx.blockhash,
+                last_valid_block_height=tx.last_valid_block_height,
+            )
+            await emit(js, order_id, EventType.SUBMITTED, submission, attempt=1)
+            assert await chain.send(tx, attempt=1, fresh=True) is not None  # it landed
+        finally:
+            await chain.close()
+
+        executor = ExecutorService(ExecutorSettings(**values, **refusing))
+        await executor.start()
+        try:
+            messages = await stack.watch(order_id)
+        finally:
+            await executor.stop()
+    finally:
+        await nc.close()
+
+    assert [m["event"] for m in messages][-3:] == ["building", "submitted", "confirmed"]
+    assert messages[-1]["data"]["txHash"] == tx.signature
+    landed = [o for o in await landed_outcomes(nats_url) if o.order_id == order_id]
+    assert [o.signature for o in landed] == [tx.signature]
