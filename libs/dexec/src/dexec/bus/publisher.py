@@ -38,15 +38,26 @@ class PendingAck:
     def __init__(self, event: OrderEvent, future: asyncio.Future[PubAck]) -> None:
         self._event = event
         self._future = future
+        # nats-py frees a publish's slot among its 4,000 async publishes only when the future
+        # is done: an ack lost in a reconnect must still end it, awaited or not, or the slots
+        # run out and every later publish waits forever.
+        self._expiry = asyncio.get_running_loop().call_later(ACK_TIMEOUT_SECONDS, self._expire)
+        future.add_done_callback(self._settled)
+
+    def _expire(self) -> None:
+        if not self._future.done():
+            self._future.set_exception(NatsTimeoutError())
+
+    def _settled(self, done: asyncio.Future[PubAck]) -> None:
+        self._expiry.cancel()
         # A handler that fails before it awaits the ack leaves no unretrieved exception.
-        future.add_done_callback(lambda done: done.cancelled() or done.exception())
+        if not done.cancelled():
+            done.exception()
 
     async def acked(self) -> PubAck:
-        """Once this returns, the transition is durable."""
-        try:
-            ack = await asyncio.wait_for(asyncio.shield(self._future), ACK_TIMEOUT_SECONDS)
-        except TimeoutError as exc:
-            raise NatsTimeoutError from exc
+        """Once this returns, the transition is durable; `nats.errors.TimeoutError` if the
+        ack did not come within ACK_TIMEOUT_SECONDS of the publish."""
+        ack = await self._future
         _count(self._event, ack)
         return ack
 
