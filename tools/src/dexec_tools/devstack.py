@@ -118,7 +118,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quiet", action="store_true", help="do not echo service output (it is still logged)"
     )
-    parser.add_argument("--start-timeout", type=float, default=60.0, metavar="SECONDS")
+    parser.add_argument(
+        "--start-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long the API and notifier may take to answer /readyz",
+    )
     parser.add_argument(
         "--replicas",
         type=int,

@@ -139,8 +139,11 @@ class ConsumerWorker:
         try:
             await self._handle(event, msg, msg.metadata.num_delivered)
         except INFRASTRUCTURE_ERRORS as exc:
-            # NATS is restarting or unreachable: not the order's fault, so no attempt is spent
-            # on it by a `failed`; the message comes back (now, or after ack_wait) and resumes.
+            # NATS is restarting or unreachable: not the order's fault, so it does not end the
+            # order `failed` even on its last attempt; the message comes back (now, or after
+            # ack_wait) and resumes. That redelivery still counts as an attempt (attempts are
+            # deliveries: each gets its own number, so a re-signed `submitted` gets its own
+            # msg id), which leaves fewer retries for the order's own transient errors.
             log.warning(
                 "%s: infrastructure error, redelivering: %r",
                 self._stage.name,
