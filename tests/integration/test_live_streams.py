@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import pytest
 import websockets
 
 from tests.support.stack import Stack
@@ -49,8 +50,12 @@ async def test_query_parameter_endpoint_streams_the_same_events(stack: Stack) ->
     assert {"orderId", "status", "event", "seq", "at"} <= set(messages[0])
 
 
-async def test_unknown_order_gets_a_json_error_and_close_code_4404(stack: Stack) -> None:
-    async with websockets.connect(f"{stack.ws_url}/ws/orders/no-such-order") as ws:
+@pytest.mark.parametrize("order_id", ["no-such-order", "*", "%3E"])
+async def test_unknown_order_gets_a_json_error_and_close_code_4404(
+    stack: Stack, order_id: str
+) -> None:
+    await stack.submit(ORDER)  # an order exists that a wildcard would match
+    async with websockets.connect(f"{stack.ws_url}/ws/orders/{order_id}") as ws:
         error = orjson.loads(await ws.recv())
         await ws.wait_closed()
     assert error["error"]["code"] == "ORDER_NOT_FOUND"
@@ -80,8 +85,8 @@ async def test_one_socket_watches_many_orders_and_can_unsubscribe(stack: Stack) 
         await stack.watch(order_id)  # all finished: the subscription is pure backfill
 
     async with websockets.connect(f"{stack.ws_url}/ws") as ws:
-        await ws.send(orjson.dumps({"op": "subscribe", "orderIds": [*ids, "missing"]}))
-        frames = [orjson.loads(await ws.recv()) for _ in range(3 * len(LIFECYCLE) + 1)]
+        await ws.send(orjson.dumps({"op": "subscribe", "orderIds": [*ids, "missing", "*"]}))
+        frames = [orjson.loads(await ws.recv()) for _ in range(3 * len(LIFECYCLE) + 2)]
         await ws.send(orjson.dumps({"op": "unsubscribe", "orderIds": ids}))
         await ws.send(orjson.dumps({"op": "resubscribe"}))
         error = orjson.loads(await ws.recv())
@@ -89,12 +94,13 @@ async def test_one_socket_watches_many_orders_and_can_unsubscribe(stack: Stack) 
     events = [f for f in frames if "event" in f]
     for order_id in ids:
         assert [f["event"] for f in events if f["orderId"] == order_id] == LIFECYCLE
-    (missing,) = [f for f in frames if "error" in f]
-    assert missing["error"] == {
+    missing, wildcard = [f["error"] for f in frames if "error" in f]
+    assert missing == {
         "code": "ORDER_NOT_FOUND",
         "message": "no order missing",
         "orderId": "missing",
     }
+    assert wildcard["orderId"] == "*" and wildcard["code"] == "ORDER_NOT_FOUND"
     assert error["error"]["code"] == "BAD_REQUEST"
 
 
@@ -188,3 +194,28 @@ async def test_a_single_order_socket_can_take_its_events_batched(stack: Stack) -
         frames = [orjson.loads(raw) async for raw in ws]
         assert ws.close_code == 1000
     assert frames == [finished]
+
+
+async def test_an_unsubscribed_order_gets_no_more_events_on_that_socket(start) -> None:
+    stack: Stack = await start(latency_mode="realistic")  # orders stay in flight for a while
+    async with websockets.connect(f"{stack.ws_url}/ws") as ws:
+        dropped, kept = [(await stack.submit(ORDER)).json()["orderId"] for _ in range(2)]
+        await ws.send(orjson.dumps({"op": "subscribe", "orderIds": [dropped, kept]}))
+        frames = [orjson.loads(await ws.recv())]
+        while frames[-1]["orderId"] != dropped:
+            frames.append(orjson.loads(await ws.recv()))
+        await ws.send(orjson.dumps({"op": "unsubscribe", "orderIds": [dropped]}))
+        # Commands are applied in order: once the marker's error arrives, so has the unsubscribe.
+        await ws.send(orjson.dumps({"op": "subscribe", "orderIds": ["marker"]}))
+        while "error" not in frames[-1]:
+            frames.append(orjson.loads(await ws.recv()))
+        after = []
+        async with asyncio.timeout(30):
+            while not after or after[-1]["event"] not in ("confirmed", "failed"):
+                after.append(orjson.loads(await ws.recv()))
+
+    assert frames[-1]["error"]["orderId"] == "marker"
+    assert {f["orderId"] for f in after} == {kept}
+    seen = max(f["seq"] for f in frames if f.get("orderId") == dropped)
+    everything = await stack.watch(dropped)
+    assert everything[-1]["seq"] > seen  # it went on after the unsubscribe, unseen here

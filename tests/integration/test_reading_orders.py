@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 
 from nats.js import JetStreamContext
 
@@ -55,8 +56,23 @@ async def test_orders_are_listed_newest_first_with_a_cursor(stack: Stack) -> Non
     assert none.json() == {"orders": [], "nextCursor": None}
 
 
+def forged_cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
 async def test_bad_listing_parameters_are_4xx(stack: Stack) -> None:
-    for params in ({"status": "lost"}, {"limit": 0}, {"limit": 1000}, {"cursor": "!!"}):
+    cursors = [
+        "!!",
+        forged_cursor("2024-01-01T00:00:00+00:00|\x00"),  # a NUL Postgres cannot compare
+        forged_cursor("0001-01-01T00:00:00+05:00|x"),  # year 0 in UTC
+        forged_cursor("2024-01-01T00:00:00|x"),  # no time zone: this API never issues one
+    ]
+    for params in (
+        {"status": "lost"},
+        {"limit": 0},
+        {"limit": 1000},
+        *({"cursor": cursor} for cursor in cursors),
+    ):
         response = await stack.http.get(f"{stack.api_url}/api/orders", params=params)
         assert response.status_code == 422, params
         assert "error" in response.json()

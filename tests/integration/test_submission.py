@@ -88,6 +88,17 @@ BAD_BODIES = {
         "VALIDATION_ERROR",
     ),
     "array body": ([ORDER], 422, "VALIDATION_ERROR"),
+    # A NUL could not be stored (Postgres JSONB refuses it) and would stall the recorder.
+    "webhook url with a NUL": (
+        {**ORDER, "webhookUrl": "http://a.example/\u0000x"},
+        422,
+        "VALIDATION_ERROR",
+    ),
+    "webhook url with a bad port": (
+        {**ORDER, "webhookUrl": "http://a.example:80x/"},
+        422,
+        "VALIDATION_ERROR",
+    ),
 }
 
 
@@ -106,6 +117,12 @@ async def test_bad_body_gets_a_json_4xx_and_no_order(stack: Stack, case: str) ->
 RAW_REQUESTS = {
     "invalid json": (b'{"tokenIn": "SOL",', "application/json", 400, "INVALID_JSON"),
     "wrong content type": (b"tokenIn=SOL&amount=1", "text/plain", 415, "UNSUPPORTED_MEDIA_TYPE"),
+    "nesting deeper than the parser's stack": (
+        b"[" * 3000,
+        "application/json",
+        400,
+        "INVALID_JSON",
+    ),
     "body over the limit": (
         b'{"pad": "' + b"x" * 20_000 + b'"}',
         "application/json",
@@ -144,7 +161,9 @@ async def test_oversized_chunked_body_is_refused(stack: Stack) -> None:
     assert response.json()["error"]["code"] == "BODY_TOO_LARGE"
 
 
-async def test_unknown_order_is_a_json_404(stack: Stack) -> None:
-    response = await stack.http.get(f"{stack.api_url}/api/orders/nope")
+@pytest.mark.parametrize("order_id", ["nope", "*", "%3E", "%00", "a.b", "x" * 65])
+async def test_unknown_or_malformed_order_id_is_a_json_404(stack: Stack, order_id: str) -> None:
+    await stack.submit(ORDER)  # an order exists that a wildcard would match
+    response = await stack.http.get(f"{stack.api_url}/api/orders/{order_id}")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "ORDER_NOT_FOUND"

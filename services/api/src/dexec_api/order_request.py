@@ -47,9 +47,16 @@ class OrderRequest(BaseModel):
     @classmethod
     def _http_url(cls, url: str | None) -> str | None:
         if url is not None:
+            # Control characters could not even be stored (Postgres JSONB refuses NUL).
+            if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in url):
+                raise ValueError("webhookUrl must not contain spaces or control characters")
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError("webhookUrl must be an http(s) URL")
+            try:
+                parts.port  # noqa: B018 - parsing the port is the check
+            except ValueError as exc:
+                raise ValueError("webhookUrl has an invalid port") from exc
         return url
 
     @model_validator(mode="after")
@@ -92,7 +99,8 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     try:
         # Numbers become Decimal, never float: "0.1" SOL stays exactly 0.1.
         body = json.loads(raw, parse_float=Decimal)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: nesting deeper than the parser's stack (3 KB of "[" is enough).
         raise ApiError(400, "INVALID_JSON", f"the body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise ApiError(422, "VALIDATION_ERROR", "the body must be a JSON object")

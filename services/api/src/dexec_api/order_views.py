@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from nats.js import JetStreamContext
@@ -11,6 +11,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dexec.bus.history import read_order_events
+from dexec.bus.subjects import is_order_id
 from dexec.db.models import OrderEventRow, OrderRow
 from dexec.db.projection import view_from_row
 from dexec.market.tokens import from_base_units, resolve_token
@@ -74,6 +75,8 @@ async def get_order(
     on its WebSocket must not read an older state here: it is folded from the stream, the
     source of truth, which also finds an order the recorder has not written at all yet.
     """
+    if not is_order_id(order_id):
+        raise not_found(order_id)  # before any query: such an id names no order
     async with engine.connect() as conn:
         row = (await conn.execute(select(OrderRow).where(OrderRow.id == order_id))).first()
         if row is not None:
@@ -116,11 +119,17 @@ def encode_cursor(created_at: datetime, order_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    invalid = ApiError(422, "INVALID_CURSOR", "cursor is not one this API returned")
     try:
         created, order_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(created), order_id
-    except ValueError as exc:
-        raise ApiError(422, "INVALID_CURSOR", "cursor is not one this API returned") from exc
+        stamp = datetime.fromisoformat(created)
+        # In UTC, so a time Postgres cannot hold (year 0 after its offset) fails here.
+        at = stamp.astimezone(UTC) if stamp.tzinfo is not None else None
+    except (ValueError, OverflowError) as exc:
+        raise invalid from exc
+    if at is None or not is_order_id(order_id):
+        raise invalid  # this API hands out aware times and real order ids only
+    return at, order_id
 
 
 async def list_orders(

@@ -238,7 +238,8 @@ class WebhookDispatcher:
         }
         try:
             response = await self._http.post(delivery.url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            # InvalidURL is no HTTPError: uncaught, the row's next attempt would never move.
             log.info("webhook POST failed: %r", exc)
             return False
         return response.is_success

@@ -36,7 +36,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from dexec.bus.subjects import STREAM, event_subject, order_subjects
+from dexec.bus.subjects import STREAM, event_subject, is_order_id, order_subjects
 from dexec.orders.events import OrderEvent
 from dexec.orders.states import EventType
 
@@ -59,6 +59,8 @@ async def read_order_events(
     js: JetStreamContext, order_id: str, after_seq: int = 0
 ) -> list[StoredEvent]:
     """Every event of `order_id` with a stream sequence above `after_seq`, in stream order."""
+    if not is_order_id(order_id):
+        return []  # no order has that id (and as a subject token it could match them all)
     return await HistoryReader.of(js).read(order_id, after_seq)
 
 
@@ -69,6 +71,8 @@ async def read_latest_events(
 
     A kind published once per attempt (`submitted`) gives its latest attempt's event.
     """
+    if not is_order_id(order_id):
+        return []
     return await HistoryReader.of(js).read_latest(order_id, kinds)
 
 

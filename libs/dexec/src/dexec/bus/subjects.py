@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from dexec.orders.states import EventType
@@ -27,6 +28,16 @@ def kv_stream(bucket: str) -> str:
 def kv_key_prefix(bucket: str) -> str:
     """What a KV bucket's subjects start with; the key follows it."""
     return f"$KV.{bucket}."
+
+
+# What an order id may look like (the API issues UUIDs): one subject token, so never a
+# wildcard (`*`, `>`), a separator (`.`), whitespace or a control character. Anything else
+# names no order, and must not reach a subject filter, where `*` would match every order.
+_ORDER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def is_order_id(text: str) -> bool:
+    return _ORDER_ID.fullmatch(text) is not None
 
 
 def event_subject(event: EventType, order_id: str) -> str:
