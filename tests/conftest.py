@@ -57,8 +57,14 @@ async def start(nats_url: str, database_url: str) -> AsyncIterator[Callable[...,
         return stack
 
     yield _start
+    failures: list[BaseException] = []
     for stack in stacks:
-        await stack.stop()
+        try:
+            await stack.stop()
+        except Exception as exc:  # the other stacks must still stop
+            failures.append(exc)
+    if failures:
+        raise failures[0]
 
 
 @pytest.fixture

@@ -140,18 +140,25 @@ async def test_every_order_survives_crashes_exactly_once(stack: ProcessStack) ->
     watchers: list[asyncio.Task[list[dict[str, Any]]]] = []
     deadline = time.monotonic() + 240
 
-    async with httpx.AsyncClient(timeout=10, limits=limits) as http:
+    try:
+        async with httpx.AsyncClient(timeout=10, limits=limits) as http:
 
-        async def one(i: int) -> str | None:
-            async with slots:
-                order_id = await submit(http, stack.api_url, i)
-            if order_id and i % WATCH_EVERY == 0:
-                watchers.append(asyncio.create_task(follow(stack.ws_url, order_id, deadline)))
-            return order_id
+            async def one(i: int) -> str | None:
+                async with slots:
+                    order_id = await submit(http, stack.api_url, i)
+                if order_id and i % WATCH_EVERY == 0:
+                    watchers.append(asyncio.create_task(follow(stack.ws_url, order_id, deadline)))
+                return order_id
 
-        submitted = await asyncio.gather(*(one(i) for i in range(ORDERS)))
-    stop_chaos.set()
-    events_done = await chaos_task
+            submitted = await asyncio.gather(*(one(i) for i in range(ORDERS)))
+    except BaseException:
+        for watcher in watchers:
+            watcher.cancel()
+        raise
+    finally:
+        # Chaos ends here, pass or fail: it must not kill or revive anything after teardown.
+        stop_chaos.set()
+        events_done = await chaos_task
     assert "restart nats" in events_done and "restart postgres" in events_done
     assert sum(e.startswith("kill") for e in events_done) >= 5, events_done
     # Whatever is down at this moment is up again (chaos always revives what it kills).
@@ -189,15 +196,20 @@ async def test_every_order_survives_crashes_exactly_once(stack: ProcessStack) ->
         assert kinds["pending"] == 1 and kinds["confirmed"] + kinds["failed"] == 1, kinds
     # Postgres recorded every event of the stream, once.
     assert recorded == Counter((oid, e.msg_id) for oid, events in truth.items() for e in events)
-    # Executed at most once: one landed transaction per confirmed order, none for the others.
-    landed = Counter(o.order_id for o in await landed_outcomes(stack.nats.url))
+    # Executed at most once: one landed transaction per confirmed order, and it is the one the
+    # order reports; a failed order moved no funds (its transaction, if one landed, failed).
+    outcomes = await landed_outcomes(stack.nats.url)
+    landed = Counter(o.order_id for o in outcomes)
+    executed = {o.order_id: o.signature for o in outcomes if o.ok}
     statuses = {r.id: r.status for r in rows}
     assert set(statuses) == accepted and set(statuses.values()) <= set(TERMINAL)
     assert max(landed.values()) == 1
     for r in rows:
         if r.status == "confirmed":
             assert landed[r.id] == 1
-            assert r.execution["txHash"]
+            assert executed.get(r.id) == r.execution["txHash"]
+        else:
+            assert r.id not in executed, f"failed order {r.id} executed on the chain"
     # Every WebSocket client saw each event once, in order, to the end.
     streams = await asyncio.gather(*watchers)
     assert len(streams) == ORDERS // WATCH_EVERY

@@ -95,9 +95,13 @@ def engine() -> Iterator[tuple[ProcessStack, Prometheus]]:
         prometheus.wait_scraping()
         yield stack, prometheus
     finally:
-        prometheus.stop()
-        stack.stop()
-        remove(stack)
+        try:
+            prometheus.stop()
+        finally:
+            try:
+                stack.stop()
+            finally:
+                remove(stack)
 
 
 @dataclass

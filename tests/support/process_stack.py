@@ -89,10 +89,16 @@ class ProcessStack:
         return "\n".join(f"--- {n}\n{s.tail()}" for n, s in self.services.items())
 
     def stop(self) -> None:
-        for service in reversed(list(self.services.values())):
-            service.stop()
-        self.postgres.stop()
-        self.nats.stop()
+        """Stop every part, even when stopping one fails; then raise the first failure."""
+        parts = [*reversed(list(self.services.values())), self.postgres, self.nats]
+        failures: list[Exception] = []
+        for part in parts:
+            try:
+                part.stop()
+            except Exception as exc:  # the others must still stop
+                failures.append(exc)
+        if failures:
+            raise failures[0]
 
 
 def process_stack(settings: dict[str, str]) -> ProcessStack:

@@ -113,6 +113,8 @@ class Stack:
             return list(await conn.execute(text(sql), params))
 
     async def stop(self) -> None:
+        """Stop every part, even when one fails to stop; then raise the first failure."""
+        failures: list[BaseException] = []
         for stop in reversed(self._stoppers):
             try:
                 await asyncio.wait_for(stop(), STOP_TIMEOUT_SECONDS)
@@ -121,9 +123,13 @@ class Stack:
                 for task in asyncio.all_tasks():
                     task.print_stack(file=sys.stderr)
                 message = f"{stop} did not finish within {STOP_TIMEOUT_SECONDS}s"
-                raise TimeoutError(message) from None
+                failures.append(TimeoutError(message))
+            except Exception as exc:
+                failures.append(exc)
         await self.http.aclose()
         await self.db.dispose()
+        if failures:
+            raise failures[0]
 
 
 async def start_stack(
