@@ -119,17 +119,15 @@ def encode_cursor(created_at: datetime, order_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    invalid = ApiError(422, "INVALID_CURSOR", "cursor is not one this API returned")
     try:
         created, order_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
         stamp = datetime.fromisoformat(created)
+        if stamp.tzinfo is None or not is_order_id(order_id):
+            raise ValueError("this API hands out aware times and real order ids only")
         # In UTC, so a time Postgres cannot hold (year 0 after its offset) fails here.
-        at = stamp.astimezone(UTC) if stamp.tzinfo is not None else None
+        return stamp.astimezone(UTC), order_id
     except (ValueError, OverflowError) as exc:
-        raise invalid from exc
-    if at is None or not is_order_id(order_id):
-        raise invalid  # this API hands out aware times and real order ids only
-    return at, order_id
+        raise ApiError(422, "INVALID_CURSOR", "cursor is not one this API returned") from exc
 
 
 async def list_orders(

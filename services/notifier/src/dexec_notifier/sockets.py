@@ -29,7 +29,6 @@ from nats.js import JetStreamContext
 from pydantic import BaseModel, Field, ValidationError
 
 from dexec.bus.history import read_order_events
-from dexec.bus.subjects import is_order_id
 from dexec_notifier.client_events import ClientEvent
 from dexec_notifier.live import LiveHub, SlowConsumer, Watcher
 from dexec_notifier.metrics import WS_BACKFILLS, WS_CONNECTIONS, WS_FRAMES, WS_MESSAGES
@@ -166,8 +165,6 @@ class StreamSession:
         and whether that came from the cache. Call with the send lock held."""
         if order_id in self._last_seq:
             return [], True
-        if not is_order_id(order_id):
-            return None, True  # names no order; never watched, never read
         # No await between registering and taking the cached history: nothing slips between.
         backfill = self._hub.watch(order_id, self._watcher)
         self._last_seq[order_id] = after_seq
