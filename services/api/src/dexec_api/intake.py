@@ -20,12 +20,13 @@ from nats.js.errors import NotFoundError
 from opentelemetry.trace import StatusCode
 
 from dexec import tracing
-from dexec.bus.publisher import emit
+from dexec.bus.publisher import build_event
 from dexec.bus.subjects import STREAM, event_subject
 from dexec.orders.events import OrderSpec
 from dexec.orders.states import EventType, OrderStatus
 from dexec_api.backpressure import RouterBacklog
 from dexec_api.body import read_json_body
+from dexec_api.commit import CommitFailed, CommitUncertain, commit_event
 from dexec_api.errors import ApiError
 from dexec_api.idempotency import IdempotencyConflict, IdempotencyStore
 from dexec_api.metrics import ORDERS_ACCEPTED, ORDERS_REJECTED
@@ -96,11 +97,11 @@ class OrderIntake:
             )
         try:
             return await self._place(spec, idempotency_key)
-        except NatsError as exc:
+        except NatsError as exc:  # before the commit: the idempotency claim or replay lookup
             raise ApiError(
                 503,
                 "BUS_UNAVAILABLE",
-                "the order could not be committed; retry (with the same Idempotency-Key)",
+                "the order was not accepted; retry (with the same Idempotency-Key)",
                 headers=retry_after_header(1),
             ) from exc
 
@@ -134,24 +135,42 @@ class OrderIntake:
                     "this Idempotency-Key was used with a different order",
                 ) from exc
             order_id, created = claim.order_id, claim.created
-        await self._commit(order_id, spec, created)
+        if created or not await self._pending_stored(order_id):
+            await self._commit(order_id, spec)
         return Accepted(order_id, spec, created)
 
-    async def _commit(self, order_id: str, spec: OrderSpec, created: bool) -> None:
-        """Publish `pending`: the stream's ack is the commit point of the order.
+    async def _pending_stored(self, order_id: str) -> bool:
+        """A replayed key publishes too, in case the first request died between its claim and
+        its publish; within the duplicate window the server drops the copy, and past it the
+        order's `pending` is looked up first so it is never published twice."""
+        try:
+            subject = event_subject(EventType.PENDING, order_id)
+            await self._js.get_last_msg(STREAM, subject, direct=True)
+            return True
+        except NotFoundError:
+            return False
 
-        A replayed key publishes too, in case the first request died between its claim and its
-        publish; within the duplicate window the server drops the copy, and past it the
-        order's `pending` is looked up first so it is never published twice.
-        """
-        if not created:
-            try:
-                subject = event_subject(EventType.PENDING, order_id)
-                await self._js.get_last_msg(STREAM, subject, direct=True)
-                return
-            except NotFoundError:
-                pass
-        await emit(self._js, order_id, EventType.PENDING, spec)
+    async def _commit(self, order_id: str, spec: OrderSpec) -> None:
+        """Publish `pending` (`dexec_api.commit`): the stream's ack is the order's commit point."""
+        event = build_event(order_id, EventType.PENDING, spec)
+        try:
+            await commit_event(self._js, event, self._settings.commit_timeout_seconds)
+        except CommitFailed as exc:
+            raise ApiError(
+                503,
+                "BUS_UNAVAILABLE",
+                "the order was not accepted; retry (with the same Idempotency-Key)",
+                headers=retry_after_header(1),
+            ) from exc
+        except CommitUncertain as exc:
+            raise ApiError(
+                503,
+                "COMMIT_UNCERTAIN",
+                "the bus did not confirm the order in time, and it may still be accepted: look"
+                " it up before submitting it again, or resubmit with the same Idempotency-Key",
+                {"orderId": order_id, "links": {"self": f"/api/orders/{order_id}"}},
+                retry_after_header(1),
+            ) from exc
 
 
 def accepted_body(accepted: Accepted, public_ws_url: str) -> dict[str, Any]:

@@ -7,3 +7,7 @@ ORDERS_REJECTED = Counter(
 ROUTER_BACKLOG = Gauge(
     "dexec_router_backlog", "Orders waiting for or being routed, as the API last read it"
 )
+COMMIT_RETRIES = Counter(
+    "dexec_api_commit_retries_total",
+    "Publishes of an order's `pending` repeated because the stream did not ack in time",
+)

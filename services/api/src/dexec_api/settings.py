@@ -1,4 +1,6 @@
-from pydantic import Field
+from typing import Self
+
+from pydantic import Field, model_validator
 
 from dexec.auth import AuthSettings
 from dexec.settings import CommonSettings
@@ -11,6 +13,9 @@ class ApiSettings(CommonSettings, AuthSettings):
     public_ws_url: str = "ws://127.0.0.1:8001"
     max_body_bytes: int = Field(16_384, ge=256)
     default_slippage_bps: int = Field(50, ge=0, le=10_000)
+    # How long a submit keeps publishing its order's `pending` while the stream does not ack,
+    # before it answers 503 (COMMIT_UNCERTAIN if an attempt may have been stored).
+    commit_timeout_seconds: float = Field(10.0, gt=0, le=60)
     idempotency_ttl_seconds: int = Field(24 * 3600, ge=60)
     # Per client (by address): sustained orders a second and burst; rate 0 turns it off.
     rate_limit_per_second: float = Field(200.0, ge=0)
@@ -18,3 +23,13 @@ class ApiSettings(CommonSettings, AuthSettings):
     # Refuse orders (503) while the router's backlog is over this many orders.
     max_router_backlog: int = Field(20_000, ge=0)
     backlog_refresh_seconds: float = Field(0.25, gt=0)
+
+    @model_validator(mode="after")
+    def _keys_expire_before_their_orders(self) -> Self:
+        # A replayed key whose order's `pending` has aged out of the stream would find no
+        # `pending` and publish it again: the same order would run twice.
+        if self.idempotency_ttl_seconds > self.stream_max_age_seconds:
+            raise ValueError(
+                "DEXEC_IDEMPOTENCY_TTL_SECONDS must not exceed DEXEC_STREAM_MAX_AGE_SECONDS"
+            )
+        return self

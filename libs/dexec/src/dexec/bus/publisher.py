@@ -62,11 +62,18 @@ class PendingAck:
         return ack
 
 
-async def publish_event(js: JetStreamContext, event: OrderEvent) -> PubAck:
-    """Publish and wait for the stream's ack: once this returns, the transition is durable."""
+async def publish_event(
+    js: JetStreamContext, event: OrderEvent, timeout: float | None = None
+) -> PubAck:
+    """Publish and wait for the stream's ack: once this returns, the transition is durable.
+
+    `timeout` bounds the wait (the JetStream context's default if None); publishing the same
+    event again is safe, since the stream drops the copy by its msg id."""
     subject, headers = event_subject(event.event, event.order_id), _headers(event)
     with _producer_span(event, subject, headers):
-        ack = await js.publish(subject, event.to_json(), stream=STREAM, headers=headers)
+        ack = await js.publish(
+            subject, event.to_json(), timeout=timeout, stream=STREAM, headers=headers
+        )
     _count(event, ack)
     return ack
 
@@ -81,7 +88,7 @@ async def emit(
     status: OrderStatus | None = None,
 ) -> PubAck:
     """Publish one transition; `status` is needed only for events that keep the status."""
-    return await publish_event(js, _event(order_id, event, payload, attempt, status))
+    return await publish_event(js, build_event(order_id, event, payload, attempt, status))
 
 
 async def emit_deferred(
@@ -94,20 +101,21 @@ async def emit_deferred(
     status: OrderStatus | None = None,
 ) -> PendingAck:
     """`emit`, sent now with the ack awaited later (`PendingAck.acked()`)."""
-    pending = _event(order_id, event, payload, attempt, status)
+    pending = build_event(order_id, event, payload, attempt, status)
     subject, headers = event_subject(pending.event, order_id), _headers(pending)
     with _producer_span(pending, subject, headers):
         future = await js.publish_async(subject, pending.to_json(), stream=STREAM, headers=headers)
     return PendingAck(pending, future)
 
 
-def _event(
+def build_event(
     order_id: str,
     event: EventType,
-    payload: CamelModel | None,
-    attempt: int,
-    status: OrderStatus | None,
+    payload: CamelModel | None = None,
+    attempt: int = 1,
+    status: OrderStatus | None = None,
 ) -> OrderEvent:
+    """The transition as it is published; `status` only for events that keep the status."""
     new_status = status or EVENT_STATUS[event]
     if new_status is None:
         raise ValueError(f"{event} keeps the order's status: pass it")

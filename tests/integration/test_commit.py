@@ -1,0 +1,117 @@
+"""An order submitted while NATS is away is committed once, or answered with its id.
+
+Each test runs its own NATS server so it can stop it: with NATS gone, nats-py holds the
+`pending` publish and sends it on reconnecting, so a submit that gave up with a bare 503 could
+still become an order the client never heard of.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import nats
+import pytest
+from prometheus_client import REGISTRY
+
+from dexec.bus.subjects import STREAM, event_subject
+from dexec.orders.states import EventType
+from dexec_tools.servers import NatsServer
+from tests.support.stack import Stack, start_stack
+from tests.support.waiting import eventually
+
+BODY = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "0.5"}
+
+
+def commit_retries() -> float:
+    return REGISTRY.get_sample_value("dexec_api_commit_retries_total") or 0.0
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    with NatsServer(tmp_path / "nats") as server:
+        yield server
+
+
+@pytest.fixture
+async def api_only(
+    nats_server: NatsServer, database_url: str, request: pytest.FixtureRequest
+) -> AsyncIterator[Stack]:
+    budget = request.param
+    stack = await start_stack(
+        nats_server.url,
+        database_url,
+        without=frozenset({"router", "executor", "notifier"}),
+        commit_timeout_seconds=budget,
+    )
+    try:
+        yield stack
+    finally:
+        await asyncio.to_thread(nats_server.start)  # a no-op if it runs
+        await stack.stop()
+
+
+async def stop_nats(server: NatsServer, stack: Stack) -> None:
+    await asyncio.to_thread(server.stop)
+
+    async def api_not_ready() -> bool:
+        response = await stack.http.get(f"{stack.api_url}/readyz")
+        return response.status_code == 503 and response.json()["nats"] is False
+
+    await eventually(api_not_ready, what="the API to report NATS gone on /readyz")
+
+
+async def pending_copies(nats_url: str, order_id: str) -> int:
+    nc = await nats.connect(nats_url)
+    try:
+        subject = event_subject(EventType.PENDING, order_id)
+        info = await nc.jetstream().stream_info(STREAM, subjects_filter=subject)
+        return (info.state.subjects or {}).get(subject, 0)
+    finally:
+        await nc.close()
+
+
+@pytest.mark.parametrize("api_only", [30.0], indirect=True)
+async def test_a_submit_during_an_outage_commits_once_when_nats_returns(
+    nats_server: NatsServer, api_only: Stack
+) -> None:
+    stack, before = api_only, commit_retries()
+    await stop_nats(nats_server, stack)
+    submit = asyncio.create_task(stack.submit(BODY))
+
+    async def retried() -> bool:
+        return commit_retries() > before
+
+    await eventually(retried, what="the API to publish the order again")
+    await asyncio.to_thread(nats_server.start)
+    response = await asyncio.wait_for(submit, 30)
+
+    assert response.status_code == 202, response.text
+    order_id = response.json()["orderId"]
+    # Every attempt was sent on reconnecting; the stream kept one.
+    assert await pending_copies(nats_server.url, order_id) == 1
+
+
+@pytest.mark.parametrize("api_only", [1.0], indirect=True)
+async def test_an_unconfirmed_submit_names_the_order_it_may_have_made(
+    nats_server: NatsServer, api_only: Stack
+) -> None:
+    stack = api_only
+    await stop_nats(nats_server, stack)
+    response = await stack.submit(BODY)
+
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "1"
+    error = response.json()["error"]
+    assert error["code"] == "COMMIT_UNCERTAIN"
+    order_id = error["details"]["orderId"]
+    assert error["details"]["links"]["self"] == f"/api/orders/{order_id}"
+
+    # The held publish goes out on reconnecting: the order exists, once, under that id.
+    await asyncio.to_thread(nats_server.start)
+
+    async def committed() -> int:
+        return await pending_copies(nats_server.url, order_id)
+
+    assert await eventually(committed, what="the held publish to reach the stream") == 1
