@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dexec_router.service import RouterService
@@ -26,6 +27,42 @@ async def test_a_client_over_its_rate_gets_429_with_retry_after(start) -> None:
     assert int(refused.headers["Retry-After"]) >= 1
     assert await orders_in_stream(stack.nats_url) == 5
     assert await rate_limited(stack) == refused_before + 2
+
+
+async def test_quotes_and_orders_draw_on_one_limit_per_client(start) -> None:
+    # A bucket that does not refill within the test.
+    stack: Stack = await start(rate_limit_per_second=0.01, rate_limit_burst=3)
+    quote = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1"}
+
+    async def ask_quote() -> int:
+        return (await stack.http.get(f"{stack.api_url}/api/quote", params=quote)).status_code
+
+    statuses = [await ask_quote(), await ask_quote(), (await stack.submit(ORDER)).status_code]
+    assert statuses == [200, 200, 202]
+    refused_quote, refused_order = (
+        await stack.http.get(f"{stack.api_url}/api/quote", params=quote),
+        await stack.submit(ORDER),
+    )
+    assert refused_quote.status_code == refused_order.status_code == 429
+    assert refused_quote.json()["error"]["code"] == "RATE_LIMITED"
+    assert "Retry-After" in refused_quote.headers
+
+
+@pytest.mark.parametrize(
+    ("forwarded_allow_ips", "apart"), [("127.0.0.1", True), ("192.0.2.1", False)]
+)
+async def test_clients_behind_a_trusted_proxy_are_limited_apart(
+    start, forwarded_allow_ips: str, apart: bool
+) -> None:
+    """The test client is the proxy: its X-Forwarded-For names the client only if trusted."""
+    stack: Stack = await start(
+        rate_limit_per_second=0.01, rate_limit_burst=2, forwarded_allow_ips=forwarded_allow_ips
+    )
+    first = [await stack.submit(ORDER, **{"X-Forwarded-For": "203.0.113.1"}) for _ in range(2)]
+    other = await stack.submit(ORDER, **{"X-Forwarded-For": "203.0.113.2"})
+
+    assert [r.status_code for r in first] == [202, 202]
+    assert other.status_code == (202 if apart else 429)
 
 
 async def rate_limited(stack: Stack) -> float:

@@ -22,7 +22,7 @@ import websockets
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from dexec.runtime import WS_IMPLEMENTATION
+from dexec.runtime import http_config
 from dexec_api.app import create_app as create_api
 from dexec_api.settings import ApiSettings
 from dexec_executor.service import ExecutorService
@@ -45,15 +45,10 @@ TEST_DEFAULTS: dict[str, Any] = {
 STOP_TIMEOUT_SECONDS = 60.0
 
 
-async def _serve(app: object, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    config = uvicorn.Config(
-        app,  # type: ignore[arg-type]
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        lifespan="on",
-        ws=WS_IMPLEMENTATION,
-    )
+async def _serve(
+    app: object, port: int, forwarded_allow_ips: str | None = None
+) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    config = http_config(app, "127.0.0.1", port, forwarded_allow_ips=forwarded_allow_ips)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     deadline = time.monotonic() + 20
@@ -163,11 +158,12 @@ async def start_stack(
         for service in (*stack.routers, *stack.executors):
             await service.start()
             stack._stoppers.append(service.stop)
-        apps = [(create_api(ApiSettings(**values, public_ws_url=ws_urls[0])), api_port)]
+        api = ApiSettings(**values, public_ws_url=ws_urls[0])
+        apps = [(create_api(api), api_port, api.forwarded_allow_ips)]
         if "notifier" not in without:
-            apps += [(create_notifier(NotifierSettings(**values)), p) for p in notifier_ports]
-        for app, port in apps:
-            server, task = await _serve(app, port)
+            apps += [(create_notifier(NotifierSettings(**values)), p, None) for p in notifier_ports]
+        for app, port, forwarded_allow_ips in apps:
+            server, task = await _serve(app, port, forwarded_allow_ips)
             stack._stoppers.append(_stopper(server, task))
     except BaseException:
         await stack.stop()

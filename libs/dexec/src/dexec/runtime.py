@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import uvloop
 from prometheus_client import start_http_server
@@ -15,6 +15,9 @@ from dexec.heap import settle_startup_heap
 from dexec.loop_lag import probing_loop_lag
 from dexec.metrics import name_process
 from dexec.telemetry import configure_logging
+
+if TYPE_CHECKING:  # the router and executor serve no HTTP and never load uvicorn
+    import uvicorn
 
 
 class Service(Protocol):
@@ -57,17 +60,21 @@ def run_service(
 WS_IMPLEMENTATION = "websockets-sansio"
 
 
-def run_http(
-    name: str, app: object, host: str, port: int, log_level: str, ws_ping_interval: float = 20.0
-) -> None:
-    """Entry point body of an HTTP service (api, notifier): uvicorn on uvloop and httptools."""
+def http_config(
+    app: object,
+    host: str,
+    port: int,
+    *,
+    ws_ping_interval: float = 20.0,
+    forwarded_allow_ips: str | None = None,
+) -> uvicorn.Config:
+    """How an HTTP service (api, notifier) is served: uvloop, httptools, no access log.
+
+    `forwarded_allow_ips`: the proxies whose `X-Forwarded-For` names the client (uvicorn's
+    default, None, trusts 127.0.0.1)."""
     import uvicorn
 
-    configure_logging(name, log_level)
-    tracing.configure(name)
-    name_process(name)
-    settle_startup_heap()
-    uvicorn.run(
+    return uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=host,
         port=port,
@@ -76,6 +83,19 @@ def run_http(
         ws=WS_IMPLEMENTATION,
         ws_ping_interval=ws_ping_interval,
         ws_ping_timeout=ws_ping_interval,
+        lifespan="on",
+        forwarded_allow_ips=forwarded_allow_ips,
         log_config=None,
         access_log=False,
     )
+
+
+def run_http(name: str, log_level: str, config: uvicorn.Config) -> None:
+    """Entry point body of an HTTP service: serve `config` until SIGINT/SIGTERM."""
+    import uvicorn
+
+    configure_logging(name, log_level)
+    tracing.configure(name)
+    name_process(name)
+    settle_startup_heap()
+    uvicorn.Server(config).run()

@@ -24,6 +24,7 @@ from dexec_api.idempotency import IdempotencyStore
 from dexec_api.intake import OrderIntake, accepted_body
 from dexec_api.market_routes import market_router
 from dexec_api.order_views import get_order, list_orders
+from dexec_api.rate_limit import ClientLimit
 from dexec_api.settings import ApiSettings
 from dexec_api.tenancy import caller_tenant
 
@@ -44,7 +45,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         idempotency = await IdempotencyStore.open(js, settings.idempotency_ttl_seconds)
         backlog = RouterBacklog(js, settings.max_router_backlog, settings.backlog_refresh_seconds)
         await backlog.start()
-        app.state.intake = OrderIntake(settings, js, idempotency, backlog)
+        app.state.intake = OrderIntake(settings, js, idempotency, backlog, app.state.limit)
         app.state.engine = create_engine(settings.database_url, settings.db_pool_size)
         try:
             with probing_loop_lag():
@@ -63,6 +64,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.state.settings = settings
     app.state.tenants = Tenants(settings)
+    app.state.limit = ClientLimit(settings.rate_limit_per_second, settings.rate_limit_burst)
     app.include_router(dashboard_routes.router)
     app.include_router(market_router(settings))
     instrument(app, "api")  # request durations by route, and /metrics

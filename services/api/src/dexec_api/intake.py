@@ -31,7 +31,7 @@ from dexec_api.errors import ApiError
 from dexec_api.idempotency import IdempotencyConflict, IdempotencyStore
 from dexec_api.metrics import ORDERS_ACCEPTED, ORDERS_REJECTED
 from dexec_api.order_request import parse_json_object, parse_order
-from dexec_api.rate_limit import TokenBuckets, retry_after_header
+from dexec_api.rate_limit import ClientLimit, retry_after_header
 from dexec_api.settings import ApiSettings
 
 
@@ -49,16 +49,13 @@ class OrderIntake:
         js: JetStreamContext,
         idempotency: IdempotencyStore,
         backlog: RouterBacklog,
+        limit: ClientLimit,
     ) -> None:
         self._settings = settings
         self._js = js
         self._idempotency = idempotency
         self._backlog = backlog
-        self._buckets = (
-            TokenBuckets(settings.rate_limit_per_second, settings.rate_limit_burst)
-            if settings.rate_limit_per_second > 0
-            else None
-        )
+        self._limit = limit
 
     async def submit(
         self, request: Request, idempotency_key: str | None, tenant: str | None
@@ -84,7 +81,7 @@ class OrderIntake:
     async def _submit(
         self, request: Request, idempotency_key: str | None, tenant: str | None
     ) -> Accepted:
-        self._admit(request, tenant)
+        self._limit.admit(request, tenant)
         raw = await read_json_body(request, self._settings.max_body_bytes)
         spec = parse_order(parse_json_object(raw), self._settings.default_slippage_bps, tenant)
         if self._backlog.overloaded:
@@ -104,20 +101,6 @@ class OrderIntake:
                 "the order was not accepted; retry (with the same Idempotency-Key)",
                 headers=retry_after_header(1),
             ) from exc
-
-    def _admit(self, request: Request, tenant: str | None) -> None:
-        if self._buckets is None:
-            return
-        # A tenant's limit follows its key; without keys, the client's address.
-        client = f"tenant:{tenant}" if tenant else (request.client.host if request.client else "")
-        wait = self._buckets.take(client)
-        if wait is not None:
-            raise ApiError(
-                429,
-                "RATE_LIMITED",
-                f"over {self._settings.rate_limit_per_second:g} orders a second",
-                headers=retry_after_header(wait),
-            )
 
     async def _place(self, spec: OrderSpec, idempotency_key: str | None) -> Accepted:
         order_id, created = str(uuid.uuid4()), True

@@ -21,6 +21,7 @@ from dexec.market.quote_messages import MarketInfo, QuoteReply, QuoteRequest
 from dexec.market.tokens import BadAmount, UnknownToken, resolve_token, to_base_units
 from dexec_api.errors import ApiError
 from dexec_api.settings import ApiSettings
+from dexec_api.tenancy import known_tenant
 
 # The router's own venue timeout (2 s by default) plus room to compute and answer.
 ROUTER_REPLY_TIMEOUT_SECONDS = 5.0
@@ -67,6 +68,7 @@ def market_router(settings: ApiSettings) -> APIRouter:
         `priceImpactPct`, `routePlan`, `contextSlot`), amounts in base units, plus every
         candidate the router considered and why it chose this one.
         """
+        request.app.state.limit.admit(request, known_tenant(request))
         try:
             token_a, token_b = resolve_token(token_in), resolve_token(token_out)
         except UnknownToken as exc:

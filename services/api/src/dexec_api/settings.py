@@ -17,7 +17,11 @@ class ApiSettings(CommonSettings, AuthSettings):
     # before it answers 503 (COMMIT_UNCERTAIN if an attempt may have been stored).
     commit_timeout_seconds: float = Field(10.0, gt=0, le=60)
     idempotency_ttl_seconds: int = Field(24 * 3600, ge=60)
-    # Per client (by address): sustained orders a second and burst; rate 0 turns it off.
+    # Proxies whose X-Forwarded-For names the client (addresses or CIDRs, comma-separated;
+    # "*" trusts any): rate limits go by client address, so list the ingress's addresses or
+    # every client behind it shares one limit. Only list what clients cannot bypass.
+    forwarded_allow_ips: str = "127.0.0.1"
+    # Per client (tenant, or address): orders and quotes a second, and burst; 0 turns it off.
     rate_limit_per_second: float = Field(200.0, ge=0)
     rate_limit_burst: int = Field(400, ge=1)
     # Refuse orders (503) while the router's backlog is over this many orders.

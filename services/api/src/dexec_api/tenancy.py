@@ -27,3 +27,9 @@ async def caller_tenant(request: Request) -> str | None:
     if tenant is None:
         raise ApiError(401, "UNAUTHORIZED", f"a valid API key is required ({API_KEY_HEADER})")
     return tenant
+
+
+def known_tenant(request: Request) -> str | None:
+    """The tenant of a valid API key if the request has one (market data needs none)."""
+    tenants: Tenants = request.app.state.tenants
+    return tenants.resolve(api_key_of(request)) if tenants.enabled else None

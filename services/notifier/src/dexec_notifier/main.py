@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dexec.runtime import run_http
+from dexec.runtime import http_config, run_http
 from dexec_notifier.app import create_app
 from dexec_notifier.settings import NotifierSettings
 
@@ -10,14 +10,13 @@ from dexec_notifier.settings import NotifierSettings
 def main() -> None:
     settings = NotifierSettings()
     app = create_app(settings)
-    run_http(
-        "notifier",
+    config = http_config(
         app,
         settings.notifier_host,
         settings.notifier_port,
-        settings.log_level,
-        settings.ws_ping_interval_seconds,
+        ws_ping_interval=settings.ws_ping_interval_seconds,
     )
+    run_http("notifier", settings.log_level, config)
 
 
 if __name__ == "__main__":
