@@ -92,6 +92,23 @@ async def test_retries_stop_after_three_attempts_with_doubling_backoff(start) ->
     assert row.failure["attempts"] == 3
 
 
+async def test_a_node_that_stays_behind_fails_the_order_without_it_landing(start) -> None:
+    stack: Stack = await start(chain_node_behind_rate=1, retry_backoff_base_seconds=BACKOFF)
+    order_id = (await stack.submit(ORDER)).json()["orderId"]
+
+    messages = await stack.watch(order_id)
+
+    retries = [m for m in messages if m["event"] == "retrying"]
+    assert [(r["attempt"], r["data"]["code"]) for r in retries] == [
+        (1, "NODE_BEHIND"),
+        (2, "NODE_BEHIND"),
+    ]
+    final = messages[-1]
+    assert final["event"] == "failed"
+    assert (final["data"]["code"], final["data"]["attempts"]) == ("NODE_BEHIND", 3)
+    assert not [o for o in await landed_outcomes(stack.nats_url) if o.order_id == order_id]
+
+
 async def test_permanent_chain_failure_fails_at_once_and_is_persisted(start) -> None:
     stack: Stack = await start(chain_insufficient_funds_rate=1)
     order_id = (await stack.submit(ORDER)).json()["orderId"]
