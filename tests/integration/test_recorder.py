@@ -1,4 +1,5 @@
-"""The recorder's batches against a real Postgres: each event once, whatever the batch shape."""
+"""The recorder's batches against a real Postgres: each event once, whatever the batch shape;
+and the messages it can never record terminated without holding up the others."""
 
 from __future__ import annotations
 
@@ -8,11 +9,16 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import nats
+import orjson
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from prometheus_client import REGISTRY
 from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dexec.bus.publisher import emit
+from dexec.bus.publisher import MSG_ID_HEADER, emit
+from dexec.bus.subjects import RECORDER_CONSUMER, STREAM, event_subject
 from dexec.db.engine import create_engine
 from dexec.db.models import OrderEventRow, OrderRow
 from dexec.db.projection import row_values
@@ -221,3 +227,81 @@ async def test_below_saturation_the_next_batch_gathers_what_came_while_it_linger
 
     grown = {name: (REGISTRY.get_sample_value(name) or 0.0) - before[name] for name in before}
     assert grown == {batches: 2, events: 11}
+
+
+async def publish(js: JetStreamContext, event: OrderEvent, msg_id: str | None = None) -> int:
+    """Put an event on the stream as the services do; its stream sequence."""
+    subject = event_subject(event.event, event.order_id)
+    headers = {MSG_ID_HEADER: msg_id or event.msg_id}
+    return (await js.publish(subject, event.to_json(), stream=STREAM, headers=headers)).seq
+
+
+async def terminations(nats_url: str) -> tuple[nats.NATS, list[int]]:
+    """A connection that collects the stream sequences of the recorder's `term`s, as JetStream
+    announces them."""
+    nc = await nats.connect(nats_url)
+    terminated: list[int] = []
+
+    async def noted(msg: Msg) -> None:
+        terminated.append(orjson.loads(msg.data)["stream_seq"])
+
+    subject = f"$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.{STREAM}.{RECORDER_CONSUMER.durable}"
+    await nc.subscribe(subject, cb=noted)
+    await nc.flush()
+    return nc, terminated
+
+
+async def recorded_ids(engine: AsyncEngine) -> set[str]:
+    async with engine.connect() as conn:
+        return set(await conn.scalars(select(OrderEventRow.msg_id)))
+
+
+async def recorded(engine: AsyncEngine, msg_ids: set[str]) -> bool:
+    return msg_ids <= await recorded_ids(engine)
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def rejected(reason: str) -> float:
+    return sample("dexec_recorder_rejected_events_total", reason=reason)
+
+
+async def test_a_message_that_is_not_an_order_event_is_terminated_and_counted(
+    js: JetStreamContext, nats_url: str, database_url: str
+) -> None:
+    first, last = (
+        OrderEvent(order_id=order_id, event=EventType.PENDING, status=OrderStatus.PENDING)
+        for order_id in ("first", "last")
+    )
+    # A `retrying` event without its stage has no message id, the key of its row.
+    stageless = OrderEvent(
+        order_id="stageless", event=EventType.RETRYING, status=OrderStatus.ROUTING
+    )
+    await publish(js, first)
+    garbled = (await js.publish("orders.pending.garbled", b"{not json", stream=STREAM)).seq
+    stageless_seq = await publish(js, stageless, msg_id="stageless:retrying")
+    await publish(js, last)
+
+    engine = create_engine(database_url, 2)
+    recorder = Recorder(js, engine, NotifierSettings(nats_url=nats_url, database_url=database_url))
+    nc, terminated = await terminations(nats_url)
+    malformed = rejected("malformed")
+
+    async def both_terminated() -> bool:
+        return len(terminated) == 2
+
+    await recorder.start()
+    try:
+        await eventually(both_terminated, timeout=10, what="two terminations")
+        both = {first.msg_id, last.msg_id}
+        await eventually(lambda: recorded(engine, both), timeout=10, what="the two recorded")
+        ids = await recorded_ids(engine)
+    finally:
+        await recorder.stop()
+        await engine.dispose()
+        await nc.close()
+    assert sorted(terminated) == [garbled, stageless_seq]
+    assert rejected("malformed") - malformed == 2
+    assert ids == {first.msg_id, last.msg_id}

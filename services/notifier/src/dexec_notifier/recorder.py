@@ -12,6 +12,9 @@ anywhere replays the batch and the replay changes nothing.
 Because each event is inserted once, the recorder is where an order's end-to-end time is
 measured exactly once, for every outcome (the router's failures too): when its terminal event
 is newly written, as that event's `at` less the order's `pending` `at`.
+
+A message that is not an order event will never be recorded: it is terminated (`term`, not
+redelivered), logged and counted in `dexec_recorder_rejected_events_total` (`malformed`).
 """
 
 from __future__ import annotations
@@ -46,7 +49,12 @@ from dexec.metrics import EVENTS_CONSUMED, STAGE_DURATION, Children, StageName
 from dexec.orders.events import OrderEvent
 from dexec.orders.projection import OrderView
 from dexec.orders.states import EventType
-from dexec_notifier.metrics import RECORDED_EVENTS, RECORDER_BATCH_SIZE, RECORDER_LAG
+from dexec_notifier.metrics import (
+    RECORDED_EVENTS,
+    RECORDER_BATCH_SIZE,
+    RECORDER_LAG,
+    RECORDER_REJECTED,
+)
 from dexec_notifier.settings import NotifierSettings
 
 log = logging.getLogger(__name__)
@@ -55,6 +63,7 @@ EVENTS = OrderEventRow.__table__
 ORDERS = OrderRow.__table__
 
 CONSUMED = Children(EVENTS_CONSUMED, RECORDER_CONSUMER.durable).bind(EventType)
+MALFORMED = RECORDER_REJECTED.labels(reason="malformed")
 # Fixed statements run with a list of parameter sets ("executemany"): compiled once and cached,
 # whatever the batch size. The events INSERT goes out as one multi-row INSERT .. RETURNING
 # (SQLAlchemy's "insertmanyvalues") and returns the msg_id of every row actually inserted.
@@ -119,19 +128,25 @@ class Written:
     webhooks: bool = False
 
 
-def decode(msgs: list[Msg]) -> list[Recorded]:
-    recorded = []
+def decode(msgs: list[Msg]) -> tuple[list[Recorded], set[int]]:
+    """The batch's events, and the stream sequences of the messages that are not events."""
+    recorded: list[Recorded] = []
+    malformed: set[int] = set()
     for msg in msgs:
+        seq = msg.metadata.sequence.stream
         try:
             event = OrderEvent.from_json(msg.data)
-        except ValidationError:
-            log.error("skipping malformed event on %s", msg.subject)
+            # Its row's key: a `retrying` event without a stage has none.
+            _ = event.msg_id
+        except (ValidationError, KeyError):
+            log.error("recorder: %s (stream seq %d) is not an order event", msg.subject, seq)
+            malformed.add(seq)
             continue
         CONSUMED[event.event].inc()
         trace = tracing.extract_sampled(msg.headers)
         traceparent = msg.headers.get(tracing.TRACEPARENT) if trace and msg.headers else None
-        recorded.append(Recorded(msg.metadata.sequence.stream, event, trace, traceparent))
-    return recorded
+        recorded.append(Recorded(seq, event, trace, traceparent))
+    return recorded, malformed
 
 
 async def record_batch(engine: AsyncEngine, batch: list[Recorded]) -> Written:
@@ -345,8 +360,9 @@ class Recorder:
                 await self._pause(0.5)
                 continue
             started = time.time_ns()
+            batch, malformed = decode(msgs)
             try:
-                written = await record_batch(self._engine, decode(msgs))
+                written = await record_batch(self._engine, batch)
             except Exception:
                 # Postgres is down or restarting: hand the batch back and try again shortly.
                 log.exception("recording a batch of %d events failed", len(msgs))
@@ -356,10 +372,12 @@ class Recorder:
                 await self._pause(1.0)
                 continue
             observe(written, len(msgs), started)
+            MALFORMED.inc(len(malformed))
             if written.webhooks and self._on_webhooks_queued is not None:
                 self._on_webhooks_queued()
             for msg in msgs:
-                await msg.ack()
+                # `term`: a message that can never be recorded must not come back.
+                await (msg.term() if msg.metadata.sequence.stream in malformed else msg.ack())
             if len(msgs) < self._settings.recorder_batch_size:
                 # Let the next batch gather (see `recorder_linger_seconds`).
                 await self._pause(self._settings.recorder_linger_seconds - (loop.time() - fetched))
