@@ -20,7 +20,7 @@ RECORDER_BATCH_SIZE = Histogram(
 RECORDER_REJECTED = Counter(
     "dexec_recorder_rejected_events_total",
     "Messages the recorder gave up on (terminated, never redelivered): `malformed` (not an order"
-    " event)",
+    " event) or `refused` (a value in it cannot be stored in Postgres)",
     ["reason"],
 )
 RECORDER_LAG = Histogram(
@@ -55,5 +55,5 @@ for _source in ("cache", "stream"):
     WS_BACKFILLS.labels(source=_source)
 for _reason in ("terminal", "bytes", "gap"):
     LIVE_CACHE_EVICTIONS.labels(reason=_reason)
-for _reason in ("malformed",):
+for _reason in ("malformed", "refused"):
     RECORDER_REJECTED.labels(reason=_reason)
