@@ -1,4 +1,6 @@
-"""The recorder's batches against a real Postgres: each event once, whatever the batch shape."""
+"""The recorder's batches against a real Postgres: each event once, whatever the batch shape;
+and the messages it can never record (no order events, or events Postgres refuses) terminated
+without holding up the others."""
 
 from __future__ import annotations
 
@@ -8,19 +10,28 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import nats
+import orjson
+import pytest
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from prometheus_client import REGISTRY
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dexec.bus.publisher import emit
+from dexec.bus.publisher import MSG_ID_HEADER, emit
+from dexec.bus.subjects import RECORDER_CONSUMER, STREAM, event_subject
 from dexec.db.engine import create_engine
-from dexec.db.models import OrderEventRow, OrderRow
+from dexec.db.models import OrderEventRow, OrderRow, WebhookDeliveryRow
 from dexec.db.projection import row_values
 from dexec.orders.events import OrderEvent
 from dexec.orders.projection import fold
 from dexec.orders.states import EventType, OrderStatus
-from dexec_notifier.recorder import Recorded, Recorder, record_batch
+from dexec_notifier.data_faults import describe, is_data_fault
+from dexec_notifier.recorder import Recorded, Recorder, record_batch, record_isolating
 from dexec_notifier.settings import NotifierSettings
+from dexec_tools.servers import free_port
 from tests.support.waiting import eventually
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -221,3 +232,247 @@ async def test_below_saturation_the_next_batch_gathers_what_came_while_it_linger
 
     grown = {name: (REGISTRY.get_sample_value(name) or 0.0) - before[name] for name in before}
     assert grown == {batches: 2, events: 11}
+
+
+# Events OrderEvent accepts and Postgres (or the driver on its way) refuses, whenever tried.
+def refused_events() -> dict[str, OrderEvent]:
+    def pending(order_id: str, **data: object) -> OrderEvent:
+        return OrderEvent(
+            order_id=order_id, event=EventType.PENDING, status=OrderStatus.PENDING, at=T0, data=data
+        )
+
+    return {
+        "a NUL in JSONB": pending("nul-json", note="a\u0000b"),
+        "a NUL in text": pending("nul\u0000text"),
+        "an id too long for its column": pending("x" * 41),
+        "an attempt beyond 32 bits": pending("big-attempt").model_copy(update={"attempt": 2**40}),
+        "an integer beyond 64 bits in the data": pending("big-int", n=2**64),
+        "an amount beyond numeric(40)": pending("big-amount", amountIn="9" * 41),
+        "an amount that is no number": pending("nan-amount", amountIn="lots"),
+        "a token too long for its column": pending("long-token", tokenIn="T" * 17),
+    }
+
+
+@pytest.mark.parametrize("case", list(refused_events()))
+async def test_a_value_postgres_refuses_is_the_datas_fault(database_url: str, case: str) -> None:
+    engine = create_engine(database_url, 2)
+    try:
+        with pytest.raises(Exception) as refused:
+            await record_batch(engine, [Recorded(1, refused_events()[case])])
+    finally:
+        await engine.dispose()
+    assert is_data_fault(refused.value), describe(refused.value)
+    assert "INSERT" not in describe(refused.value)  # the reason, not the batch
+
+
+async def test_a_lost_connection_or_a_timeout_is_not_the_datas_fault(database_url: str) -> None:
+    failures: list[BaseException] = []
+    engine = create_engine(database_url, 2)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SET statement_timeout = 1"))
+            with pytest.raises(DBAPIError) as timed_out:
+                await conn.execute(text("SELECT pg_sleep(1)"))
+            failures.append(timed_out.value)
+        conn = await engine.connect()
+        pid = await conn.scalar(text("SELECT pg_backend_pid()"))
+        async with engine.connect() as other:
+            await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        with pytest.raises(DBAPIError) as lost:
+            await conn.execute(text("SELECT 1"))
+        failures.append(lost.value)
+        await conn.invalidate()
+    finally:
+        await engine.dispose()
+    unreachable = create_engine(f"postgresql+asyncpg://dexec@127.0.0.1:{free_port()}/dexec", 1)
+    try:
+        with pytest.raises(Exception) as refused:
+            await record_batch(unreachable, events(1))
+        failures.append(refused.value)
+    finally:
+        await unreachable.dispose()
+    assert [is_data_fault(f) for f in failures] == [False, False, False], failures
+
+
+async def test_isolating_records_every_event_but_those_postgres_refuses(database_url: str) -> None:
+    lifecycle = events(3)
+    poison = [Recorded(100 + n, e) for n, e in enumerate(list(refused_events().values())[:3])]
+    # The refused events among the good ones: at the start, in the middle and at the end.
+    batch = [poison[0], *lifecycle[:6], poison[1], *lifecycle[6:], poison[2]]
+    engine = create_engine(database_url, 2)
+    try:
+        written = await record_isolating(engine, batch)
+        assert (await record_isolating(engine, batch)).fresh == []  # a replay changes nothing
+        async with engine.connect() as conn:
+            recorded = list(await conn.scalars(select(OrderEventRow.seq).order_by("seq")))
+            orders = list(await conn.execute(select(OrderRow).order_by(OrderRow.id)))
+    finally:
+        await engine.dispose()
+    assert written.rejected == poison
+    assert [r.seq for r in written.fresh] == [r.seq for r in lifecycle]
+    assert len(written.finished) == 3  # each order's end to end, once
+    assert recorded == [r.seq for r in lifecycle]
+    assert [(o.id, o.status, o.last_seq) for o in orders] == [
+        (f"o{n:03d}", "confirmed", lifecycle[-3 + n].seq) for n in range(3)
+    ]
+
+
+async def publish(js: JetStreamContext, event: OrderEvent, msg_id: str | None = None) -> int:
+    """Put an event on the stream as the services do; its stream sequence."""
+    subject = event_subject(event.event, event.order_id)
+    headers = {MSG_ID_HEADER: msg_id or event.msg_id}
+    return (await js.publish(subject, event.to_json(), stream=STREAM, headers=headers)).seq
+
+
+async def terminations(nats_url: str) -> tuple[nats.NATS, list[int]]:
+    """A connection that collects the stream sequences of the recorder's `term`s, as JetStream
+    announces them."""
+    nc = await nats.connect(nats_url)
+    terminated: list[int] = []
+
+    async def noted(msg: Msg) -> None:
+        terminated.append(orjson.loads(msg.data)["stream_seq"])
+
+    subject = f"$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.{STREAM}.{RECORDER_CONSUMER.durable}"
+    await nc.subscribe(subject, cb=noted)
+    await nc.flush()
+    return nc, terminated
+
+
+async def recorded_ids(engine: AsyncEngine) -> set[str]:
+    async with engine.connect() as conn:
+        return set(await conn.scalars(select(OrderEventRow.msg_id)))
+
+
+async def recorded(engine: AsyncEngine, msg_ids: set[str]) -> bool:
+    return msg_ids <= await recorded_ids(engine)
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def rejected(reason: str) -> float:
+    return sample("dexec_recorder_rejected_events_total", reason=reason)
+
+
+END_TO_END = ("dexec_stage_duration_seconds_count", "dexec_stage_duration_seconds_sum")
+
+
+async def test_an_event_postgres_refuses_is_terminated_and_its_batch_recorded_without_it(
+    js: JetStreamContext, nats_url: str, database_url: str
+) -> None:
+    """A poison event amid a batch: the others are recorded, it is terminated and counted, and
+    the recorder goes on with the events after it."""
+    spec = {"tokenIn": "SOL", "amountIn": "5", "webhookUrl": "http://127.0.0.1:9/hook"}
+    keep = [
+        OrderEvent(
+            order_id="keep",
+            event=event,
+            status=status,
+            at=T0 + timedelta(seconds=n),
+            data=spec if event == EventType.PENDING else {},
+        )
+        for n, (event, status) in enumerate(LIFECYCLE)
+    ]
+    others = [
+        OrderEvent(order_id=f"other{n}", event=EventType.PENDING, status=OrderStatus.PENDING)
+        for n in range(4)
+    ]
+    poison = refused_events()["a NUL in JSONB"]
+    # The order `keep`'s events on both sides of the poison: its halves split them.
+    batch = [keep[0], others[0], keep[1], poison, keep[2], others[1], others[2], keep[3], others[3]]
+    good = {e.msg_id for e in batch if e is not poison}
+    after = OrderEvent(order_id="after", event=EventType.PENDING, status=OrderStatus.PENDING)
+    seqs = {e.msg_id: await publish(js, e) for e in batch}
+
+    engine = create_engine(database_url, 2)
+    recorder = Recorder(js, engine, NotifierSettings(nats_url=nats_url, database_url=database_url))
+    nc, terminated = await terminations(nats_url)
+    labels = {"stage": "pending_to_confirmed"}
+    before = {
+        "refused": rejected("refused"),
+        "malformed": rejected("malformed"),
+        "batches": sample("dexec_recorder_batch_size_count"),
+        **{name: sample(name, **labels) for name in END_TO_END},
+    }
+
+    async def poison_terminated() -> bool:
+        return bool(terminated)
+
+    await recorder.start()
+    try:
+        await eventually(
+            lambda: recorded(engine, good),
+            timeout=15,
+            what="the batch's other events recorded",
+            explain=lambda: recorded_ids(engine),
+        )
+        await eventually(poison_terminated, timeout=10, what="the poison terminated")
+        await publish(js, after)
+        await eventually(lambda: recorded(engine, {after.msg_id}), timeout=10, what="a later event")
+        ids = await recorded_ids(engine)
+        async with engine.connect() as conn:
+            orders = set(await conn.scalars(select(OrderRow.id)))
+            order = (await conn.execute(select(OrderRow).where(OrderRow.id == "keep"))).one()
+            hooks = await conn.scalar(
+                select(func.count()).where(WebhookDeliveryRow.order_id == "keep")
+            )
+    finally:
+        await recorder.stop()
+        await engine.dispose()
+        await nc.close()
+
+    assert ids == good | {after.msg_id}
+    assert poison.order_id not in orders
+    assert terminated == [seqs[poison.msg_id]]
+    assert rejected("refused") - before["refused"] == 1
+    assert rejected("malformed") - before["malformed"] == 0
+    # The nine came in one batch, the poison included, and the later event in another.
+    assert sample("dexec_recorder_batch_size_count") - before["batches"] == 2
+    # The order whose events were split across transactions is as one batch leaves it.
+    assert (order.status, order.spec, order.last_seq) == ("confirmed", spec, seqs[keep[3].msg_id])
+    assert order.created_at == T0
+    assert hooks == len(keep)
+    # Its end to end measured once (pending at T0, confirmed 3 s later).
+    grown = {name: sample(name, **labels) - before[name] for name in END_TO_END}
+    assert grown == {END_TO_END[0]: 1, END_TO_END[1]: pytest.approx(3.0)}
+
+
+async def test_a_message_that_is_not_an_order_event_is_terminated_and_counted(
+    js: JetStreamContext, nats_url: str, database_url: str
+) -> None:
+    first, last = (
+        OrderEvent(order_id=order_id, event=EventType.PENDING, status=OrderStatus.PENDING)
+        for order_id in ("first", "last")
+    )
+    # A `retrying` event without its stage has no message id, the key of its row.
+    stageless = OrderEvent(
+        order_id="stageless", event=EventType.RETRYING, status=OrderStatus.ROUTING
+    )
+    await publish(js, first)
+    garbled = (await js.publish("orders.pending.garbled", b"{not json", stream=STREAM)).seq
+    stageless_seq = await publish(js, stageless, msg_id="stageless:retrying")
+    await publish(js, last)
+
+    engine = create_engine(database_url, 2)
+    recorder = Recorder(js, engine, NotifierSettings(nats_url=nats_url, database_url=database_url))
+    nc, terminated = await terminations(nats_url)
+    malformed = rejected("malformed")
+
+    async def both_terminated() -> bool:
+        return len(terminated) == 2
+
+    await recorder.start()
+    try:
+        await eventually(both_terminated, timeout=10, what="two terminations")
+        both = {first.msg_id, last.msg_id}
+        await eventually(lambda: recorded(engine, both), timeout=10, what="the two recorded")
+        ids = await recorded_ids(engine)
+    finally:
+        await recorder.stop()
+        await engine.dispose()
+        await nc.close()
+    assert sorted(terminated) == [garbled, stageless_seq]
+    assert rejected("malformed") - malformed == 2
+    assert ids == {first.msg_id, last.msg_id}

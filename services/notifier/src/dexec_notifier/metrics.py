@@ -17,6 +17,12 @@ RECORDER_BATCH_SIZE = Histogram(
     "Events per batch the recorder wrote to Postgres in one transaction",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000),
 )
+RECORDER_REJECTED = Counter(
+    "dexec_recorder_rejected_events_total",
+    "Messages the recorder gave up on (terminated, never redelivered): `malformed` (not an order"
+    " event) or `refused` (a value in it cannot be stored in Postgres)",
+    ["reason"],
+)
 RECORDER_LAG = Histogram(
     "dexec_recorder_lag_seconds",
     "From an event happening (its `at`) to its being committed to Postgres",
@@ -49,3 +55,5 @@ for _source in ("cache", "stream"):
     WS_BACKFILLS.labels(source=_source)
 for _reason in ("terminal", "bytes", "gap"):
     LIVE_CACHE_EVICTIONS.labels(reason=_reason)
+for _reason in ("malformed", "refused"):
+    RECORDER_REJECTED.labels(reason=_reason)

@@ -12,6 +12,14 @@ anywhere replays the batch and the replay changes nothing.
 Because each event is inserted once, the recorder is where an order's end-to-end time is
 measured exactly once, for every outcome (the router's failures too): when its terminal event
 is newly written, as that event's `at` less the order's `pending` `at`.
+
+A message that will never be recorded is terminated (`term`, not redelivered), logged and
+counted in `dexec_recorder_rejected_events_total`, so that it cannot stall the audit trail of
+every order behind it: one that is not an order event (`malformed`), and one that Postgres
+refuses for a value in it (`refused`, see `dexec_notifier.data_faults`). Such a refusal fails
+the whole batch's transaction, so the batch is split in halves, each its own transaction,
+recursively, until the events at fault are alone; the others are recorded as above, in stream
+order. Any other failure hands the whole batch back to be retried.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dexec import tracing
 from dexec.bus.connection import ensure_consumer
-from dexec.bus.subjects import RECORDER_CONSUMER, STREAM
+from dexec.bus.subjects import RECORDER_CONSUMER, STREAM, event_subject
 from dexec.consumer_metrics import ConsumerSampler
 from dexec.db.models import OrderEventRow, OrderRow, WebhookDeliveryRow, WebhookState
 from dexec.db.projection import row_values, view_from_row
@@ -46,7 +54,13 @@ from dexec.metrics import EVENTS_CONSUMED, STAGE_DURATION, Children, StageName
 from dexec.orders.events import OrderEvent
 from dexec.orders.projection import OrderView
 from dexec.orders.states import EventType
-from dexec_notifier.metrics import RECORDED_EVENTS, RECORDER_BATCH_SIZE, RECORDER_LAG
+from dexec_notifier.data_faults import describe, is_data_fault
+from dexec_notifier.metrics import (
+    RECORDED_EVENTS,
+    RECORDER_BATCH_SIZE,
+    RECORDER_LAG,
+    RECORDER_REJECTED,
+)
 from dexec_notifier.settings import NotifierSettings
 
 log = logging.getLogger(__name__)
@@ -55,6 +69,8 @@ EVENTS = OrderEventRow.__table__
 ORDERS = OrderRow.__table__
 
 CONSUMED = Children(EVENTS_CONSUMED, RECORDER_CONSUMER.durable).bind(EventType)
+MALFORMED = RECORDER_REJECTED.labels(reason="malformed")
+REFUSED = RECORDER_REJECTED.labels(reason="refused")
 # Fixed statements run with a list of parameter sets ("executemany"): compiled once and cached,
 # whatever the batch size. The events INSERT goes out as one multi-row INSERT .. RETURNING
 # (SQLAlchemy's "insertmanyvalues") and returns the msg_id of every row actually inserted.
@@ -117,21 +133,69 @@ class Written:
     finished: list[tuple[EventType, float]] = field(default_factory=list)
     # Whether it queued webhook deliveries.
     webhooks: bool = False
+    # Events Postgres refused for their data, each on its own (`record_isolating`).
+    rejected: list[Recorded] = field(default_factory=list)
+
+    def then(self, later: Written) -> Written:
+        """This and a later part of the same batch, written after it."""
+        return Written(
+            self.fresh + later.fresh,
+            self.finished + later.finished,
+            self.webhooks or later.webhooks,
+            self.rejected + later.rejected,
+        )
 
 
-def decode(msgs: list[Msg]) -> list[Recorded]:
-    recorded = []
+def decode(msgs: list[Msg]) -> tuple[list[Recorded], set[int]]:
+    """The batch's events, and the stream sequences of the messages that are not events."""
+    recorded: list[Recorded] = []
+    malformed: set[int] = set()
     for msg in msgs:
+        seq = msg.metadata.sequence.stream
         try:
             event = OrderEvent.from_json(msg.data)
-        except ValidationError:
-            log.error("skipping malformed event on %s", msg.subject)
+            # Its row's key: a `retrying` event without a stage has none.
+            _ = event.msg_id
+        except (ValidationError, KeyError):
+            log.error("recorder: %s (stream seq %d) is not an order event", msg.subject, seq)
+            malformed.add(seq)
             continue
         CONSUMED[event.event].inc()
         trace = tracing.extract_sampled(msg.headers)
         traceparent = msg.headers.get(tracing.TRACEPARENT) if trace and msg.headers else None
-        recorded.append(Recorded(msg.metadata.sequence.stream, event, trace, traceparent))
-    return recorded
+        recorded.append(Recorded(seq, event, trace, traceparent))
+    return recorded, malformed
+
+
+async def record_isolating(engine: AsyncEngine, batch: list[Recorded]) -> Written:
+    """`record_batch`, except that events Postgres refuses for their data are left out.
+
+    Such an event fails its batch's one transaction on every try, so a refused batch is split
+    in halves, each written (and split) the same way, the earlier half first so each order's
+    events are still folded in stream order; an event refused on its own is `rejected`. A
+    failure that is not the data's fault is raised, for the whole batch to be retried (its
+    halves already committed are then replays, which change nothing and count for nothing in
+    the metrics).
+    """
+    try:
+        return await record_batch(engine, batch)
+    except Exception as exc:
+        if not is_data_fault(exc):
+            raise
+        if len(batch) == 1:
+            event = batch[0].event
+            log.error(
+                "recorder: cannot store %s %r (stream seq %d), terminating it: %s",
+                event_subject(event.event, event.order_id),
+                event.msg_id,
+                batch[0].seq,
+                describe(exc),
+            )
+            return Written(rejected=batch)
+        log.warning("recorder: a batch of %d events cannot be stored; splitting it", len(batch))
+    half = len(batch) // 2
+    first = await record_isolating(engine, batch[:half])
+    return first.then(await record_isolating(engine, batch[half:]))
 
 
 async def record_batch(engine: AsyncEngine, batch: list[Recorded]) -> Written:
@@ -345,8 +409,9 @@ class Recorder:
                 await self._pause(0.5)
                 continue
             started = time.time_ns()
+            batch, malformed = decode(msgs)
             try:
-                written = await record_batch(self._engine, decode(msgs))
+                written = await record_isolating(self._engine, batch)
             except Exception:
                 # Postgres is down or restarting: hand the batch back and try again shortly.
                 log.exception("recording a batch of %d events failed", len(msgs))
@@ -356,10 +421,13 @@ class Recorder:
                 await self._pause(1.0)
                 continue
             observe(written, len(msgs), started)
+            MALFORMED.inc(len(malformed))
             if written.webhooks and self._on_webhooks_queued is not None:
                 self._on_webhooks_queued()
+            never = malformed | {r.seq for r in written.rejected}
             for msg in msgs:
-                await msg.ack()
+                # `term`: a message that can never be recorded must not come back.
+                await (msg.term() if msg.metadata.sequence.stream in never else msg.ack())
             if len(msgs) < self._settings.recorder_batch_size:
                 # Let the next batch gather (see `recorder_linger_seconds`).
                 await self._pause(self._settings.recorder_linger_seconds - (loop.time() - fetched))
@@ -375,6 +443,7 @@ def observe(written: Written, batch_size: int, started_ns: int) -> None:
     """Metrics and (sampled) spans of one committed batch."""
     RECORDER_BATCH_SIZE.observe(batch_size)
     RECORDED_EVENTS.inc(len(written.fresh))
+    REFUSED.inc(len(written.rejected))
     now = time.time()
     for r in written.fresh:
         RECORDER_LAG.observe(now - r.event.at.timestamp())
