@@ -7,13 +7,16 @@ import hmac
 import time
 
 import orjson
+import pytest
 
 from tests.support.stack import Stack
+from tests.support.stream import orders_in_stream
 from tests.support.waiting import eventually
 from tests.support.webhook_receiver import WebhookReceiver
 
 SECRET = "test-webhook-secret"
 LIFECYCLE = ["pending", "routing", "routed", "building", "submitted", "confirmed"]
+ORDER = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1"}
 
 
 def signature_ok(headers: dict[str, str], body: bytes) -> bool:
@@ -25,7 +28,11 @@ def signature_ok(headers: dict[str, str], body: bytes) -> bool:
 
 
 async def test_events_are_posted_signed_in_order_and_retried(start) -> None:
-    stack: Stack = await start(webhook_secret=SECRET, webhook_backoff_base_seconds=0.1)
+    stack: Stack = await start(
+        webhook_secret=SECRET,
+        webhook_backoff_base_seconds=0.1,
+        webhook_allow_private_targets=True,  # the receiver is on 127.0.0.1
+    )
     async with WebhookReceiver(fail_first=3) as receiver:
         body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "webhookUrl": receiver.url}
         order_id = (await stack.submit(body)).json()["orderId"]
@@ -51,3 +58,23 @@ async def test_a_webhook_url_must_be_http(stack: Stack) -> None:
     response = await stack.submit(body)
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "VALIDATION_ERROR"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/hook",
+        "http://[::1]:8080/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://localhost:8080/hook",
+    ],
+)
+async def test_a_webhook_url_to_localhost_or_a_private_address_is_refused(
+    stack: Stack, url: str
+) -> None:
+    response = await stack.submit({**ORDER, "webhookUrl": url})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "VALIDATION_ERROR"
+    assert [detail["field"] for detail in error["details"]] == ["webhookUrl"]
+    assert await orders_in_stream(stack.nats_url) == 0
