@@ -245,6 +245,15 @@ def test_settings_point_at_nats_and_roll_the_pods_when_they_change() -> None:
     assert checksum("defaults") != checksum("dev")
 
 
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_webhooks_to_private_targets_are_refused(value_set: str) -> None:
+    """Said explicitly in every cluster, as the services' default (no SSRF into the cluster)."""
+    config = by_kind_and_name(objects(value_set))[("ConfigMap", "dexec-config")]["data"]
+    assert config["DEXEC_WEBHOOK_ALLOW_PRIVATE_TARGETS"] == "false"
+    assert NotifierSettings.model_fields["webhook_allow_private_targets"].default is False
+    assert ApiSettings.model_fields["webhook_allow_private_targets"].default is False
+
+
 def secret_data(secret: Manifest) -> dict[str, str]:
     if "stringData" in secret:
         return secret["stringData"]

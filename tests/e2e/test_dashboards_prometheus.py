@@ -77,6 +77,7 @@ def engine() -> Iterator[tuple[ProcessStack, Prometheus]]:
         # A webhook event that arrives before its predecessor was delivered waits a backoff.
         "webhook_backoff_base_seconds": "0.1",
         "webhook_backoff_max_seconds": "1",
+        "webhook_allow_private_targets": "true",  # the receiver is on 127.0.0.1
         "log_level": "WARNING",
     }
     stack = process_stack(settings)

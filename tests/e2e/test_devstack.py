@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, TypeVar
@@ -253,8 +254,8 @@ def http() -> Iterator[httpx.Client]:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def submit(http: httpx.Client, stack: Launcher) -> dict[str, Any]:
-    resp = http.post(f"{stack.api_url}/api/orders/execute", json=ORDER)
+def submit(http: httpx.Client, stack: Launcher, order: dict[str, Any] = ORDER) -> dict[str, Any]:
+    resp = http.post(f"{stack.api_url}/api/orders/execute", json=order)
     assert resp.status_code == 202, f"{resp.status_code} {resp.text}"
     body: dict[str, Any] = resp.json()
     assert body["orderId"], body
@@ -298,6 +299,30 @@ def wait_confirmed(http: httpx.Client, stack: Launcher, order_id: str) -> dict[s
         raise AssertionError(f"{err}; last answer: {last}") from None
 
 
+@contextlib.contextmanager
+def webhook_receiver() -> Iterator[tuple[str, list[bytes]]]:
+    """An HTTP server on 127.0.0.1 that answers 200 to POSTs: its URL and the bodies so far."""
+    bodies: list[bytes] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/hook", bodies
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 # --- tests -----------------------------------------------------------------------------------
 
 
@@ -333,6 +358,14 @@ def test_market_order_is_routed_executed_and_streamed(
 def test_accepted_order_links_to_this_notifier(devstack: Launcher, http: httpx.Client) -> None:
     body = submit(http, devstack)
     assert body["links"]["stream"] == f"{devstack.ws_url}/ws/orders/{body['orderId']}"
+
+
+def test_webhooks_reach_a_receiver_on_this_machine(devstack: Launcher, http: httpx.Client) -> None:
+    """`make up` allows private webhook targets, which production refuses."""
+    with webhook_receiver() as (url, bodies):
+        submit(http, devstack, {**ORDER, "webhookUrl": url})
+        eventually(lambda: len(bodies) >= len(HAPPY_PATH), ORDER_TIMEOUT, "every webhook")
+    assert [json.loads(body)["event"] for body in bodies] == HAPPY_PATH
 
 
 def test_sigterm_stops_the_launcher_and_everything_it_started(http: httpx.Client) -> None:

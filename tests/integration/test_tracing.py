@@ -111,7 +111,7 @@ async def test_a_retried_attempt_joins_the_orders_trace(start, spans: InMemorySp
 async def test_each_webhook_post_is_a_span_in_the_orders_trace(
     start, spans: InMemorySpanExporter
 ) -> None:
-    stack: Stack = await start()
+    stack: Stack = await start(webhook_allow_private_targets=True)  # a receiver on 127.0.0.1
     async with WebhookReceiver() as receiver:
         order_id = (await stack.submit({**ORDER, "webhookUrl": receiver.url})).json()["orderId"]
         streamed = await stack.watch(order_id)

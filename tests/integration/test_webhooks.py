@@ -4,16 +4,32 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import socket
 import time
+from datetime import UTC, datetime
+from ipaddress import ip_address
 
 import orjson
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dexec.db.engine import create_engine
+from dexec.db.models import WebhookDeliveryRow
+from dexec.orders.events import OrderEvent
+from dexec.orders.states import EventType, OrderStatus
+from dexec_notifier.recorder import Recorded, record_batch
+from dexec_notifier.settings import NotifierSettings
+from dexec_notifier.webhooks import WebhookDispatcher
 from tests.support.stack import Stack
+from tests.support.stream import orders_in_stream
 from tests.support.waiting import eventually
 from tests.support.webhook_receiver import WebhookReceiver
 
 SECRET = "test-webhook-secret"
 LIFECYCLE = ["pending", "routing", "routed", "building", "submitted", "confirmed"]
+ORDER = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1"}
 
 
 def signature_ok(headers: dict[str, str], body: bytes) -> bool:
@@ -25,7 +41,11 @@ def signature_ok(headers: dict[str, str], body: bytes) -> bool:
 
 
 async def test_events_are_posted_signed_in_order_and_retried(start) -> None:
-    stack: Stack = await start(webhook_secret=SECRET, webhook_backoff_base_seconds=0.1)
+    stack: Stack = await start(
+        webhook_secret=SECRET,
+        webhook_backoff_base_seconds=0.1,
+        webhook_allow_private_targets=True,  # the receiver is on 127.0.0.1
+    )
     async with WebhookReceiver(fail_first=3) as receiver:
         body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "webhookUrl": receiver.url}
         order_id = (await stack.submit(body)).json()["orderId"]
@@ -51,3 +71,130 @@ async def test_a_webhook_url_must_be_http(stack: Stack) -> None:
     response = await stack.submit(body)
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "VALIDATION_ERROR"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/hook",
+        "http://[::1]:8080/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://localhost:8080/hook",
+    ],
+)
+async def test_a_webhook_url_to_localhost_or_a_private_address_is_refused(
+    stack: Stack, url: str
+) -> None:
+    response = await stack.submit({**ORDER, "webhookUrl": url})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "VALIDATION_ERROR"
+    assert [detail["field"] for detail in error["details"]] == ["webhookUrl"]
+    assert await orders_in_stream(stack.nats_url) == 0
+
+
+def refused_deliveries() -> float:
+    """The notifier's count of webhook events dropped for a refused target (this process)."""
+    sample = REGISTRY.get_sample_value("dexec_webhook_deliveries_total", {"outcome": "refused"})
+    return sample or 0.0
+
+
+async def delivery_states(engine: AsyncEngine, order_id: str) -> list[str]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(WebhookDeliveryRow.state)
+            .where(WebhookDeliveryRow.order_id == order_id)
+            .order_by(WebhookDeliveryRow.seq)
+        )
+        return list(rows.scalars())
+
+
+def own_private_name() -> tuple[str, str]:
+    """This machine's host name and its first address, when every address the name resolves to
+    is a private one (so in /etc/hosts of most machines and containers)."""
+    name = socket.gethostname()
+    try:
+        found = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        pytest.skip(f"this machine's name {name!r} does not resolve")
+    addresses = [str(sockaddr[0]) for *_, sockaddr in found]
+    if name.lower() == "localhost" or any(ip_address(a).is_global for a in addresses):
+        pytest.skip(f"{name!r} is localhost or resolves to a public address: {addresses}")
+    return name, addresses[0]
+
+
+async def test_a_name_that_resolves_to_a_private_address_gets_no_webhook(start) -> None:
+    """The API does not look names up; the notifier does, and drops the order's deliveries
+    without connecting, nor retrying."""
+    name, address = own_private_name()
+    stack: Stack = await start()  # private targets refused, as in production
+    refused_before = refused_deliveries()
+    async with WebhookReceiver(host=address) as receiver:
+        response = await stack.submit({**ORDER, "webhookUrl": receiver.url_via(name)})
+        assert response.status_code == 202, response.text
+        order_id = response.json()["orderId"]
+        streamed = await stack.watch(order_id)
+
+        async def all_dropped() -> bool:
+            states = await delivery_states(stack.db, order_id)
+            return states == ["dropped"] * len(streamed)
+
+        await eventually(
+            all_dropped,
+            what=f"the webhooks to {name} ({address}) dropped",
+            explain=lambda: delivery_states(stack.db, order_id),
+        )
+    assert receiver.received == []
+    assert refused_deliveries() - refused_before == len(streamed)
+
+
+def queued_order(order_id: str, url: str) -> list[Recorded]:
+    """An order's first events as the recorder writes them, its pending carrying `url`."""
+    now = datetime.now(UTC)
+    steps = [
+        (EventType.PENDING, OrderStatus.PENDING),
+        (EventType.ROUTING, OrderStatus.ROUTING),
+        (EventType.BUILDING, OrderStatus.BUILDING),
+    ]
+    return [
+        Recorded(
+            seq,
+            OrderEvent(
+                order_id=order_id,
+                event=event,
+                status=status,
+                at=now,
+                data={"webhookUrl": url} if event == EventType.PENDING else {},
+            ),
+        )
+        for seq, (event, status) in enumerate(steps, start=1)
+    ]
+
+
+async def test_a_queued_webhook_to_a_private_address_is_dropped_not_posted(
+    database_url: str,
+) -> None:
+    """Deliveries queued before the API refused such URLs (or while private targets were
+    allowed) are refused by the notifier when it sends them."""
+    engine = create_engine(database_url, 2)
+    settings = NotifierSettings(database_url=database_url, webhook_backoff_base_seconds=0.1)
+    dispatcher = WebhookDispatcher(engine, settings)
+    refused_before = refused_deliveries()
+    try:
+        async with WebhookReceiver() as receiver:
+            await record_batch(engine, queued_order("queued", receiver.url))
+            await dispatcher.start()
+
+            async def all_dropped() -> bool:
+                return await delivery_states(engine, "queued") == ["dropped"] * 3
+
+            await eventually(
+                all_dropped,
+                what="the queued webhooks dropped",
+                explain=lambda: delivery_states(engine, "queued"),
+            )
+    finally:
+        await dispatcher.stop()
+        await engine.dispose()
+    assert receiver.received == []
+    assert refused_deliveries() - refused_before == 3

@@ -24,13 +24,18 @@ class Received:
 @dataclass
 class WebhookReceiver:
     fail_first: int = 0  # answer 503 to this many requests before accepting
+    host: str = "127.0.0.1"  # the address it listens on
     received: list[Received] = field(default_factory=list)
     port: int = field(default_factory=free_port)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        return self.url_via(f"[{self.host}]" if ":" in self.host else self.host)
+
+    def url_via(self, name: str) -> str:
+        """The hook's URL under another name for its host (one that resolves to it)."""
+        return f"http://{name}:{self.port}/hook"
 
     @property
     def accepted(self) -> list[Received]:
@@ -44,7 +49,7 @@ class WebhookReceiver:
 
     async def __aenter__(self) -> WebhookReceiver:
         app = Starlette(routes=[Route("/hook", self._hook, methods=["POST"])])
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None)
+        config = uvicorn.Config(app, host=self.host, port=self.port, log_config=None)
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())
         while not self._server.started:

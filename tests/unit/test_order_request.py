@@ -92,6 +92,36 @@ def test_tenant_and_webhook_are_carried() -> None:
     assert spec.created_at.tzinfo is not None
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/hook",
+        "http://[::1]:8080/hook",
+        "https://169.254.169.254/latest/meta-data/",
+        "http://10.1.2.3/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://2130706433/hook",
+        "http://localhost:8080/hook",
+        "http://hooks.localhost/hook",
+    ],
+)
+def test_a_webhook_to_localhost_or_a_private_address_is_refused(url: str) -> None:
+    body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "webhookUrl": url}
+    error = api_error(body)
+    assert (error.status, error.code) == (422, "VALIDATION_ERROR")
+    assert [d["field"] for d in error.details] == ["webhookUrl"]
+    # Where the receivers are local (`make up`, tests), the setting lets them through.
+    spec = parse_order(body, DEFAULT_BPS, None, allow_private_webhook_targets=True)
+    assert spec.webhook_url == url
+
+
+def test_a_webhook_host_name_is_not_looked_up_at_submit() -> None:
+    """The API judges the host as written; the notifier judges the name's addresses."""
+    url = "https://hooks.example.invalid/h"
+    body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "webhookUrl": url}
+    assert parse(body).webhook_url == url
+
+
 def test_json_float_amount_is_exact() -> None:
     body = parse_json_object(b'{"tokenIn": "SOL", "tokenOut": "USDC", "amount": 0.1}')
     assert body["amount"] == Decimal("0.1")

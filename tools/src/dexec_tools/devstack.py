@@ -8,6 +8,9 @@ services in reverse order, then Postgres and NATS.
 Postgres runs with `fast=True` (fsync, synchronous_commit and full_page_writes off): fine for a
 dev database, which survives a crash of the server but not necessarily of the machine.
 
+Webhooks may go to receivers on this machine or network (`LOCAL_DEFAULTS`: private targets
+allowed, which production refuses); a `DEXEC_*` variable in the environment overrides that.
+
 Output: stdout gets the launcher's messages and, once everything is up, the URLs, the `--print-env`
 lines and exactly one machine-readable line `DEXEC READY api=... notifier=...`. Service output goes
 to `DATA/logs/<service>.log` and, prefixed with the service name, to stderr (unless `--quiet`).
@@ -60,6 +63,12 @@ EXAMPLE_ORDER = (
     '{"type":"market","tokenIn":"SOL","tokenOut":"USDC","amount":"1.5","slippageBps":50}'
 )
 
+# Settings for a local engine that differ from the production defaults; the environment wins.
+LOCAL_DEFAULTS = {
+    # Local webhook receivers (127.0.0.1) are the common case here.
+    "DEXEC_WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
+}
+
 _echo_lock = threading.Lock()
 
 
@@ -102,7 +111,11 @@ def tcp_port(text: str) -> int:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="dexec-dev", description="Run the dexec engine locally (NATS, Postgres, services)."
+        prog="dexec-dev",
+        description="Run the dexec engine locally (NATS, Postgres, services).",
+        epilog="Webhooks may go to local receivers (127.0.0.1, private networks): "
+        "DEXEC_WEBHOOK_ALLOW_PRIVATE_TARGETS is true here, false in production; "
+        "set it to false in the environment to see the refusal.",
     )
     parser.add_argument("--data-dir", type=Path, default=Path(".dexec"), help="default: ./.dexec")
     parser.add_argument("--api-port", type=tcp_port, default=8000)
@@ -207,6 +220,7 @@ def lock_data_dir(data_dir: Path) -> IO[bytes]:
 
 def service_env(ports: Ports, nats: NatsServer, pg: PostgresServer) -> dict[str, str]:
     return {
+        **LOCAL_DEFAULTS,
         **os.environ,
         "DEXEC_NATS_URL": nats.url,
         "DEXEC_DATABASE_URL": pg.url(),

@@ -82,3 +82,14 @@ class ChainSettings(MarketSettings):
     chain_node_behind_rate: Decimal = Field(Decimal(0), ge=0, le=1)
     # Fault injection for tests and demos: the first N sends of every order are dropped.
     chain_drop_first_attempts: int = Field(0, ge=0)
+
+
+class WebhookTargetSettings(BaseSettings):
+    """Where webhooks may go: the API checks a `webhookUrl` at submit, the notifier at send."""
+
+    model_config = SettingsConfigDict(env_prefix="DEXEC_", extra="ignore")
+
+    # Off, a webhook to localhost or a loopback, private, link-local or otherwise non-public
+    # address is refused: a client must not make the notifier POST into our own network (SSRF).
+    # On only where the receivers are local (`make up`, tests).
+    webhook_allow_private_targets: bool = False

@@ -83,7 +83,12 @@ class OrderIntake:
     ) -> Accepted:
         self._limit.admit(request, tenant)
         raw = await read_json_body(request, self._settings.max_body_bytes)
-        spec = parse_order(parse_json_object(raw), self._settings.default_slippage_bps, tenant)
+        spec = parse_order(
+            parse_json_object(raw),
+            self._settings.default_slippage_bps,
+            tenant,
+            allow_private_webhook_targets=self._settings.webhook_allow_private_targets,
+        )
         if self._backlog.overloaded:
             raise ApiError(
                 503,

@@ -19,13 +19,18 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from dexec.market.tokens import BadAmount, UnknownToken, resolve_token, to_base_units
 from dexec.orders.events import OrderSpec
+from dexec.webhook_targets import refused_host
 from dexec_api.errors import ApiError, validation_details
+
+# Validation context key: true when webhooks may go to private targets (the setting).
+PRIVATE_WEBHOOKS = "webhook_allow_private_targets"
 
 
 class OrderRequest(BaseModel):
@@ -45,7 +50,7 @@ class OrderRequest(BaseModel):
 
     @field_validator("webhook_url")
     @classmethod
-    def _http_url(cls, url: str | None) -> str | None:
+    def _http_url(cls, url: str | None, info: ValidationInfo) -> str | None:
         if url is not None:
             # Control characters could not even be stored (Postgres JSONB refuses NUL).
             if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in url):
@@ -57,6 +62,12 @@ class OrderRequest(BaseModel):
                 parts.port  # noqa: B018 - parsing the port is the check
             except ValueError as exc:
                 raise ValueError("webhookUrl has an invalid port") from exc
+            # Refused unless the context allows private targets. By the host as written: a DNS
+            # lookup would slow every submit; the notifier judges names when it connects.
+            if not (info.context or {}).get(PRIVATE_WEBHOOKS):
+                refusal = refused_host(parts.hostname)
+                if refusal is not None:
+                    raise ValueError(refusal)
         return url
 
     @model_validator(mode="after")
@@ -107,9 +118,17 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def parse_order(body: dict[str, Any], default_slippage_bps: int, tenant: str | None) -> OrderSpec:
+def parse_order(
+    body: dict[str, Any],
+    default_slippage_bps: int,
+    tenant: str | None,
+    *,
+    allow_private_webhook_targets: bool = False,
+) -> OrderSpec:
     try:
-        request = OrderRequest.model_validate(body)
+        request = OrderRequest.model_validate(
+            body, context={PRIVATE_WEBHOOKS: allow_private_webhook_targets}
+        )
     except ValidationError as exc:
         details = validation_details(exc)
         raise ApiError(422, "VALIDATION_ERROR", "invalid order", details) from exc

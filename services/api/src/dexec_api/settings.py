@@ -3,10 +3,10 @@ from typing import Self
 from pydantic import Field, model_validator
 
 from dexec.auth import AuthSettings
-from dexec.settings import CommonSettings
+from dexec.settings import CommonSettings, WebhookTargetSettings
 
 
-class ApiSettings(CommonSettings, AuthSettings):
+class ApiSettings(CommonSettings, AuthSettings, WebhookTargetSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=0, le=65535)
     # Where clients reach the notifier's WebSocket; used for the links in responses.

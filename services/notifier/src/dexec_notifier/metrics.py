@@ -29,7 +29,9 @@ RECORDER_LAG = Histogram(
     buckets=DURATION_BUCKETS,
 )
 WEBHOOK_DELIVERIES = Counter(
-    "dexec_webhook_deliveries_total", "Webhook events delivered or given up on", ["outcome"]
+    "dexec_webhook_deliveries_total",
+    "Webhook events delivered, given up on (dropped), or dropped as their target is refused",
+    ["outcome"],
 )
 WS_BACKFILLS = Counter(
     "dexec_ws_backfills_total",

@@ -1,12 +1,12 @@
 from pydantic import Field
 
 from dexec.auth import AuthSettings
-from dexec.settings import CommonSettings
+from dexec.settings import CommonSettings, WebhookTargetSettings
 
 DEFAULT_BACKFILL_CACHE_BYTES = 16 * 1024 * 1024
 
 
-class NotifierSettings(CommonSettings, AuthSettings):
+class NotifierSettings(CommonSettings, AuthSettings, WebhookTargetSettings):
     notifier_host: str = "127.0.0.1"
     notifier_port: int = Field(8001, ge=0, le=65535)
     recorder_batch_size: int = Field(500, ge=1, le=10_000)

@@ -8,8 +8,11 @@ event at once, and a replica that dies mid-POST leaves the row to another when t
 runs out), posts, then marks the row delivered or schedules a retry with exponential backoff.
 Per order only the earliest undelivered event is due, so a receiver sees an order's events in
 order, each at least once. An event still undelivered `webhook_give_up_seconds` after it
-happened is dropped and logged, so one dead receiver cannot stall forever. Each POST of a
-sampled order is a span in the order's trace.
+happened is dropped and logged, so one dead receiver cannot stall forever. A target the
+deployment refuses (`dexec.webhook_targets`: localhost, or a name or address that is not
+public, unless `webhook_allow_private_targets`) is dropped at once, never retried; the client
+checks it when it connects (`webhook_client`). Each POST of a sampled order is a span in the
+order's trace.
 
 The dispatcher wakes when this replica's recorder queued something, when one of its own POSTs
 ends (the order's next event may be due), at its own earliest retry, and otherwise every
@@ -24,6 +27,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 import httpx
@@ -41,14 +45,17 @@ from dexec.db.models import OrderEventRow, WebhookDeliveryRow, WebhookState
 from dexec.orders.events import OrderEvent
 from dexec.telemetry import ORDER_ID
 from dexec.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from dexec.webhook_targets import RefusedTarget
 from dexec_notifier.client_events import client_message
 from dexec_notifier.metrics import WEBHOOK_DELIVERIES
 from dexec_notifier.settings import NotifierSettings
+from dexec_notifier.webhook_client import webhook_client
 
 log = logging.getLogger(__name__)
 
 DELIVERED = WEBHOOK_DELIVERIES.labels("delivered")
 DROPPED = WEBHOOK_DELIVERIES.labels("dropped")
+REFUSED = WEBHOOK_DELIVERIES.labels("refused")
 
 WEBHOOKS = WebhookDeliveryRow.__table__
 EVENTS = OrderEventRow.__table__
@@ -95,6 +102,14 @@ CLAIM = (
 )
 
 
+class Sent(StrEnum):
+    """What became of one POST."""
+
+    DELIVERED = "delivered"  # answered 2xx
+    FAILED = "failed"  # no answer, or not 2xx: worth retrying
+    REFUSED = "refused"  # a target this deployment does not POST to
+
+
 @dataclass(frozen=True)
 class Delivery:
     msg_id: str
@@ -122,7 +137,9 @@ class WebhookDispatcher:
     def __init__(self, engine: AsyncEngine, settings: NotifierSettings) -> None:
         self._engine = engine
         self._settings = settings
-        self._http = httpx.AsyncClient(timeout=settings.webhook_timeout_seconds)
+        self._http = webhook_client(
+            settings.webhook_timeout_seconds, settings.webhook_allow_private_targets
+        )
         # A POST that outlives its lease could be sent twice: the lease outlasts the timeout.
         self._lease = timedelta(seconds=2 * settings.webhook_timeout_seconds + 5)
         self._wake = asyncio.Event()
@@ -178,9 +195,13 @@ class WebhookDispatcher:
         event = delivery.event
         ORDER_ID.set(event.order_id)  # this task's logs name the order
         try:
-            if await self._post(delivery):
+            sent = await self._post(delivery)
+            if sent is Sent.DELIVERED:
                 DELIVERED.inc()
                 await self._settle(delivery, state=WebhookState.DELIVERED)
+            elif sent is Sent.REFUSED:  # no retry would change that
+                REFUSED.inc()
+                await self._settle(delivery, state=WebhookState.DROPPED)
             elif _age(event) < self._settings.webhook_give_up_seconds:
                 await self._retry_later(delivery)
             else:
@@ -214,7 +235,7 @@ class WebhookDispatcher:
             )
         asyncio.get_running_loop().call_later(delay, self._wake.set)
 
-    async def _post(self, delivery: Delivery) -> bool:
+    async def _post(self, delivery: Delivery) -> Sent:
         if delivery.trace is None:
             return await self._send(delivery)
         event = delivery.event
@@ -223,11 +244,16 @@ class WebhookDispatcher:
             f"webhook {event.event}", context=delivery.trace, kind=SpanKind.CLIENT
         ) as span:
             span.set_attributes({"dexec.order_id": event.order_id, "dexec.seq": delivery.seq})
-            delivered = await self._send(delivery)
-            span.set_attribute("dexec.webhook.delivered", delivered)
-            return delivered
+            sent = await self._send(delivery)
+            span.set_attributes(
+                {
+                    "dexec.webhook.delivered": sent is Sent.DELIVERED,
+                    "dexec.webhook.sent": sent.value,
+                }
+            )
+            return sent
 
-    async def _send(self, delivery: Delivery) -> bool:
+    async def _send(self, delivery: Delivery) -> Sent:
         body = orjson.dumps(client_message(delivery.seq, delivery.event))
         timestamp = int(time.time())
         headers = {
@@ -238,11 +264,14 @@ class WebhookDispatcher:
         }
         try:
             response = await self._http.post(delivery.url, content=body, headers=headers)
+        except RefusedTarget as refusal:
+            log.warning("webhook target refused, event %s dropped: %s", delivery.msg_id, refusal)
+            return Sent.REFUSED
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             # InvalidURL is no HTTPError: uncaught, the row's next attempt would never move.
             log.info("webhook POST failed: %r", exc)
-            return False
-        return response.is_success
+            return Sent.FAILED
+        return Sent.DELIVERED if response.is_success else Sent.FAILED
 
 
 async def retire_webhook_consumer(js: JetStreamContext) -> None:

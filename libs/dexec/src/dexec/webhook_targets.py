@@ -1,0 +1,90 @@
+"""Which hosts a webhook may be POSTed to: public ones only, unless private targets are allowed.
+
+A client chooses the `webhookUrl`, so without this it could make the notifier POST into our
+own network (server-side request forgery): 127.0.0.1, 10.x, the cloud metadata service at
+169.254.169.254, ::1, fc00::/7 ... Pure functions, no DNS: the API judges a URL's host as
+written (`refused_host`); the notifier resolves the name when it connects and judges every
+address it gets (`is_public`).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from ipaddress import IPv4Address, IPv6Address, IPv6Network, ip_address
+
+IPAddress = IPv4Address | IPv6Address
+
+# Every globally routed IPv6 unicast address is in 2000::/3; outside it there are only special
+# blocks (::/8 with the IPv4-compatible addresses, fc00::/7, fe80::/10, fec0::/10, ff00::/8 ...)
+# some of which `is_global` lets through.
+_GLOBAL_UNICAST_V6 = IPv6Network("2000::/3")
+# NAT64's well-known prefix: 64:ff9b::a.b.c.d is the IPv4 address a.b.c.d behind a NAT64.
+_NAT64 = IPv6Network("64:ff9b::/96")
+# Numbers a resolver reads as an IPv4 address although `ip_address` does not: 2130706433,
+# 0x7f.1, 127.1, 017700000001 are all 127.0.0.1 to getaddrinfo.
+_LEGACY_IPV4 = re.compile(r"[0-9a-fA-FxX.]+")
+
+REFUSED_LOCALHOST = "webhookUrl must not point at localhost"
+REFUSED_ADDRESS = "webhookUrl must not point at a loopback, private or otherwise non-public address"
+
+
+class RefusedTarget(Exception):
+    """A webhook target this deployment does not POST to; retrying would not change that."""
+
+
+def is_public(address: IPAddress) -> bool:
+    """A globally reachable unicast address, also when an IPv6 address stands for an IPv4 one."""
+    if isinstance(address, IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return is_public(embedded)
+        if address not in _GLOBAL_UNICAST_V6:
+            return False
+    # `is_global` counts multicast as global; a POST has no business there either.
+    return address.is_global and not address.is_multicast
+
+
+def _embedded_ipv4(address: IPv6Address) -> IPv4Address | None:
+    """The IPv4 address an IPv6 one is delivered to: ::ffff:a.b.c.d, 6to4, NAT64."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64:
+        return IPv4Address(int(address) & 0xFFFF_FFFF)
+    return None
+
+
+def is_localhost_name(host: str) -> bool:
+    """`localhost` and every name under it, which resolvers keep on this machine (RFC 6761)."""
+    name = host.lower().removesuffix(".")
+    return name == "localhost" or name.endswith(".localhost")
+
+
+def literal_address(host: str) -> IPAddress | None:
+    """The address `host` names without DNS (an IP literal, IPv6 without brackets), or None."""
+    try:
+        return ip_address(host)
+    except ValueError:
+        pass
+    if _LEGACY_IPV4.fullmatch(host):
+        try:  # inet_aton parses the number the way getaddrinfo will; it never queries DNS
+            return IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
+def refused_host(host: str) -> str | None:
+    """Why a webhook may not go to `host`, judged by what is written (no DNS); None if it may.
+
+    A name passes here and is judged again, by the addresses it resolves to, when the notifier
+    connects.
+    """
+    if is_localhost_name(host):
+        return REFUSED_LOCALHOST
+    address = literal_address(host)
+    if address is not None and not is_public(address):
+        return REFUSED_ADDRESS
+    return None
