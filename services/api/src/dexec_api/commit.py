@@ -28,15 +28,15 @@ ATTEMPT_TIMEOUT_SECONDS = 2.0
 PAUSE_SECONDS = 0.25
 
 
-class CommitFailed(Exception):
-    """The event was certainly not stored: every attempt was refused outright."""
-
-
 class CommitUncertain(Exception):
     """An attempt may have reached the stream: the order may exist."""
 
 
 async def commit_event(js: JetStreamContext, event: OrderEvent, budget_seconds: float) -> PubAck:
+    """The ack of `event`, published as often as it takes within `budget_seconds`.
+
+    Raises `CommitUncertain` if an attempt may have been stored, else the last refusal (a
+    `nats.errors.Error`: nothing was stored)."""
     deadline = time.monotonic() + budget_seconds
     maybe_stored = False
     while True:
@@ -50,6 +50,8 @@ async def commit_event(js: JetStreamContext, event: OrderEvent, budget_seconds: 
         except NatsError as exc:  # a timeout, or lost with the connection: unknown
             last, maybe_stored = exc, True
         if time.monotonic() + PAUSE_SECONDS >= deadline:
-            raise (CommitUncertain if maybe_stored else CommitFailed)() from last
+            if maybe_stored:
+                raise CommitUncertain() from last
+            raise last
         COMMIT_RETRIES.inc()
         await asyncio.sleep(PAUSE_SECONDS)

@@ -26,7 +26,7 @@ from dexec.orders.events import OrderSpec
 from dexec.orders.states import EventType, OrderStatus
 from dexec_api.backpressure import RouterBacklog
 from dexec_api.body import read_json_body
-from dexec_api.commit import CommitFailed, CommitUncertain, commit_event
+from dexec_api.commit import CommitUncertain, commit_event
 from dexec_api.errors import ApiError
 from dexec_api.idempotency import IdempotencyConflict, IdempotencyStore
 from dexec_api.metrics import ORDERS_ACCEPTED, ORDERS_REJECTED
@@ -99,7 +99,7 @@ class OrderIntake:
             )
         try:
             return await self._place(spec, idempotency_key)
-        except NatsError as exc:  # before the commit: the idempotency claim or replay lookup
+        except NatsError as exc:  # certainly not stored: the order does not exist
             raise ApiError(
                 503,
                 "BUS_UNAVAILABLE",
@@ -143,13 +143,6 @@ class OrderIntake:
         event = build_event(order_id, EventType.PENDING, spec)
         try:
             await commit_event(self._js, event, self._settings.commit_timeout_seconds)
-        except CommitFailed as exc:
-            raise ApiError(
-                503,
-                "BUS_UNAVAILABLE",
-                "the order was not accepted; retry (with the same Idempotency-Key)",
-                headers=retry_after_header(1),
-            ) from exc
         except CommitUncertain as exc:
             raise ApiError(
                 503,
