@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import nats
+import orjson
 import pytest
 
+from dexec_api.idempotency import IdempotencyStore
+from dexec_api.order_request import parse_json_object, parse_order
 from tests.support.stack import Stack
 from tests.support.stream import event_counts, orders_in_stream
 
@@ -38,6 +42,28 @@ async def test_same_key_and_body_later_returns_the_same_order(stack: Stack) -> N
     assert again.status_code == 200
     assert again.json()["orderId"] == order_id
     assert (await event_counts(stack.nats_url, order_id))["pending"] == 1
+
+
+async def test_a_key_whose_first_request_died_before_publishing_places_the_order(
+    stack: Stack,
+) -> None:
+    """A request that claimed its key and died before the `pending` publish (the API killed in
+    between) left a claim and no order: the client's retry with the key publishes it."""
+    nc = await nats.connect(stack.nats_url)
+    try:
+        store = await IdempotencyStore.open(nc.jetstream(), ttl_seconds=3600)
+        spec = parse_order(parse_json_object(orjson.dumps(ORDER)), 50, None)
+        claim = await store.claim(None, "died-1", spec, "order-of-a-dead-request")
+    finally:
+        await nc.close()
+    assert claim.created
+
+    retry = await stack.submit(ORDER, **{"Idempotency-Key": "died-1"})
+
+    assert retry.status_code == 200
+    assert retry.json()["orderId"] == "order-of-a-dead-request"
+    assert (await stack.watch("order-of-a-dead-request"))[-1]["event"] == "confirmed"
+    assert (await event_counts(stack.nats_url, "order-of-a-dead-request"))["pending"] == 1
 
 
 async def test_same_key_with_a_different_body_is_refused(stack: Stack) -> None:
