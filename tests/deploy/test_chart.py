@@ -4,7 +4,6 @@ settings and Secrets where they are used, autoscaling."""
 
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 from pathlib import Path
@@ -24,9 +23,11 @@ from tests.deploy.manifests import (
     Manifest,
     by_kind_and_name,
     containers,
+    main_container,
     nats_chart_vendored,
     render,
     render_objects,
+    secret_data,
     validate,
 )
 from tests.deploy.value_sets import DATABASE_URL, VALUE_SETS, objects
@@ -44,10 +45,6 @@ SETTINGS = {
 
 def deployment(name: str, value_set: str) -> Manifest:
     return by_kind_and_name(objects(value_set))[("Deployment", f"dexec-{name}")]
-
-
-def main_container(workload: Manifest) -> Manifest:
-    return workload["spec"]["template"]["spec"]["containers"][0]
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
@@ -252,12 +249,6 @@ def test_webhooks_to_private_targets_are_refused(value_set: str) -> None:
     assert config["DEXEC_WEBHOOK_ALLOW_PRIVATE_TARGETS"] == "false"
     assert NotifierSettings.model_fields["webhook_allow_private_targets"].default is False
     assert ApiSettings.model_fields["webhook_allow_private_targets"].default is False
-
-
-def secret_data(secret: Manifest) -> dict[str, str]:
-    if "stringData" in secret:
-        return secret["stringData"]
-    return {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
 
 
 def test_database_url_and_api_keys_are_secrets() -> None:
