@@ -124,6 +124,15 @@ def main_container(workload: Manifest) -> Manifest:
     return workload["spec"]["template"]["spec"]["containers"][0]
 
 
+def secret_refs(container: Manifest) -> dict[str, dict[str, str]]:
+    """The container's variables taken from Secrets: name -> secretKeyRef."""
+    return {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in container.get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+
+
 def secret_data(secret: Manifest) -> dict[str, str]:
     if "stringData" in secret:
         return secret["stringData"]
