@@ -9,6 +9,7 @@ schemas/ instead, since kubernetes-validate ships only the built-in kinds.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import shutil
@@ -117,3 +118,22 @@ def containers(workload: Manifest) -> list[Manifest]:
         workload["spec"]["template"]["spec"] if "template" in workload["spec"] else workload["spec"]
     )
     return pod.get("initContainers", []) + pod["containers"]
+
+
+def main_container(workload: Manifest) -> Manifest:
+    return workload["spec"]["template"]["spec"]["containers"][0]
+
+
+def secret_refs(container: Manifest) -> dict[str, dict[str, str]]:
+    """The container's variables taken from Secrets: name -> secretKeyRef."""
+    return {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in container.get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+
+
+def secret_data(secret: Manifest) -> dict[str, str]:
+    if "stringData" in secret:
+        return secret["stringData"]
+    return {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from dexec.auth import AuthSettings, hash_api_key
 from dexec_api.settings import ApiSettings
 from dexec_executor.settings import ExecutorSettings
-from dexec_notifier.settings import NotifierSettings
+from dexec_notifier.settings import DEVELOPMENT_WEBHOOK_SECRET, NotifierSettings
 from dexec_router.settings import RouterSettings
 from tests.deploy.manifests import (
     CHART,
@@ -24,12 +25,16 @@ from tests.deploy.manifests import (
     Manifest,
     by_kind_and_name,
     containers,
+    main_container,
+    merge,
     nats_chart_vendored,
     render,
     render_objects,
+    secret_data,
+    secret_refs,
     validate,
 )
-from tests.deploy.value_sets import DATABASE_URL, VALUE_SETS, objects
+from tests.deploy.value_sets import DATABASE_URL, VALUE_SETS, WEBHOOK_SECRET, objects
 
 SERVICES = ("api", "router", "executor", "notifier")
 HTTP_SERVICES = {"api": 8000, "notifier": 8001}
@@ -44,10 +49,6 @@ SETTINGS = {
 
 def deployment(name: str, value_set: str) -> Manifest:
     return by_kind_and_name(objects(value_set))[("Deployment", f"dexec-{name}")]
-
-
-def main_container(workload: Manifest) -> Manifest:
-    return workload["spec"]["template"]["spec"]["containers"][0]
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
@@ -254,12 +255,6 @@ def test_webhooks_to_private_targets_are_refused(value_set: str) -> None:
     assert ApiSettings.model_fields["webhook_allow_private_targets"].default is False
 
 
-def secret_data(secret: Manifest) -> dict[str, str]:
-    if "stringData" in secret:
-        return secret["stringData"]
-    return {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
-
-
 def test_database_url_and_api_keys_are_secrets() -> None:
     index = by_kind_and_name(objects("public"))
     assert secret_data(index[("Secret", "dexec-database")]) == {"DEXEC_DATABASE_URL": DATABASE_URL}
@@ -300,15 +295,78 @@ def test_existing_secrets_are_used_and_not_rendered() -> None:
     for service in HTTP_SERVICES:
         pod = deployment(service, "external")["spec"]["template"]["spec"]
         assert pod["serviceAccountName"] == "dexec-runner"
-        refs = {
-            e["name"]: e["valueFrom"]["secretKeyRef"]
-            for e in main_container(deployment(service, "external"))["env"]
-            if "valueFrom" in e
-        }
+        refs = secret_refs(main_container(deployment(service, "external")))
+        webhooks = {"DEXEC_WEBHOOK_SECRET": {"name": "webhook-signing", "key": "hmac-key"}}
         assert refs == {
             "DEXEC_DATABASE_URL": {"name": "pg-credentials", "key": "url"},
             "DEXEC_API_KEYS": {"name": "tenants", "key": "DEXEC_API_KEYS"},
-        }
+        } | (webhooks if service == "notifier" else {})
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_only_the_notifier_gets_the_webhook_key_and_from_a_secret(value_set: str) -> None:
+    """Without it the notifier would sign with the public development key."""
+    notifier = main_container(deployment("notifier", value_set))
+    ref = secret_refs(notifier)["DEXEC_WEBHOOK_SECRET"]
+    given = VALUE_SETS[value_set].get("webhooks", {})
+    if given.get("existingSecret"):
+        assert ref == {"name": given["existingSecret"], "key": given["existingSecretKey"]}
+    else:
+        secret = by_kind_and_name(objects(value_set))[("Secret", ref["name"])]
+        assert secret_data(secret)[ref["key"]]
+    # Not the others, nor the notifier's migrations.
+    for service in SERVICES:
+        for container in containers(deployment(service, value_set)):
+            names = {e["name"] for e in container.get("env", [])}
+            signs = (service, container["name"]) == ("notifier", "notifier")
+            assert ("DEXEC_WEBHOOK_SECRET" in names) is signs, (service, container["name"])
+
+
+def test_the_webhook_key_given_is_in_the_secret_the_chart_makes() -> None:
+    secret = by_kind_and_name(objects("public"))[("Secret", "dexec-webhooks")]
+    assert secret_data(secret) == {"DEXEC_WEBHOOK_SECRET": WEBHOOK_SECRET}
+
+
+def generated_webhook_key(values: dict[str, object], chart: Path = CHART) -> str:
+    secret = by_kind_and_name(render_objects(values, chart=chart))[("Secret", "dexec-webhooks")]
+    return secret_data(secret)["DEXEC_WEBHOOK_SECRET"]
+
+
+def test_without_a_webhook_key_a_random_one_is_generated() -> None:
+    key = generated_webhook_key(VALUE_SETS["defaults"])
+    assert re.fullmatch(r"[A-Za-z0-9]{48}", key)
+    assert key != DEVELOPMENT_WEBHOOK_SECRET
+    # Without a cluster (helm template) there is no Secret to read back: every render makes a new
+    # one, which is why values.yaml says to set it there.
+    assert generated_webhook_key(VALUE_SETS["defaults"]) != key
+
+
+def test_a_generated_webhook_key_is_kept_across_upgrades(tmp_path: Path) -> None:
+    """On upgrade the chart reads the key back from its Secret. Offline `lookup` finds nothing,
+    so a copy of the chart has it answer with such a Secret instead."""
+    chart = tmp_path / "dexec"
+    shutil.copytree(CHART, chart, ignore=shutil.ignore_patterns("charts"))
+    template = chart / "templates" / "secrets.yaml"
+    lookup = 'lookup "v1" "Secret" .Release.Namespace $name'
+    stored = base64.b64encode(b"key-from-install").decode()
+    found = f'dict "data" (dict "DEXEC_WEBHOOK_SECRET" "{stored}")'
+    assert lookup in template.read_text()
+    template.write_text(template.read_text().replace(lookup, found))
+    assert generated_webhook_key(VALUE_SETS["defaults"], chart) == "key-from-install"
+    # A key given in values replaces it.
+    rotated = merge(VALUE_SETS["defaults"], {"webhooks": {"secret": "rotated"}})
+    assert generated_webhook_key(rotated, chart) == "rotated"
+
+
+def test_a_new_webhook_key_rolls_the_notifier_only() -> None:
+    def checksums(values: dict[str, object]) -> dict[str, str]:
+        index = by_kind_and_name(render_objects(values))
+        pods = {s: index[("Deployment", f"dexec-{s}")]["spec"]["template"] for s in SERVICES}
+        return {s: pod["metadata"]["annotations"]["checksum/secrets"] for s, pod in pods.items()}
+
+    before = checksums(VALUE_SETS["public"])
+    after = checksums(merge(VALUE_SETS["public"], {"webhooks": {"secret": "rotated"}}))
+    assert {service for service in SERVICES if before[service] != after[service]} == {"notifier"}
 
 
 def test_per_service_settings_reach_only_that_service() -> None:
@@ -375,6 +433,8 @@ def test_notes_tell_how_to_reach_and_test_the_release() -> None:
     assert f"kubectl -n {NAMESPACE} port-forward svc/dexec-api 8000:80" in notes
     assert f"helm test -n {NAMESPACE} dexec" in notes
     assert "dexec-api-keys" in notes
+    webhook_key = "get secret dexec-webhooks -o jsonpath='{.data.DEXEC_WEBHOOK_SECRET}'"
+    assert webhook_key in notes
     public = render(VALUE_SETS["public"])["dexec/templates/NOTES.txt"]
     assert "https://dexec.example.com/api/orders" in public
     assert "wss://dexec.example.com/ws/orders/<orderId>" in public

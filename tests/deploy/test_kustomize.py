@@ -15,8 +15,11 @@ from tests.deploy.manifests import (
     Manifest,
     by_kind_and_name,
     kustomize,
+    main_container,
     merge,
     render_objects,
+    secret_data,
+    secret_refs,
     validate,
     values_files,
 )
@@ -31,6 +34,7 @@ COMPARABLE = {
         {
             "database": {"existingSecret": "dexec-database"},
             "apiKeys": {"existingSecret": "dexec-api-keys"},
+            "webhooks": {"existingSecret": "dexec-webhooks"},
             "ingress": {"enabled": True},
         },
     ),
@@ -81,3 +85,17 @@ def test_plain_manifests_match_the_chart(directory: str) -> None:
     assert set(ours) - OVERLAY_ONLY.get(directory, set()) == set(chart)
     for key, obj in chart.items():
         assert comparable(ours[key]) == comparable(obj), f"{key} differs from the chart's"
+
+
+@pytest.mark.parametrize("directory", COMPARABLE)
+def test_the_notifier_takes_its_webhook_key_from_a_secret(directory: str) -> None:
+    """The operator creates it for the base; the dev overlay makes one, so it runs on its own."""
+    objects = by_kind_and_name(plain(directory))
+    notifier = main_container(objects[("Deployment", "dexec-notifier")])
+    ref = {"name": "dexec-webhooks", "key": "DEXEC_WEBHOOK_SECRET"}
+    assert secret_refs(notifier)["DEXEC_WEBHOOK_SECRET"] == ref
+    secret = objects.get(("Secret", "dexec-webhooks"))
+    if directory == "base":
+        assert secret is None
+    else:
+        assert secret_data(secret)["DEXEC_WEBHOOK_SECRET"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import socket
 import time
 from datetime import UTC, datetime
@@ -64,6 +65,21 @@ async def test_events_are_posted_signed_in_order_and_retried(start) -> None:
     delivered = [orjson.loads(r.body) for r in receiver.accepted]
     assert [d["event"] for d in delivered] == LIFECYCLE
     assert delivered == streamed  # the same messages as the WebSocket, in the same order
+
+
+@pytest.mark.parametrize(("overrides", "warned"), [({}, True), ({"webhook_secret": SECRET}, False)])
+async def test_the_notifier_warns_at_start_when_it_signs_with_the_development_key(
+    start, caplog: pytest.LogCaptureFixture, overrides: dict[str, str], warned: bool
+) -> None:
+    """Anyone can forge that key's signatures: a deployment that did not set its own shows."""
+    with caplog.at_level(logging.WARNING, logger="dexec_notifier.webhooks"):
+        await start(without=frozenset({"router", "executor"}), **overrides)
+    warnings = [
+        record.getMessage()
+        for record in caplog.records
+        if record.levelno == logging.WARNING and "DEXEC_WEBHOOK_SECRET" in record.getMessage()
+    ]
+    assert len(warnings) == int(warned), warnings
 
 
 async def test_a_webhook_url_must_be_http(stack: Stack) -> None:

@@ -55,7 +55,7 @@ What the code fixes rather than the operator: the console script, the one port e
 listens on and the settings that move it off 127.0.0.1. `public`: clients talk to it (HTTP or
 WebSocket), so it has /healthz and /readyz and checks API keys; the others have only their
 Prometheus endpoint. `database`: it uses Postgres, so it gets the URL and runs the migrations
-before it starts. */}}
+before it starts. `signsWebhooks`: it sends the webhooks, so it gets their signing key. */}}
 {{- define "dexec.components" -}}
 api:
   command: dexec-api
@@ -65,6 +65,7 @@ api:
   portEnv: DEXEC_API_PORT
   public: true
   database: true
+  signsWebhooks: false
 notifier:
   command: dexec-notifier
   port: 8001
@@ -73,6 +74,7 @@ notifier:
   portEnv: DEXEC_NOTIFIER_PORT
   public: true
   database: true
+  signsWebhooks: true
 router:
   command: dexec-router
   port: 9101
@@ -81,6 +83,7 @@ router:
   portEnv: DEXEC_ROUTER_METRICS_PORT
   public: false
   database: false
+  signsWebhooks: false
 executor:
   command: dexec-executor
   port: 9102
@@ -89,6 +92,7 @@ executor:
   portEnv: DEXEC_EXECUTOR_METRICS_PORT
   public: false
   database: false
+  signsWebhooks: false
 {{- end }}
 
 {{/* A service's image; call with (dict "root" $ "component" "api"). */}}
@@ -158,6 +162,19 @@ DEXEC_DATABASE_URL
 {{- default (printf "%s-api-keys" (include "dexec.fullname" .)) .Values.apiKeys.existingSecret }}
 {{- end }}
 
+{{/* The Secret holding the notifier's webhook key, and its key. */}}
+{{- define "dexec.webhooksSecretName" -}}
+{{- default (printf "%s-webhooks" (include "dexec.fullname" .)) .Values.webhooks.existingSecret }}
+{{- end }}
+
+{{- define "dexec.webhooksSecretKey" -}}
+{{- if .Values.webhooks.existingSecret }}
+{{- .Values.webhooks.existingSecretKey }}
+{{- else -}}
+DEXEC_WEBHOOK_SECRET
+{{- end }}
+{{- end }}
+
 {{/* Where clients open WebSockets (the links in API responses): the public host when there is
 one, else the notifier's in-cluster Service. */}}
 {{- define "dexec.publicWsUrl" -}}
@@ -191,6 +208,16 @@ database URL and API keys from their Secrets where the service uses them. */}}
       name: {{ include "dexec.apiKeysSecretName" .root }}
       key: DEXEC_API_KEYS
 {{- end }}
+{{- end }}
+
+{{/* The webhook signing key, for the main container of the service that sends webhooks (its
+migrations do not need it). */}}
+{{- define "dexec.webhooksSecretEnv" -}}
+- name: DEXEC_WEBHOOK_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "dexec.webhooksSecretName" . }}
+      key: {{ include "dexec.webhooksSecretKey" . }}
 {{- end }}
 
 {{/* Probes: api and notifier have /healthz (alive) and /readyz (NATS and Postgres answer);

@@ -4,6 +4,8 @@ from dexec.auth import AuthSettings
 from dexec.settings import CommonSettings, WebhookTargetSettings
 
 DEFAULT_BACKFILL_CACHE_BYTES = 16 * 1024 * 1024
+# In the source, so anyone can forge a signature made with it: for development only.
+DEVELOPMENT_WEBHOOK_SECRET = "dexec-development-webhook-secret"
 
 
 class NotifierSettings(CommonSettings, AuthSettings, WebhookTargetSettings):
@@ -31,7 +33,7 @@ class NotifierSettings(CommonSettings, AuthSettings, WebhookTargetSettings):
     ws_backfill_cache_bytes: int = Field(DEFAULT_BACKFILL_CACHE_BYTES, ge=0)
     ws_backfill_cache_ttl_seconds: float = Field(10.0, ge=0)
     # Webhooks: each event POSTed to the order's webhookUrl, signed with HMAC-SHA256.
-    webhook_secret: str = "dexec-development-webhook-secret"
+    webhook_secret: str = DEVELOPMENT_WEBHOOK_SECRET
     webhook_timeout_seconds: float = Field(5.0, gt=0)
     webhook_backoff_base_seconds: float = Field(1.0, gt=0)
     webhook_backoff_max_seconds: float = Field(60.0, gt=0)

@@ -48,7 +48,7 @@ from dexec.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from dexec.webhook_targets import RefusedTarget
 from dexec_notifier.client_events import client_message
 from dexec_notifier.metrics import WEBHOOK_DELIVERIES
-from dexec_notifier.settings import NotifierSettings
+from dexec_notifier.settings import DEVELOPMENT_WEBHOOK_SECRET, NotifierSettings
 from dexec_notifier.webhook_client import webhook_client
 
 log = logging.getLogger(__name__)
@@ -147,6 +147,11 @@ class WebhookDispatcher:
         self._posting: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
+        if self._settings.webhook_secret == DEVELOPMENT_WEBHOOK_SECRET:
+            # Receivers cannot trust such signatures: make a deployment that forgot it visible.
+            log.warning(
+                "webhooks are signed with the public development key: set DEXEC_WEBHOOK_SECRET"
+            )
         self._loop = asyncio.create_task(self._dispatch_loop())
 
     def wake(self) -> None:
