@@ -1,13 +1,15 @@
-"""An order submitted while NATS is away is committed once, or answered with its id.
+"""An order submitted while NATS is away or silent is committed once, refused, or named.
 
-Each test runs its own NATS server so it can stop it: with NATS gone, nats-py holds the
-`pending` publish and sends it on reconnecting, so a submit that gave up with a bare 503 could
-still become an order the client never heard of.
+Each test runs its own NATS server so it can stop, pause or strip it. The API must know what
+became of its `pending` publish: a submit that gave up with a bare 503 while its publish was
+still to be stored would be an order the client never heard of.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -93,25 +95,74 @@ async def test_a_submit_during_an_outage_commits_once_when_nats_returns(
     assert await pending_copies(nats_server.url, order_id) == 1
 
 
+async def orders_in_stream(nats_url: str) -> int:
+    nc = await nats.connect(nats_url)
+    try:
+        subject = event_subject(EventType.PENDING, "*")
+        info = await nc.jetstream().stream_info(STREAM, subjects_filter=subject)
+        return len(info.state.subjects or {})
+    finally:
+        await nc.close()
+
+
 @pytest.mark.parametrize("api_only", [1.0], indirect=True)
-async def test_an_unconfirmed_submit_names_the_order_it_may_have_made(
+async def test_a_submit_while_nats_is_gone_is_refused_and_never_sent_later(
     nats_server: NatsServer, api_only: Stack
 ) -> None:
     stack = api_only
     await stop_nats(nats_server, stack)
-    response = await stack.submit(BODY)
+    refused = await stack.submit(BODY)
+
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error"]["code"] == "BUS_UNAVAILABLE"
+    assert refused.headers["retry-after"] == "1"
+
+    # Nothing was held for the reconnect: the next order is the stream's only one.
+    await asyncio.to_thread(nats_server.start)
+
+    async def accepted() -> bool:
+        return (await stack.submit(BODY)).status_code == 202
+
+    await eventually(accepted, what="an order accepted after NATS returned")
+    assert await orders_in_stream(nats_server.url) == 1
+
+
+@pytest.mark.parametrize("api_only", [1.0], indirect=True)
+async def test_a_submit_without_a_stream_is_refused_at_once(
+    nats_server: NatsServer, api_only: Stack
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        await nc.jetstream().delete_stream(STREAM)
+    finally:
+        await nc.close()
+
+    response = await api_only.submit(BODY)
 
     assert response.status_code == 503, response.text
-    assert response.headers["retry-after"] == "1"
+    assert response.json()["error"]["code"] == "BUS_UNAVAILABLE"
+
+
+@pytest.mark.parametrize("api_only", [1.0], indirect=True)
+async def test_a_submit_nats_took_but_did_not_ack_names_the_order(
+    nats_server: NatsServer, api_only: Stack
+) -> None:
+    """A paused server keeps the connection but answers nothing: the publish may be stored."""
+    assert nats_server.pid is not None
+    os.kill(nats_server.pid, signal.SIGSTOP)
+    try:
+        response = await api_only.submit(BODY)
+    finally:
+        os.kill(nats_server.pid, signal.SIGCONT)
+
+    assert response.status_code == 503, response.text
     error = response.json()["error"]
     assert error["code"] == "COMMIT_UNCERTAIN"
     order_id = error["details"]["orderId"]
     assert error["details"]["links"]["self"] == f"/api/orders/{order_id}"
 
-    # The held publish goes out on reconnecting: the order exists, once, under that id.
-    await asyncio.to_thread(nats_server.start)
-
+    # Resumed, the server stores what it was sent: the order exists, once, under that id.
     async def committed() -> int:
         return await pending_copies(nats_server.url, order_id)
 
-    assert await eventually(committed, what="the held publish to reach the stream") == 1
+    assert await eventually(committed, what="the order in the stream") == 1

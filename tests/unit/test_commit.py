@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from nats.errors import NoRespondersError
+from nats.errors import OutboundBufferLimitError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import PubAck
+from nats.js.errors import NoStreamResponseError
 
 from dexec.bus.publisher import build_event
 from dexec.orders.states import EventType
@@ -40,12 +41,14 @@ async def test_a_lost_ack_is_published_again_under_the_same_msg_id() -> None:
 
 
 async def test_refusals_alone_mean_the_order_was_not_stored() -> None:
-    stream = ScriptedStream(*[NoRespondersError() for _ in range(10)])
-    with pytest.raises(NoRespondersError):
+    stream = ScriptedStream(
+        OutboundBufferLimitError(), *[NoStreamResponseError() for _ in range(9)]
+    )
+    with pytest.raises(NoStreamResponseError):
         await commit_event(stream, EVENT, budget_seconds=0.3)  # type: ignore[arg-type]
 
 
 async def test_one_unanswered_attempt_makes_the_outcome_uncertain() -> None:
-    stream = ScriptedStream(NatsTimeoutError(), *[NoRespondersError() for _ in range(10)])
+    stream = ScriptedStream(NatsTimeoutError(), *[NoStreamResponseError() for _ in range(10)])
     with pytest.raises(CommitUncertain):
         await commit_event(stream, EVENT, budget_seconds=0.6)  # type: ignore[arg-type]

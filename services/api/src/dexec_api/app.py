@@ -38,7 +38,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        nc = await connect(settings, "dexec-api")
+        # A submit must know whether its order was sent (`dexec_api.commit`): no publish is
+        # held for a reconnect that could come long after the client was answered.
+        nc = await connect(settings, "dexec-api", hold_while_disconnected=False)
         js = nc.jetstream()
         await ensure_stream(js, settings)
         app.state.nc, app.state.js = nc, js

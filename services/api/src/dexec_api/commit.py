@@ -1,11 +1,12 @@
 """Committing an order: publishing its `pending` until the stream acks it.
 
 A publish that times out is ambiguous: the server may have stored the event and only the ack
-was lost, and nats-py holds publishes made while it is disconnected and sends them once it
-reconnects. Answering a plain 503 then invites a client without an Idempotency-Key to submit
+was lost. Answering a plain 503 then invites a client without an Idempotency-Key to submit
 again and get two orders. So the same event is published again (same msg id, so the stream
 keeps one copy) until an ack comes or the budget runs out, and an outcome that stays unknown
-is reported as such, with the order id to look up.
+is reported as such, with the order id to look up. A publish refused before it reached a
+stream (no stream answered, the stream said no, or the API is disconnected: its connection
+holds nothing back for later, see `dexec.bus.connection.connect`) was certainly not stored.
 """
 
 from __future__ import annotations
@@ -13,10 +14,16 @@ from __future__ import annotations
 import asyncio
 import time
 
+from nats.errors import (
+    ConnectionClosedError,
+    ConnectionDrainingError,
+    NoRespondersError,
+    OutboundBufferLimitError,
+)
 from nats.errors import Error as NatsError
-from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
+from nats.js.errors import APIError, NoStreamResponseError
 
 from dexec.bus.publisher import publish_event
 from dexec.orders.events import OrderEvent
@@ -26,6 +33,15 @@ from dexec_api.metrics import COMMIT_RETRIES
 ATTEMPT_TIMEOUT_SECONDS = 2.0
 # Between attempts that failed at once (no stream answered), so they do not spin.
 PAUSE_SECONDS = 0.25
+# Errors that mean the attempt was not stored: refused before sending, or answered by "no".
+NOT_STORED: tuple[type[NatsError], ...] = (
+    OutboundBufferLimitError,  # disconnected, and nothing is held for later
+    ConnectionClosedError,
+    ConnectionDrainingError,
+    NoRespondersError,
+    NoStreamResponseError,  # nats-py's JetStream name for "no responders"
+    APIError,  # the stream's own error reply
+)
 
 
 class CommitUncertain(Exception):
@@ -45,7 +61,7 @@ async def commit_event(js: JetStreamContext, event: OrderEvent, budget_seconds: 
             return await publish_event(
                 js, event, timeout=max(0.05, min(ATTEMPT_TIMEOUT_SECONDS, remaining))
             )
-        except NoRespondersError as exc:  # no JetStream server took it
+        except NOT_STORED as exc:
             last: NatsError = exc
         except NatsError as exc:  # a timeout, or lost with the connection: unknown
             last, maybe_stored = exc, True

@@ -123,14 +123,25 @@ class OrderIntake:
                     "this Idempotency-Key was used with a different order",
                 ) from exc
             order_id, created = claim.order_id, claim.created
-        if created or not await self._pending_stored(order_id):
+        if created:
             await self._commit(order_id, spec)
+        else:
+            await self._replay(order_id, spec)
         return Accepted(order_id, spec, created)
 
-    async def _pending_stored(self, order_id: str) -> bool:
+    async def _replay(self, order_id: str, spec: OrderSpec) -> None:
         """A replayed key publishes too, in case the first request died between its claim and
         its publish; within the duplicate window the server drops the copy, and past it the
-        order's `pending` is looked up first so it is never published twice."""
+        order's `pending` is looked up first so it is never published twice. The order may
+        exist whatever fails here, so a failure names it (COMMIT_UNCERTAIN)."""
+        try:
+            stored = await self._pending_stored(order_id)
+        except NatsError as exc:
+            raise _uncertain(order_id) from exc
+        if not stored:
+            await self._commit(order_id, spec)
+
+    async def _pending_stored(self, order_id: str) -> bool:
         try:
             subject = event_subject(EventType.PENDING, order_id)
             await self._js.get_last_msg(STREAM, subject, direct=True)
@@ -144,14 +155,18 @@ class OrderIntake:
         try:
             await commit_event(self._js, event, self._settings.commit_timeout_seconds)
         except CommitUncertain as exc:
-            raise ApiError(
-                503,
-                "COMMIT_UNCERTAIN",
-                "the bus did not confirm the order in time, and it may still be accepted: look"
-                " it up before submitting it again, or resubmit with the same Idempotency-Key",
-                {"orderId": order_id, "links": {"self": f"/api/orders/{order_id}"}},
-                retry_after_header(1),
-            ) from exc
+            raise _uncertain(order_id) from exc
+
+
+def _uncertain(order_id: str) -> ApiError:
+    return ApiError(
+        503,
+        "COMMIT_UNCERTAIN",
+        "the bus did not confirm the order, and it may still be accepted: resubmit with the same"
+        " Idempotency-Key (which returns this order if it exists), or look it up first",
+        {"orderId": order_id, "links": {"self": f"/api/orders/{order_id}"}},
+        retry_after_header(1),
+    )
 
 
 def accepted_body(accepted: Accepted, public_ws_url: str) -> dict[str, Any]:

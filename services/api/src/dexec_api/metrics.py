@@ -9,5 +9,5 @@ ROUTER_BACKLOG = Gauge(
 )
 COMMIT_RETRIES = Counter(
     "dexec_api_commit_retries_total",
-    "Publishes of an order's `pending` repeated because the stream did not ack in time",
+    "Publishes of an order's `pending` repeated because the stream did not ack it",
 )

@@ -25,8 +25,15 @@ log = logging.getLogger(__name__)
 STREAM_NAME_IN_USE = 10058
 
 
-async def connect(settings: CommonSettings, name: str) -> Client:
-    """Connect and keep reconnecting forever: a NATS restart must not end a service."""
+async def connect(
+    settings: CommonSettings, name: str, *, hold_while_disconnected: bool = True
+) -> Client:
+    """Connect and keep reconnecting forever: a NATS restart must not end a service.
+
+    nats-py holds what is published while it is disconnected and sends it on reconnecting,
+    however late. `hold_while_disconnected=False` makes such a publish fail at once instead
+    (`OutboundBufferLimitError`), so the caller knows it was not sent.
+    """
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats error: %s", exc)
@@ -47,6 +54,7 @@ async def connect(settings: CommonSettings, name: str) -> Client:
         error_cb=on_error,
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
+        **({} if hold_while_disconnected else {"pending_size": 0}),
     )
 
 
