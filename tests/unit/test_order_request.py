@@ -103,6 +103,7 @@ def test_tenant_and_webhook_are_carried() -> None:
         "http://2130706433/hook",
         "http://localhost:8080/hook",
         "http://hooks.localhost/hook",
+        "http://127.0.0.1./hook",
     ],
 )
 def test_a_webhook_to_localhost_or_a_private_address_is_refused(url: str) -> None:
@@ -113,6 +114,14 @@ def test_a_webhook_to_localhost_or_a_private_address_is_refused(url: str) -> Non
     # Where the receivers are local (`make up`, tests), the setting lets them through.
     spec = parse_order(body, DEFAULT_BPS, None, allow_private_webhook_targets=True)
     assert spec.webhook_url == url
+
+
+@pytest.mark.parametrize("host", ["a..b", "x" * 64 + ".example"])
+def test_a_webhook_host_no_resolver_accepts_is_refused(host: str) -> None:
+    body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "webhookUrl": f"http://{host}/"}
+    error = api_error(body)
+    assert (error.status, error.code) == (422, "VALIDATION_ERROR")
+    assert "invalid host name" in error.details[0]["message"]
 
 
 def test_a_webhook_host_name_is_not_looked_up_at_submit() -> None:

@@ -4,11 +4,15 @@ resolved while the request keeps the URL's host name."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
+from collections.abc import Iterator
+
 import httpx
 import pytest
 
 from dexec.webhook_targets import RefusedTarget
-from dexec_notifier.webhook_client import webhook_client
+from dexec_notifier.webhook_client import PER_ADDRESS_SECONDS, TargetCheckingBackend, webhook_client
 from tests.support.webhook_receiver import WebhookReceiver
 
 
@@ -34,3 +38,37 @@ async def test_a_name_that_does_not_resolve_is_an_ordinary_connect_error() -> No
     async with webhook_client(5, allow_private=False) as client:
         with pytest.raises(httpx.ConnectError):
             await client.post("http://hooks.example.invalid/h", content=b"{}")
+
+
+@pytest.mark.parametrize("host", ["a..b", "x" * 64 + ".example"])
+async def test_a_name_no_resolver_accepts_is_refused_not_retried(host: str) -> None:
+    async with webhook_client(5, allow_private=False) as client:
+        with pytest.raises(RefusedTarget, match="not a valid host name"):
+            await client.post(f"http://{host}/h", content=b"{}")
+
+
+@pytest.fixture
+def silent_and_listening_port() -> Iterator[int]:
+    """A port on which 127.0.0.2 takes no connection (a full accept queue drops the SYN, as a
+    broken route would) and 127.0.0.1 accepts."""
+    listening = socket.create_server(("127.0.0.1", 0))
+    port = listening.getsockname()[1]
+    silent = socket.create_server(("127.0.0.2", port), backlog=0)
+    filler = socket.create_connection(("127.0.0.2", port))  # the queue's one place
+    try:
+        yield port
+    finally:
+        for sock in (filler, silent, listening):
+            sock.close()
+
+
+async def test_an_address_that_never_answers_leaves_time_for_the_next(
+    silent_and_listening_port: int,
+) -> None:
+    backend = TargetCheckingBackend(allow_private=True)
+    async with asyncio.timeout(PER_ADDRESS_SECONDS + 3):
+        stream = await backend._connect_any(
+            ["127.0.0.2", "127.0.0.1"], silent_and_listening_port, None, None
+        )
+    assert stream.get_extra_info("server_addr")[0] == "127.0.0.1"
+    await stream.aclose()

@@ -26,6 +26,7 @@ _NAT64 = IPv6Network("64:ff9b::/96")
 _LEGACY_IPV4 = re.compile(r"[0-9a-fA-FxX.]+")
 
 REFUSED_LOCALHOST = "webhookUrl must not point at localhost"
+INVALID_NAME = "webhookUrl has an invalid host name (an empty or over-long label)"
 REFUSED_ADDRESS = "webhookUrl must not point at a loopback, private or otherwise non-public address"
 
 
@@ -76,6 +77,15 @@ def literal_address(host: str) -> IPAddress | None:
     return None
 
 
+def is_valid_name(host: str) -> bool:
+    """Whether a resolver can be asked about `host` at all (IDNA: no empty or long labels)."""
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    return True
+
+
 def refused_host(host: str) -> str | None:
     """Why a webhook may not go to `host`, judged by what is written (no DNS); None if it may.
 
@@ -84,7 +94,8 @@ def refused_host(host: str) -> str | None:
     """
     if is_localhost_name(host):
         return REFUSED_LOCALHOST
-    address = literal_address(host)
+    # A resolver reads "127.0.0.1." as 127.0.0.1.
+    address = literal_address(host.removesuffix("."))
     if address is not None and not is_public(address):
         return REFUSED_ADDRESS
     return None

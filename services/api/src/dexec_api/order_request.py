@@ -26,7 +26,7 @@ from pydantic import (
 
 from dexec.market.tokens import BadAmount, UnknownToken, resolve_token, to_base_units
 from dexec.orders.events import OrderSpec
-from dexec.webhook_targets import refused_host
+from dexec.webhook_targets import INVALID_NAME, is_valid_name, refused_host
 from dexec_api.errors import ApiError, validation_details
 
 # Validation context key: true when webhooks may go to private targets (the setting).
@@ -62,6 +62,8 @@ class OrderRequest(BaseModel):
                 parts.port  # noqa: B018 - parsing the port is the check
             except ValueError as exc:
                 raise ValueError("webhookUrl has an invalid port") from exc
+            if not is_valid_name(parts.hostname):
+                raise ValueError(INVALID_NAME)
             # Refused unless the context allows private targets. By the host as written: a DNS
             # lookup would slow every submit; the notifier judges names when it connects.
             if not (info.context or {}).get(PRIVATE_WEBHOOKS):

@@ -26,6 +26,8 @@ import httpx
 
 from dexec.webhook_targets import RefusedTarget, is_localhost_name, is_public
 
+# How long each of a name's addresses but the last may take to accept a connection.
+PER_ADDRESS_SECONDS = 1.0
 # httpx's own defaults, for the connection pool built here in place of httpx's.
 LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)
 
@@ -61,6 +63,8 @@ class TargetCheckingBackend(httpcore.AsyncNetworkBackend):
             )
         except socket.gaierror as exc:  # a DNS failure, like a refused connection, may pass
             raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        except UnicodeError as exc:  # an empty or over-long label: it never will resolve
+            raise RefusedTarget(f"{host}: not a valid host name") from exc
         addresses = list(dict.fromkeys(str(sockaddr[0]) for *_, sockaddr in found))
         if not addresses:
             raise httpcore.ConnectError(f"{host} resolves to no address")
@@ -77,16 +81,23 @@ class TargetCheckingBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None,
     ) -> httpcore.AsyncNetworkStream:
-        """The first of the addresses that accepts, in the resolver's order of preference."""
-        failures: list[httpcore.ConnectError] = []
-        for address in addresses:
+        """The first of the addresses that accepts, in the resolver's order of preference.
+
+        Each but the last gets at most PER_ADDRESS_SECONDS, so one that drops packets (a broken
+        IPv6 route is the usual case) does not use up the whole connect timeout."""
+        failures: list[Exception] = []
+        for i, address in enumerate(addresses):
+            last = i == len(addresses) - 1
             try:
-                return await self._sockets.connect_tcp(
-                    address, port, local_address=local_address, socket_options=socket_options
-                )
-            except httpcore.ConnectError as exc:
+                async with asyncio.timeout(None if last else PER_ADDRESS_SECONDS):
+                    return await self._sockets.connect_tcp(
+                        address, port, local_address=local_address, socket_options=socket_options
+                    )
+            except (httpcore.ConnectError, TimeoutError) as exc:
+                if last:
+                    raise
                 failures.append(exc)
-        raise failures[-1]
+        raise httpcore.ConnectError(f"no address accepted: {failures}")
 
     async def connect_unix_socket(
         self,

@@ -276,6 +276,11 @@ class WebhookDispatcher:
             # InvalidURL is no HTTPError: uncaught, the row's next attempt would never move.
             log.info("webhook POST failed: %r", exc)
             return Sent.FAILED
+        except Exception:
+            # Anything else is still this delivery's failure: it backs off and is dropped in
+            # the end, instead of escaping and leaving the row to be claimed again forever.
+            log.exception("webhook POST failed unexpectedly")
+            return Sent.FAILED
         return Sent.DELIVERED if response.is_success else Sent.FAILED
 
 
