@@ -29,7 +29,7 @@ async def test_a_client_over_its_rate_gets_429_with_retry_after(start) -> None:
     assert await rate_limited(stack) == refused_before + 2
 
 
-async def test_quotes_and_orders_draw_on_one_limit_per_client(start) -> None:
+async def test_market_data_and_orders_draw_on_one_limit_per_client(start) -> None:
     # A bucket that does not refill within the test.
     stack: Stack = await start(rate_limit_per_second=0.01, rate_limit_burst=3)
     quote = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1"}
@@ -43,7 +43,9 @@ async def test_quotes_and_orders_draw_on_one_limit_per_client(start) -> None:
         await stack.http.get(f"{stack.api_url}/api/quote", params=quote),
         await stack.submit(ORDER),
     )
+    refused_tokens = await stack.http.get(f"{stack.api_url}/api/tokens")
     assert refused_quote.status_code == refused_order.status_code == 429
+    assert refused_tokens.status_code == 429
     assert refused_quote.json()["error"]["code"] == "RATE_LIMITED"
     assert "Retry-After" in refused_quote.headers
 

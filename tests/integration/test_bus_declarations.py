@@ -6,8 +6,15 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, StorageType
 
 from dexec.bus.connection import ensure_consumer, ensure_stream
-from dexec.bus.subjects import ALL_EVENTS, EXECUTOR_CONSUMER, STREAM
+from dexec.bus.subjects import (
+    ALL_EVENTS,
+    EXECUTOR_CONSUMER,
+    IDEMPOTENCY_BUCKET,
+    STREAM,
+    kv_stream,
+)
 from dexec.settings import CommonSettings
+from dexec_api.idempotency import IdempotencyStore
 
 
 async def test_the_stream_takes_its_limits_from_the_settings_and_follows_changes(
@@ -42,3 +49,11 @@ async def test_a_consumer_acks_explicitly_and_redelivers_after_the_ack_wait(
     assert config.max_ack_pending == 64
     # Unlimited: the worker ends an order `failed` itself after its last attempt.
     assert config.max_deliver == -1
+
+
+async def test_the_idempotency_bucket_follows_its_ttl_setting(js: JetStreamContext) -> None:
+    await IdempotencyStore.open(js, ttl_seconds=7200)
+    await IdempotencyStore.open(js, ttl_seconds=3600)  # lowered on a running deployment
+
+    config = (await js.stream_info(kv_stream(IDEMPOTENCY_BUCKET))).config
+    assert config.max_age == 3600

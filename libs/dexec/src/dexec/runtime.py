@@ -70,8 +70,8 @@ def http_config(
 ) -> uvicorn.Config:
     """How an HTTP service (api, notifier) is served: uvloop, httptools, no access log.
 
-    `forwarded_allow_ips`: the proxies whose `X-Forwarded-For` names the client (uvicorn's
-    default, None, trusts 127.0.0.1)."""
+    `forwarded_allow_ips`: the proxies whose `X-Forwarded-For` names the client (None:
+    uvicorn's default, $FORWARDED_ALLOW_IPS or else 127.0.0.1 and ::1)."""
     import uvicorn
 
     return uvicorn.Config(

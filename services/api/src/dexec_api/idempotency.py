@@ -8,7 +8,7 @@ stores a fingerprint of the normalised order: the same key with another order is
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 from nats.js import JetStreamContext
@@ -16,7 +16,7 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from dexec.bus.subjects import IDEMPOTENCY_BUCKET
+from dexec.bus.subjects import IDEMPOTENCY_BUCKET, kv_stream
 from dexec.orders.events import OrderSpec
 
 
@@ -42,8 +42,13 @@ class IdempotencyStore:
 
     @classmethod
     async def open(cls, js: JetStreamContext, ttl_seconds: int) -> IdempotencyStore:
+        """The bucket, created with `ttl_seconds`, or brought to it if it exists: a key must
+        not outlive what the settings allow (see `ApiSettings`)."""
         try:
             kv = await js.key_value(IDEMPOTENCY_BUCKET)
+            config = (await js.stream_info(kv_stream(IDEMPOTENCY_BUCKET))).config
+            if config.max_age != ttl_seconds:
+                await js.update_stream(replace(config, max_age=float(ttl_seconds)))
         except BucketNotFoundError:
             kv = await js.create_key_value(
                 KeyValueConfig(

@@ -106,6 +106,7 @@ def market_router(settings: ApiSettings) -> APIRouter:
         raise ApiError(status, error.code, error.message, error.details or None, headers)
 
     async def market_info(request: Request) -> MarketInfo:
+        request.app.state.limit.admit(request, known_tenant(request))
         raw = await ask_router(request.app.state.nc, MARKET_SUBJECT, b"")
         try:
             return MarketInfo.model_validate_json(raw)

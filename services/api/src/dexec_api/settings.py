@@ -18,8 +18,9 @@ class ApiSettings(CommonSettings, AuthSettings, WebhookTargetSettings):
     commit_timeout_seconds: float = Field(10.0, gt=0, le=60)
     idempotency_ttl_seconds: int = Field(24 * 3600, ge=60)
     # Proxies whose X-Forwarded-For names the client (addresses or CIDRs, comma-separated;
-    # "*" trusts any): rate limits go by client address, so list the ingress's addresses or
-    # every client behind it shares one limit. Only list what clients cannot bypass.
+    # "*" trusts any, which lets every client pick its own address and so its own limit):
+    # rate limits go by client address, so list the ingress's addresses or every client
+    # behind it shares one limit. Only list what clients cannot bypass.
     forwarded_allow_ips: str = "127.0.0.1"
     # Per client (tenant, or address): orders and quotes a second, and burst; 0 turns it off.
     rate_limit_per_second: float = Field(200.0, ge=0)

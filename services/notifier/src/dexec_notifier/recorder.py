@@ -11,7 +11,8 @@ anywhere replays the batch and the replay changes nothing.
 
 Because each event is inserted once, the recorder is where an order's end-to-end time is
 measured exactly once, for every outcome (the router's failures too): when its terminal event
-is newly written, as that event's `at` less the order's `pending` `at`.
+is newly written, as that event's `at` less the order's `pending` `at` (at most once, if a
+batch split around a refused event fails partway: see `record_isolating`).
 
 A message that will never be recorded is terminated (`term`, not redelivered), logged and
 counted in `dexec_recorder_rejected_events_total`, so that it cannot stall the audit trail of
