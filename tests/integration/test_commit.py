@@ -17,10 +17,10 @@ import nats
 import pytest
 from prometheus_client import REGISTRY
 
-from dexec.bus.subjects import STREAM, event_subject
-from dexec.orders.states import EventType
+from dexec.bus.subjects import STREAM
 from dexec_tools.servers import NatsServer
 from tests.support.stack import Stack, start_stack
+from tests.support.stream import event_counts, orders_in_stream
 from tests.support.waiting import eventually
 
 BODY = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "0.5"}
@@ -65,13 +65,7 @@ async def stop_nats(server: NatsServer, stack: Stack) -> None:
 
 
 async def pending_copies(nats_url: str, order_id: str) -> int:
-    nc = await nats.connect(nats_url)
-    try:
-        subject = event_subject(EventType.PENDING, order_id)
-        info = await nc.jetstream().stream_info(STREAM, subjects_filter=subject)
-        return (info.state.subjects or {}).get(subject, 0)
-    finally:
-        await nc.close()
+    return (await event_counts(nats_url, order_id)).get("pending", 0)
 
 
 @pytest.mark.parametrize("api_only", [30.0], indirect=True)
@@ -93,16 +87,6 @@ async def test_a_submit_during_an_outage_commits_once_when_nats_returns(
     order_id = response.json()["orderId"]
     # Every attempt was sent on reconnecting; the stream kept one.
     assert await pending_copies(nats_server.url, order_id) == 1
-
-
-async def orders_in_stream(nats_url: str) -> int:
-    nc = await nats.connect(nats_url)
-    try:
-        subject = event_subject(EventType.PENDING, "*")
-        info = await nc.jetstream().stream_info(STREAM, subjects_filter=subject)
-        return len(info.state.subjects or {})
-    finally:
-        await nc.close()
 
 
 @pytest.mark.parametrize("api_only", [1.0], indirect=True)
