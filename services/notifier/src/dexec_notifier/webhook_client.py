@@ -85,19 +85,17 @@ class TargetCheckingBackend(httpcore.AsyncNetworkBackend):
 
         Each but the last gets at most PER_ADDRESS_SECONDS, so one that drops packets (a broken
         IPv6 route is the usual case) does not use up the whole connect timeout."""
-        failures: list[Exception] = []
-        for i, address in enumerate(addresses):
-            last = i == len(addresses) - 1
+        for address in addresses[:-1]:
             try:
-                async with asyncio.timeout(None if last else PER_ADDRESS_SECONDS):
+                async with asyncio.timeout(PER_ADDRESS_SECONDS):
                     return await self._sockets.connect_tcp(
                         address, port, local_address=local_address, socket_options=socket_options
                     )
-            except (httpcore.ConnectError, TimeoutError) as exc:
-                if last:
-                    raise
-                failures.append(exc)
-        raise httpcore.ConnectError(f"no address accepted: {failures}")
+            except (httpcore.ConnectError, TimeoutError):
+                continue  # the next address
+        return await self._sockets.connect_tcp(
+            addresses[-1], port, local_address=local_address, socket_options=socket_options
+        )
 
     async def connect_unix_socket(
         self,
