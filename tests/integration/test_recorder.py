@@ -447,12 +447,17 @@ async def test_a_message_that_is_not_an_order_event_is_terminated_and_counted(
         for order_id in ("first", "last")
     )
     # A `retrying` event without its stage has no message id, the key of its row.
-    stageless = OrderEvent(
-        order_id="stageless", event=EventType.RETRYING, status=OrderStatus.ROUTING
-    )
+    stageless = b'{"orderId": "stageless", "event": "retrying", "status": "routing"}'
     await publish(js, first)
     garbled = (await js.publish("orders.pending.garbled", b"{not json", stream=STREAM)).seq
-    stageless_seq = await publish(js, stageless, msg_id="stageless:retrying")
+    stageless_seq = (
+        await js.publish(
+            "orders.retrying.stageless",
+            stageless,
+            stream=STREAM,
+            headers={"Nats-Msg-Id": "stageless:retrying"},
+        )
+    ).seq
     await publish(js, last)
 
     engine = create_engine(database_url, 2)

@@ -20,10 +20,9 @@ def api_key_of(request: Request) -> str | None:
 
 async def caller_tenant(request: Request) -> str | None:
     """The caller's tenant; None when API keys are off. Unknown keys are a 401."""
-    tenants: Tenants = request.app.state.tenants
-    if not tenants.enabled:
+    if not request.app.state.tenants.enabled:
         return None
-    tenant = tenants.resolve(api_key_of(request))
+    tenant = known_tenant(request)
     if tenant is None:
         raise ApiError(401, "UNAUTHORIZED", f"a valid API key is required ({API_KEY_HEADER})")
     return tenant

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 from pydantic.alias_generators import to_camel
 
 from dexec.orders.states import EventType, OrderStatus
@@ -169,6 +169,13 @@ class OrderEvent(CamelModel):
     at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     attempt: int = 1
     data: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _retry_names_its_stage(self) -> OrderEvent:
+        # A retry's message id, its key in the stream and in Postgres, names its stage.
+        if self.event == EventType.RETRYING and not isinstance(self.data.get("stage"), str):
+            raise ValueError("a retrying event names its stage (data.stage)")
+        return self
 
     @classmethod
     def of(
