@@ -84,6 +84,9 @@ async def test_retries_stop_after_three_attempts_with_doubling_backoff(start) ->
     assert [r["data"]["delaySeconds"] for r in retries] == [BACKOFF, 2 * BACKOFF]
     final = messages[-1]
     assert final["event"] == "failed" and final["status"] == "failed"
+    # Each retry waited the delay it announced: the redelivery really doubles.
+    assert (at(retries[1]) - at(retries[0])).total_seconds() >= BACKOFF
+    assert (at(final) - at(retries[1])).total_seconds() >= 2 * BACKOFF
     assert final["data"]["code"] == "RPC_RATE_LIMITED"
     assert final["data"]["attempts"] == 3
 

@@ -52,10 +52,11 @@ class WebhookReceiver:
         config = uvicorn.Config(app, host=self.host, port=self.port, log_config=None)
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.01)
+        async with asyncio.timeout(10):  # a server that never starts fails the test
+            while not self._server.started:
+                if self._task.done():
+                    self._task.result()
+                await asyncio.sleep(0.01)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -284,7 +284,9 @@ def test_a_finer_split_grid() -> None:
     )
     coarse = route(market, amount=2_000 * 10**9)
     assert sum(leg.percent for leg in r.route_plan) == 100
-    assert r.out_amount >= coarse.out_amount
+    # The 1% grid finds a split the default 5% grid cannot express, and it pays more.
+    assert any(leg.percent % 5 for leg in r.route_plan)
+    assert r.out_amount > coarse.out_amount
 
 
 @pytest.mark.parametrize(

@@ -19,4 +19,8 @@ def test_receivers_accept_fresh_genuine_requests_only() -> None:
     assert not verify("secret", str(now), body + b" ", genuine)
     old = now - 3600
     assert not verify("secret", str(old), body, sign("secret", old, body))
+    future = now + 3600  # a clock far ahead is as stale as one far behind
+    assert not verify("secret", str(future), body, sign("secret", future, body))
+    within = now - 200  # inside the default 300 s tolerance
+    assert verify("secret", str(within), body, sign("secret", within, body))
     assert not verify("secret", "soon", body, genuine)
