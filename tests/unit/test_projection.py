@@ -184,6 +184,22 @@ def test_failed_lifecycle_records_failure() -> None:
     assert view.execution is None
 
 
+def test_an_ended_order_keeps_its_end_when_a_second_end_arrives() -> None:
+    o = OrderEvent.of
+    late_failure = Failure(code="QUOTES_UNAVAILABLE", reason="no venue answered", attempts=3)
+    confirmed = fold(ORDER_ID, lifecycle())
+    confirmed.apply(9, o(ORDER_ID, EventType.FAILED, OrderStatus.FAILED, late_failure))
+    assert confirmed.status == OrderStatus.CONFIRMED
+    assert confirmed.failure is None
+    assert confirmed.execution is not None
+
+    failed = fold(ORDER_ID, failed_lifecycle())
+    failed.apply(7, o(ORDER_ID, EventType.CONFIRMED, OrderStatus.CONFIRMED, execution()))
+    assert failed.status == OrderStatus.FAILED
+    assert failed.execution is None
+    assert failed.failure is not None and failed.failure["code"] == "SLIPPAGE_EXCEEDED"
+
+
 def test_applying_every_event_twice_changes_nothing() -> None:
     events = lifecycle()
     once = fold(ORDER_ID, events)

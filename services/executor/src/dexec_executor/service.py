@@ -35,6 +35,8 @@ from dexec_executor.settings import ExecutorSettings
 log = logging.getLogger(__name__)
 
 EARLIER_WORK = TERMINAL_EVENTS | {EventType.SUBMITTED}
+# Execution is done once the order has ended.
+EXECUTOR_STAGE = Stage("executor", OrderStatus.BUILDING, done_by=TERMINAL_EVENTS)
 SCOPE = "dexec.executor"
 
 BUILDING_TO_SUBMITTED = STAGE_DURATION.labels(StageName.BUILDING_TO_SUBMITTED)
@@ -70,7 +72,7 @@ class ExecutorService:
             self.js,
             self.settings,
             EXECUTOR_CONSUMER,
-            Stage("executor", OrderStatus.BUILDING),
+            EXECUTOR_STAGE,
             self.handle,
             concurrency=self.settings.executor_concurrency,
         )

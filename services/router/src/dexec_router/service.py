@@ -19,13 +19,16 @@ from dexec.market.chain import SlotClock
 from dexec.market.market import Market
 from dexec.market.tokens import resolve_token
 from dexec.orders.events import OrderEvent, OrderSpec
-from dexec.orders.states import EventType, OrderStatus
+from dexec.orders.states import TERMINAL_EVENTS, EventType, OrderStatus
 from dexec_router.metrics import observe_routed, route_log_fields, routing_started
 from dexec_router.planner import RoutePlanner, RoutingFailed
 from dexec_router.quote_server import QuoteServer
 from dexec_router.settings import RouterSettings
 
 log = logging.getLogger(__name__)
+
+# Routing is done once the order is routed (the executor has it) or has ended.
+ROUTER_STAGE = Stage("router", OrderStatus.ROUTING, done_by=TERMINAL_EVENTS | {EventType.ROUTED})
 
 
 class RouterService:
@@ -50,7 +53,7 @@ class RouterService:
             js,
             self.settings,
             ROUTER_CONSUMER,
-            Stage("router", OrderStatus.ROUTING),
+            ROUTER_STAGE,
             self.handle,
             concurrency=self.settings.router_concurrency,
         )

@@ -4,6 +4,13 @@ The policy (DESIGN §2): a `TransientError` (or an unexpected exception) is retr
 exponential backoff through `nak(delay)` for at most `max_attempts` deliveries; a
 `PermanentError`, or the last attempt, publishes `failed` and `term()`s the message.
 
+A message can come back after its stage's work is done: the ack was lost (a crash between the
+last publish and the ack, a dropped connection), or the durable was recreated. So a
+redelivery, and any retry or failure, first looks in the stream for the events that show the
+stage done (`Stage.done_by`); if one is there, the message is only acked. Without this a
+router re-planning a routed order could publish `failed` for an order the executor was
+executing, or had confirmed.
+
 Each message is handled in a span of the stage's scope (`dexec.router`, `dexec.executor`)
 that continues the trace its `traceparent` carries, with the order id set for the logs; the
 worker counts what it consumed, retried and gave up on (`dexec.metrics`).
@@ -26,6 +33,7 @@ from pydantic import ValidationError
 
 from dexec import tracing
 from dexec.bus.errors import PermanentError, StageError, TransientError
+from dexec.bus.history import read_latest_events
 from dexec.bus.publisher import emit
 from dexec.bus.pull import PullLoop
 from dexec.bus.subjects import ConsumerSpec
@@ -75,6 +83,8 @@ class Stage:
     name: str
     # Status reported on `retrying`/`failed` events when the error does not say otherwise.
     status: OrderStatus
+    # Events whose presence in the stream shows this stage's work on the order is done.
+    done_by: frozenset[EventType]
 
 
 class ConsumerWorker:
@@ -156,24 +166,44 @@ class ConsumerWorker:
             log.exception("%s: handler crashed", self._stage.name)
 
     async def _handle(self, event: OrderEvent, msg: Msg, attempt: int) -> None:
+        if attempt > 1 and await self._already_done(event):
+            await msg.ack()
+            self.processed += 1
+            return
         try:
             await self._handler(event, Delivery(msg, attempt, self._settings.ack_wait_seconds))
             await msg.ack()
         except PermanentError as exc:
-            await self._give_up(event, exc, attempt)
+            if not await self._already_done(event):
+                await self._give_up(event, exc, attempt)
             await msg.term()
         except INFRASTRUCTURE_ERRORS:
             raise
         except Exception as exc:
             error = exc if isinstance(exc, TransientError) else _unexpected(exc)
-            if attempt >= self._settings.retry_max_attempts:
+            if await self._already_done(event):
+                await msg.ack()
+            elif attempt >= self._settings.retry_max_attempts:
                 await self._give_up(event, error, attempt)
                 await msg.term()
-                return
-            delay = backoff_delay(attempt, self._settings.retry_backoff_base_seconds)
-            await self._retry(event, error, attempt, delay)
-            await msg.nak(delay=delay)
+            else:
+                delay = backoff_delay(attempt, self._settings.retry_backoff_base_seconds)
+                await self._retry(event, error, attempt, delay)
+                await msg.nak(delay=delay)
+                return  # it comes back: not finished here
         self.processed += 1
+
+    async def _already_done(self, event: OrderEvent) -> bool:
+        """Whether the stream shows this stage's work on the order done (by any delivery)."""
+        done = await read_latest_events(self._js, event.order_id, self._stage.done_by)
+        if done:
+            log.info(
+                "%s: the order is past this stage (%s); acking",
+                self._stage.name,
+                done[-1].event.event,
+                extra={"order_id": event.order_id},
+            )
+        return bool(done)
 
     async def _retry(
         self, event: OrderEvent, error: StageError, attempt: int, delay: float

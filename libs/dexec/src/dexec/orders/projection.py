@@ -1,8 +1,9 @@
 """Folding events into an order's current view.
 
 `apply` is idempotent and insensitive to delivery order: status only moves forward through the
-state table, and each detail is set by the event that owns it. The recorder folds events into
-Postgres rows with it, and the API folds the stream with it while the recorder catches up.
+state table, each detail is set by the event that owns it, and an ended order's end is final.
+The recorder folds events into Postgres rows with it, and the API folds the stream with it
+while the recorder catches up.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from dexec.orders.events import OrderEvent
-from dexec.orders.states import EventType, OrderStatus, status_after
+from dexec.orders.states import EventType, OrderStatus, is_terminal, status_after
 
 
 @dataclass
@@ -39,9 +40,11 @@ class OrderView:
             case EventType.SUBMITTED if event.attempt >= self._submission_attempt():
                 # The attempt rides along so a late, older submission cannot replace a newer one.
                 self.submission = {**event.data, "attempt": event.attempt}
-            case EventType.CONFIRMED:
+            # The first end is the order's end: a second terminal event (which the stages
+            # guard against publishing) never rewrites it.
+            case EventType.CONFIRMED if not is_terminal(self.status):
                 self.execution = event.data
-            case EventType.FAILED:
+            case EventType.FAILED if not is_terminal(self.status):
                 self.failure = event.data
             case EventType.RETRYING if event.attempt + 1 >= self.attempts:
                 self.last_retry = event.data
