@@ -6,16 +6,18 @@ from collections.abc import Callable
 from typing import Any
 
 import nats
+from nats.js.errors import KeyWrongLastSequenceError
 
 from dexec.bus.history import read_order_events
 from dexec.bus.publisher import emit
-from dexec.market.chain import SimulatedChain
+from dexec.bus.subjects import CHAIN_BUCKET
+from dexec.market.chain import NeverLanded, SimulatedChain, decode_record
 from dexec.market.market import Market
 from dexec.orders.events import OrderEvent, Submission
 from dexec.orders.states import EventType
 from dexec_executor.service import ExecutorService
 from dexec_executor.settings import ExecutorSettings
-from tests.support.chain import landed_outcomes
+from tests.support.chain import FirstCreateHeld, landed_outcomes
 from tests.support.stack import TEST_DEFAULTS, Stack
 from tests.support.waiting import eventually
 
@@ -70,3 +72,55 @@ async def test_a_landed_transaction_is_confirmed_without_being_sent_again(
     assert messages[-1]["data"]["txHash"] == tx.signature
     landed = [o for o in await landed_outcomes(nats_url) if o.order_id == order_id]
     assert [o.signature for o in landed] == [tx.signature]
+
+
+async def test_a_send_that_reaches_the_chain_after_its_signature_was_replaced_does_not_land(
+    start: Callable[..., Any], nats_url: str, database_url: str
+) -> None:
+    # A blockhash valid for 250 ms and a redelivery after 1 s: the redelivery finds the first
+    # signature expired by the clock while that signature's send is still on its way.
+    fast = {"blockhash_valid_slots": 5, "slot_ms": 50, "ack_wait_seconds": 1}
+    stack: Stack = await start(without=frozenset({"executor"}), **fast)
+    values = {**TEST_DEFAULTS, "nats_url": nats_url, "database_url": database_url, **fast}
+    executor = ExecutorService(ExecutorSettings(**values))
+    await executor.start()
+    assert executor.chain is not None
+    late = FirstCreateHeld(executor.chain._kv)
+    executor.chain._kv = late  # type: ignore[assignment]
+    nc = await nats.connect(nats_url)
+    try:
+        order_id = (await stack.submit(ORDER)).json()["orderId"]
+        # The first send's write to the chain is held; the delivery stops answering, so
+        # JetStream redelivers the order, which decides the signature expired and signs anew.
+        await late.held.wait()
+        messages = await stack.watch(order_id)
+        late.release.set()
+        refused = await late.result
+
+        # The first delivery then ends too (its signature never landed: it retries, and the
+        # retry finds the order confirmed).
+        async def both_done() -> bool:
+            return executor.processed >= 2
+
+        await eventually(both_done, what="both deliveries handled")
+        js = nc.jetstream()
+        events = [s.event for s in await read_order_events(js, order_id)]
+        submitted = [e.payload().signature for e in events if e.event == EventType.SUBMITTED]
+        chain = await js.key_value(CHAIN_BUCKET)
+        first_record = decode_record((await chain.get(submitted[0])).value or b"")
+    finally:
+        late.release.set()
+        await nc.close()
+        await executor.stop()
+
+    assert len(submitted) == 2
+    second = submitted[1]
+    assert messages[-1]["event"] == "confirmed"
+    assert messages[-1]["data"]["txHash"] == second
+    confirmed = [e.payload().tx_hash for e in events if e.event == EventType.CONFIRMED]
+    assert confirmed == [second]
+    landed = [o for o in await landed_outcomes(nats_url) if o.order_id == order_id]
+    assert [o.signature for o in landed] == [second]
+    # The late write found the chain's record that the first signature never landed.
+    assert isinstance(first_record, NeverLanded)
+    assert isinstance(refused, KeyWrongLastSequenceError)

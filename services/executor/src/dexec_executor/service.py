@@ -2,7 +2,8 @@
 
 Write-ahead (DESIGN §5): `submitted` is in the stream before the transaction is sent. On a
 redelivery the executor reads the order's events and resumes the signature it already
-published; it signs anew only when that blockhash has expired without the transaction landing.
+published; it signs anew only when the chain records that it expired without landing
+(`SimulatedChain.settle_expired`): a send of it still in flight can then no longer land.
 
 Metrics: building → submitted (this attempt's build and sign) and submitted → confirmed (from
 the submission that landed, so a resumed or retried send counts its whole wait).
@@ -111,8 +112,8 @@ class ExecutorService:
         )
         await building.acked()
         if landed is None:
-            # Not on the chain yet (the simulated chain records an outcome when a send is
-            # accepted, so an earlier send that is not there never will be): send it.
+            # Not on the chain yet: send it. An earlier send of it still in flight writes the
+            # same key, so the transaction lands once.
             try:
                 with tracing.child_span(SCOPE, "send transaction", SpanKind.CLIENT):
                     landed = await self.chain.send(tx, delivery.attempt, fresh=fresh)
@@ -154,12 +155,15 @@ class ExecutorService:
         if submitted:
             last_event = submitted[-1]
             last: Submission = last_event.payload()
-            landed = await self.chain.outcome(last.signature)
-            if landed or self.chain.clock.now() <= last.last_valid_block_height:
-                log.info("resuming signature %s", last.signature, extra={"order_id": order_id})
-                tx = self.chain.resign(
-                    order_id, route, last.blockhash, last.last_valid_block_height
-                )
+            tx = self.chain.resign(order_id, route, last.blockhash, last.last_valid_block_height)
+            landed = await self.chain.outcome(tx.signature)
+            expired = landed is None and self.chain.clock.now() > tx.last_valid_block_height
+            if expired:
+                # An earlier send may still reach the chain late: only the chain's record
+                # that it never landed makes a second signature safe; else it did land.
+                landed = await self.chain.settle_expired(tx)
+            if landed is not None or not expired:
+                log.info("resuming signature %s", tx.signature, extra={"order_id": order_id})
                 return tx, last_event.at.timestamp(), False, landed
         tx = self.chain.sign(order_id, route)
         submission = Submission(

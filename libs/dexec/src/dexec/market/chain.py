@@ -3,6 +3,13 @@
 Its state (signature → outcome) lives in a NATS KV bucket, outside the executor, so a
 restarted executor can ask about a signature it sent before, and sending the same signed
 transaction twice never executes it twice (the outcome is written with a create).
+
+Expiry is a fact on the chain, not a reading of one process's clock: a send checks the
+blockhash against its own clock before its create, and that create may reach NATS late. So
+whoever concludes that a transaction expired without landing first records so, with a create
+of the same key (`settle_expired`): either the landing or the "never landed" record is
+written, never both. It plays the validators' part, which refuse a transaction whose
+blockhash is too old when they process it.
 """
 
 from __future__ import annotations
@@ -14,7 +21,9 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
+from typing import Literal
 
+import orjson
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
@@ -108,6 +117,29 @@ class Outcome(CamelModel):
     fee_lamports: int
 
 
+class NeverLanded(CamelModel):
+    """The chain's record that a transaction's blockhash expired before it landed.
+
+    Written under the transaction's signature, where its outcome would be: a send whose
+    create comes later finds the key taken and does not land.
+    """
+
+    never_landed: Literal[True] = True
+    signature: str
+    order_id: str
+    last_valid_block_height: int
+    # The slot at which it was recorded (past `last_valid_block_height`).
+    slot: int
+
+
+def decode_record(raw: bytes) -> Outcome | NeverLanded:
+    """A value of the chain's bucket: a landed transaction's outcome, or `NeverLanded`."""
+    record = orjson.loads(raw)
+    if record.get("neverLanded"):
+        return NeverLanded.model_validate(record)
+    return Outcome.model_validate(record)
+
+
 class Commitment(StrEnum):
     PROCESSED = "processed"
     CONFIRMED = "confirmed"
@@ -176,8 +208,12 @@ class SimulatedChain:
             raise RateLimited("429 Too Many Requests")
         if self._roll("behind", tx.signature, attempt) < s.chain_node_behind_rate:
             raise NodeBehind("-32005 Node is behind")
-        if not fresh and await self.outcome(tx.signature) is not None:
-            return None
+        if not fresh:
+            record = await self._record(tx.signature)
+            if isinstance(record, Outcome):
+                return None
+            if record is not None:
+                raise BlockhashExpired(f"{tx.signature[:16]}… expired without landing")
         slot = self.clock.now()
         if slot > tx.last_valid_block_height:
             raise BlockhashExpired(
@@ -196,7 +232,9 @@ class SimulatedChain:
         )
         if dropped:
             return None
-        # A concurrent send of the same transaction finds the key taken: it lands once.
+        # A concurrent send of the same transaction finds the key taken: it lands once. So
+        # does a send that reaches NATS after its blockhash was settled as expired
+        # (`NeverLanded`): it does not land.
         try:
             await self._kv.create(tx.signature, outcome.model_dump_json(by_alias=True).encode())
         except KeyWrongLastSequenceError:
@@ -244,12 +282,36 @@ class SimulatedChain:
         )
 
     async def outcome(self, signature: str) -> Outcome | None:
-        """getSignatureStatuses: the recorded outcome, or None if the chain never saw it."""
+        """getSignatureStatuses: the recorded outcome, or None if it did not land (yet)."""
+        record = await self._record(signature)
+        return record if isinstance(record, Outcome) else None
+
+    async def _record(self, signature: str) -> Outcome | NeverLanded | None:
         try:
             entry = await self._kv.get(signature)
         except KeyNotFoundError:
             return None
-        return Outcome.model_validate_json(entry.value or b"")
+        return decode_record(entry.value or b"")
+
+    async def settle_expired(self, tx: SignedSwap) -> Outcome | None:
+        """Make "expired without landing" a fact on the chain, once the clock says so.
+
+        Call it only past `tx.last_valid_block_height`, when no outcome was seen. Records
+        `NeverLanded` under the signature with a create, the same write a landing makes:
+        returns None when it (or an earlier settlement) did, and then `tx` can never land;
+        returns the outcome when a send created it first, however late it arrived.
+        """
+        never = NeverLanded(
+            signature=tx.signature,
+            order_id=tx.order_id,
+            last_valid_block_height=tx.last_valid_block_height,
+            slot=self.clock.now(),
+        )
+        try:
+            await self._kv.create(tx.signature, never.model_dump_json(by_alias=True).encode())
+        except KeyWrongLastSequenceError:
+            return await self.outcome(tx.signature)
+        return None
 
     def commitment(self, outcome: Outcome) -> Commitment | None:
         """How settled a landed transaction is now (None: not yet visible)."""
@@ -263,9 +325,9 @@ class SimulatedChain:
     async def wait_confirmed(self, tx: SignedSwap, landed: Outcome | None = None) -> Outcome:
         """Wait until the transaction is confirmed (one slot deep) and return its outcome.
 
-        `landed`: the outcome `send` just recorded. Raises `BlockhashExpired` once the
-        blockhash has expired without the transaction landing: only then is it safe to sign
-        the swap again.
+        `landed`: the outcome `send` just recorded. Raises `BlockhashExpired` once the chain
+        records that the transaction never landed (`settle_expired`): only then is it safe to
+        sign the swap again.
         """
         outcome = landed or await self._landing(tx)
         if outcome is None:
@@ -280,18 +342,19 @@ class SimulatedChain:
         return outcome
 
     async def _landing(self, tx: SignedSwap) -> Outcome | None:
-        """The outcome once it is recorded, or None when the blockhash expired first."""
+        """The outcome once it is recorded, or None once the chain records it never landed."""
         with self._landings.expect(tx.signature) as landing:
             while True:
                 # Read it ourselves too: it may have landed before we registered, or the
                 # push may be lost to a reconnect; a few reads per order, not one per slot.
-                outcome = await self.outcome(tx.signature)
-                if outcome is not None:
-                    return outcome
+                record = await self._record(tx.signature)
+                if record is not None:
+                    return record if isinstance(record, Outcome) else None
                 expires_in = self.clock.seconds_until(tx.last_valid_block_height + 1)
                 if expires_in <= 0:
-                    return None
+                    return await self.settle_expired(tx)
                 wait = min(expires_in, LANDING_RECHECK_SECONDS)
                 with contextlib.suppress(TimeoutError):
                     raw = await asyncio.wait_for(asyncio.shield(landing), wait)
-                    return Outcome.model_validate_json(raw)
+                    record = decode_record(raw)
+                    return record if isinstance(record, Outcome) else None

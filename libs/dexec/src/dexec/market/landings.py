@@ -5,6 +5,10 @@ the load on NATS grow with the orders in flight. Instead one ordered consumer pe
 new writes to the chain bucket (`$KV.<bucket>.<signature>`, the NATS KV convention) and hands
 each to the waiters of that signature. It starts at "now": a waiter registers, then reads the
 outcome once itself, so a landing just before the registration is not missed.
+
+It hands on every write as it is, which is not always a landing: the chain also writes there
+that a transaction expired without landing (`dexec.market.chain.NeverLanded`); the waiter
+decodes the value (`decode_record`) and tells the two apart.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ class Landings:
 
     @contextmanager
     def expect(self, signature: str) -> Iterator[asyncio.Future[bytes]]:
-        """A future that gets the signature's recorded outcome (JSON) when it is written."""
+        """A future that gets what is recorded for the signature (JSON) when it is written."""
         landing: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         waiters = self._waiting.setdefault(signature, set())
         waiters.add(landing)
