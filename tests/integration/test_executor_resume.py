@@ -97,8 +97,8 @@ async def test_a_send_that_reaches_the_chain_after_its_signature_was_replaced_do
         late.release.set()
         refused = await late.result
 
-        # The first delivery then ends too (its signature never landed: it retries, and the
-        # retry finds the order confirmed).
+        # The first delivery then ends too: its signature never landed, and before retrying
+        # it finds the order confirmed, so it only acks.
         async def both_done() -> bool:
             return executor.processed >= 2
 
@@ -119,6 +119,7 @@ async def test_a_send_that_reaches_the_chain_after_its_signature_was_replaced_do
     assert messages[-1]["data"]["txHash"] == second
     confirmed = [e.payload().tx_hash for e in events if e.event == EventType.CONFIRMED]
     assert confirmed == [second]
+    assert events[-1].event == EventType.CONFIRMED  # no `retrying` after the end
     landed = [o for o in await landed_outcomes(nats_url) if o.order_id == order_id]
     assert [o.signature for o in landed] == [second]
     # The late write found the chain's record that the first signature never landed.
