@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import logging
 import socket
 import time
@@ -26,7 +27,7 @@ from dexec_notifier.webhooks import WebhookDispatcher
 from tests.support.stack import Stack
 from tests.support.stream import orders_in_stream
 from tests.support.waiting import eventually
-from tests.support.webhook_receiver import WebhookReceiver
+from tests.support.webhook_receiver import TricklingReceiver, WebhookReceiver
 
 SECRET = "test-webhook-secret"
 LIFECYCLE = ["pending", "routing", "routed", "building", "submitted", "confirmed"]
@@ -214,3 +215,54 @@ async def test_a_queued_webhook_to_a_private_address_is_dropped_not_posted(
         await engine.dispose()
     assert receiver.received == []
     assert refused_deliveries() - refused_before == 3
+
+
+async def test_a_post_whose_answer_never_ends_fails_at_the_timeout_and_is_never_doubled(
+    database_url: str,
+) -> None:
+    """A receiver that trickles its answer a byte at a time never trips a read timeout: the
+    whole POST is cut off at the webhook timeout, a failed attempt, before the event is sent
+    again (never two POSTs of it at once), and the event is given up on in the end."""
+    engine = create_engine(database_url, 2)
+    settings = NotifierSettings(
+        database_url=database_url,
+        webhook_timeout_seconds=0.5,  # a lease of 6 s
+        webhook_backoff_base_seconds=0.1,
+        webhook_give_up_seconds=3.0,
+        webhook_allow_private_targets=True,
+    )
+    dispatcher = WebhookDispatcher(engine, settings)
+    try:
+        async with TricklingReceiver() as receiver:
+            await record_batch(engine, queued_order("trickled", receiver.url)[:1])
+            await dispatcher.start()
+
+            async def posted_again() -> bool:
+                return len(receiver.requests) >= 2
+
+            await eventually(posted_again, what="the event POSTed again")
+            first, second = receiver.requests[:2]
+            assert first.closed is not None, "the first POST still runs beside the second"
+            assert first.closed <= second.arrived
+
+            async def given_up() -> bool:
+                return await delivery_states(engine, "trickled") == ["dropped"]
+
+            await eventually(
+                given_up,
+                what="the event given up on",
+                explain=lambda: delivery_states(engine, "trickled"),
+            )
+
+            async def all_ended() -> bool:
+                return not receiver.open
+
+            await eventually(all_ended, what="every POST ended")
+    finally:
+        await dispatcher.stop()
+        await engine.dispose()
+    requests = receiver.requests
+    assert {r.event_id for r in requests} == {"trickled:pending"}
+    # Each POST ended (at the timeout) before the next began.
+    for earlier, later in itertools.pairwise(requests):
+        assert earlier.closed is not None and earlier.closed <= later.arrived

@@ -6,6 +6,8 @@ every event to find the few that have somewhere to go. A dispatcher on every not
 claims due rows with `FOR UPDATE SKIP LOCKED` and a lease (so two replicas never POST one
 event at once, and a replica that dies mid-POST leaves the row to another when the lease
 runs out), posts, then marks the row delivered or schedules a retry with exponential backoff.
+A POST, from its connect to its answer's last byte, takes at most `webhook_timeout_seconds`
+(else it failed, as any timeout), so none outlives its lease.
 Per order only the earliest undelivered event is due, so a receiver sees an order's events in
 order, each at least once. An event still undelivered `webhook_give_up_seconds` after it
 happened is dropped and logged, so one dead receiver cannot stall forever. A target the
@@ -140,7 +142,8 @@ class WebhookDispatcher:
         self._http = webhook_client(
             settings.webhook_timeout_seconds, settings.webhook_allow_private_targets
         )
-        # A POST that outlives its lease could be sent twice: the lease outlasts the timeout.
+        # A POST that outlived its lease could be sent twice: the lease outlasts the timeout,
+        # which bounds each whole POST (`_send`).
         self._lease = timedelta(seconds=2 * settings.webhook_timeout_seconds + 5)
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
@@ -267,11 +270,20 @@ class WebhookDispatcher:
             TIMESTAMP_HEADER: str(timestamp),
             SIGNATURE_HEADER: sign(self._settings.webhook_secret, timestamp, body),
         }
+        limit = self._settings.webhook_timeout_seconds
         try:
-            response = await self._http.post(delivery.url, content=body, headers=headers)
+            # httpx's timeout bounds each connect, write and read, not the request: a receiver
+            # that trickles its answer a byte at a time would keep the POST alive past its
+            # lease, and the row would be claimed and POSTed again alongside it. So the whole
+            # POST, from the connect to the answer's last byte, gets the webhook timeout.
+            async with asyncio.timeout(limit):
+                response = await self._http.post(delivery.url, content=body, headers=headers)
         except RefusedTarget as refusal:
             log.warning("webhook target refused, event %s dropped: %s", delivery.msg_id, refusal)
             return Sent.REFUSED
+        except TimeoutError:
+            log.info("webhook POST took longer than %.1f s in all", limit)
+            return Sent.FAILED
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             # InvalidURL is no HTTPError: uncaught, the row's next attempt would never move.
             log.info("webhook POST failed: %r", exc)
