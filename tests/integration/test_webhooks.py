@@ -13,15 +13,17 @@ from ipaddress import ip_address
 
 import orjson
 import pytest
+from nats.js import JetStreamContext
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dexec.bus.publisher import publish_event
 from dexec.db.engine import create_engine
 from dexec.db.models import WebhookDeliveryRow
 from dexec.orders.events import OrderEvent
 from dexec.orders.states import EventType, OrderStatus
-from dexec_notifier.recorder import Recorded, record_batch
+from dexec_notifier.recorder import Recorded, Recorder, record_batch
 from dexec_notifier.settings import NotifierSettings
 from dexec_notifier.webhooks import WebhookDispatcher
 from tests.support.stack import Stack
@@ -189,13 +191,13 @@ def queued_order(order_id: str, url: str) -> list[Recorded]:
 
 
 async def test_a_queued_webhook_to_a_private_address_is_dropped_not_posted(
-    database_url: str,
+    js: JetStreamContext, database_url: str
 ) -> None:
     """Deliveries queued before the API refused such URLs (or while private targets were
     allowed) are refused by the notifier when it sends them."""
     engine = create_engine(database_url, 2)
     settings = NotifierSettings(database_url=database_url, webhook_backoff_base_seconds=0.1)
-    dispatcher = WebhookDispatcher(engine, settings)
+    dispatcher = WebhookDispatcher(engine, settings, js)
     refused_before = refused_deliveries()
     try:
         async with WebhookReceiver() as receiver:
@@ -218,7 +220,7 @@ async def test_a_queued_webhook_to_a_private_address_is_dropped_not_posted(
 
 
 async def test_a_post_whose_answer_never_ends_fails_at_the_timeout_and_is_never_doubled(
-    database_url: str,
+    js: JetStreamContext, database_url: str
 ) -> None:
     """A receiver that trickles its answer a byte at a time never trips a read timeout: the
     whole POST is cut off at the webhook timeout, a failed attempt, before the event is sent
@@ -231,7 +233,7 @@ async def test_a_post_whose_answer_never_ends_fails_at_the_timeout_and_is_never_
         webhook_give_up_seconds=3.0,
         webhook_allow_private_targets=True,
     )
-    dispatcher = WebhookDispatcher(engine, settings)
+    dispatcher = WebhookDispatcher(engine, settings, js)
     try:
         async with TricklingReceiver() as receiver:
             await record_batch(engine, queued_order("trickled", receiver.url)[:1])
@@ -266,3 +268,100 @@ async def test_a_post_whose_answer_never_ends_fails_at_the_timeout_and_is_never_
     # Each POST ended (at the timeout) before the next began.
     for earlier, later in itertools.pairwise(requests):
         assert earlier.closed is not None and earlier.closed <= later.arrived
+
+
+def webhook_holds() -> float:
+    return REGISTRY.get_sample_value("dexec_webhook_holds_total") or 0.0
+
+
+def order_with_webhook(order_id: str, url: str, **data: dict[str, object]) -> list[OrderEvent]:
+    """An order's first three events, its `pending` carrying `url`; `data` by event name."""
+    steps = [
+        (EventType.PENDING, OrderStatus.PENDING),
+        (EventType.ROUTING, OrderStatus.ROUTING),
+        (EventType.BUILDING, OrderStatus.BUILDING),
+    ]
+    return [
+        OrderEvent(
+            order_id=order_id,
+            event=event,
+            status=status,
+            data={"webhookUrl": url} if event == EventType.PENDING else data.get(event, {}),
+        )
+        for event, status in steps
+    ]
+
+
+def event_ids(receiver: WebhookReceiver) -> list[str]:
+    return [r.headers["x-dexec-event-id"] for r in receiver.accepted]
+
+
+async def test_events_two_recorder_replicas_commit_out_of_order_are_posted_in_order(
+    js: JetStreamContext, database_url: str
+) -> None:
+    """Replica A's batch holds an order's stream seq 2 and B's seq 3, and B commits first: the
+    dispatcher finds seq 2 in the stream, unrecorded, and holds seq 3 back until it is."""
+    engine = create_engine(database_url, 2)
+    settings = NotifierSettings(
+        database_url=database_url, webhook_poll_seconds=0.2, webhook_allow_private_targets=True
+    )
+    dispatcher = WebhookDispatcher(engine, settings, js)
+    try:
+        async with WebhookReceiver() as receiver:
+            events = order_with_webhook("straddled", receiver.url)
+            first, second, third = [
+                Recorded((await publish_event(js, event)).seq, event) for event in events
+            ]
+            await dispatcher.start()
+            await record_batch(engine, [first])
+
+            async def accepted(count: int) -> bool:
+                return len(receiver.accepted) >= count
+
+            await eventually(lambda: accepted(1), what="the first event posted")
+            holds = webhook_holds()
+            await record_batch(engine, [third])  # replica B's batch
+
+            async def third_looked_at() -> bool:
+                return webhook_holds() > holds or len(receiver.received) > 1
+
+            await eventually(third_looked_at, what="the dispatcher to look at the third event")
+            await record_batch(engine, [second])  # replica A's, later
+            await eventually(lambda: accepted(3), what="all three posted")
+    finally:
+        await dispatcher.stop()
+        await engine.dispose()
+    assert event_ids(receiver) == [e.msg_id for e in events]
+
+
+async def test_an_earlier_event_the_recorder_terminated_does_not_hold_the_later_ones_back(
+    js: JetStreamContext, database_url: str
+) -> None:
+    """An event Postgres refuses is never recorded, and never will be: the recorder's ack floor
+    passes it, so the order's later events are still posted (without it)."""
+    engine = create_engine(database_url, 2)
+    settings = NotifierSettings(
+        database_url=database_url, webhook_poll_seconds=0.2, webhook_allow_private_targets=True
+    )
+    dispatcher = WebhookDispatcher(engine, settings, js)
+    recorder = Recorder(js, engine, settings, on_webhooks_queued=dispatcher.wake)
+    try:
+        async with WebhookReceiver() as receiver:
+            # A NUL in JSONB: Postgres refuses the `routing` event.
+            pending, routing, building = order_with_webhook(
+                "gapped", receiver.url, routing={"note": "a\u0000b"}
+            )
+            for event in (pending, routing, building):
+                await publish_event(js, event)
+            await dispatcher.start()
+            await recorder.start()
+
+            async def both_accepted() -> bool:
+                return len(receiver.accepted) >= 2
+
+            await eventually(both_accepted, what="the pending and building posted")
+    finally:
+        await recorder.stop()
+        await dispatcher.stop()
+        await engine.dispose()
+    assert event_ids(receiver) == [pending.msg_id, building.msg_id]
