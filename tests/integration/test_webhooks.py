@@ -26,6 +26,7 @@ from dexec.orders.states import EventType, OrderStatus
 from dexec_notifier.recorder import Recorded, Recorder, record_batch
 from dexec_notifier.settings import NotifierSettings
 from dexec_notifier.webhooks import WebhookDispatcher
+from tests.support.events import spec_data
 from tests.support.stack import Stack
 from tests.support.stream import orders_in_stream
 from tests.support.waiting import eventually
@@ -286,7 +287,7 @@ def order_with_webhook(order_id: str, url: str, **data: dict[str, object]) -> li
             order_id=order_id,
             event=event,
             status=status,
-            data={"webhookUrl": url} if event == EventType.PENDING else data.get(event, {}),
+            data=spec_data(webhookUrl=url) if event == EventType.PENDING else data.get(event, {}),
         )
         for event, status in steps
     ]
