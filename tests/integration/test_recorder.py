@@ -32,6 +32,7 @@ from dexec_notifier.data_faults import describe, is_data_fault
 from dexec_notifier.recorder import Recorded, Recorder, record_batch, record_isolating
 from dexec_notifier.settings import NotifierSettings
 from dexec_tools.servers import free_port
+from tests.support.events import SPEC, payload_data, spec_data
 from tests.support.waiting import eventually
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -221,10 +222,10 @@ async def test_below_saturation_the_next_batch_gathers_what_came_while_it_linger
 
     await recorder.start()
     try:
-        await emit(js, "linger-first", EventType.PENDING)
+        await emit(js, "linger-first", EventType.PENDING, SPEC)
         await eventually(lambda: recorded(1), timeout=10, what="the first event recorded")
         for n in range(10):
-            await emit(js, f"linger-{n}", EventType.PENDING)
+            await emit(js, f"linger-{n}", EventType.PENDING, SPEC)
         await eventually(lambda: recorded(11), timeout=10, what="the ten recorded")
     finally:
         await recorder.stop()
@@ -238,7 +239,11 @@ async def test_below_saturation_the_next_batch_gathers_what_came_while_it_linger
 def refused_events() -> dict[str, OrderEvent]:
     def pending(order_id: str, **data: object) -> OrderEvent:
         return OrderEvent(
-            order_id=order_id, event=EventType.PENDING, status=OrderStatus.PENDING, at=T0, data=data
+            order_id=order_id,
+            event=EventType.PENDING,
+            status=OrderStatus.PENDING,
+            at=T0,
+            data=spec_data(**data),
         )
 
     return {
@@ -364,26 +369,33 @@ async def test_an_event_postgres_refuses_is_terminated_and_its_batch_recorded_wi
 ) -> None:
     """A poison event amid a batch: the others are recorded, it is terminated and counted, and
     the recorder goes on with the events after it."""
-    spec = {"tokenIn": "SOL", "amountIn": "5", "webhookUrl": "http://127.0.0.1:9/hook"}
+    spec = spec_data(webhookUrl="http://127.0.0.1:9/hook")
     keep = [
         OrderEvent(
             order_id="keep",
             event=event,
             status=status,
             at=T0 + timedelta(seconds=n),
-            data=spec if event == EventType.PENDING else {},
+            data=spec if event == EventType.PENDING else payload_data(event),
         )
         for n, (event, status) in enumerate(LIFECYCLE)
     ]
     others = [
-        OrderEvent(order_id=f"other{n}", event=EventType.PENDING, status=OrderStatus.PENDING)
+        OrderEvent(
+            order_id=f"other{n}",
+            event=EventType.PENDING,
+            status=OrderStatus.PENDING,
+            data=spec_data(),
+        )
         for n in range(4)
     ]
     poison = refused_events()["a NUL in JSONB"]
     # The order `keep`'s events on both sides of the poison: its halves split them.
     batch = [keep[0], others[0], keep[1], poison, keep[2], others[1], others[2], keep[3], others[3]]
     good = {e.msg_id for e in batch if e is not poison}
-    after = OrderEvent(order_id="after", event=EventType.PENDING, status=OrderStatus.PENDING)
+    after = OrderEvent(
+        order_id="after", event=EventType.PENDING, status=OrderStatus.PENDING, data=spec_data()
+    )
     seqs = {e.msg_id: await publish(js, e) for e in batch}
 
     engine = create_engine(database_url, 2)
@@ -443,7 +455,12 @@ async def test_a_message_that_is_not_an_order_event_is_terminated_and_counted(
     js: JetStreamContext, nats_url: str, database_url: str
 ) -> None:
     first, last = (
-        OrderEvent(order_id=order_id, event=EventType.PENDING, status=OrderStatus.PENDING)
+        OrderEvent(
+            order_id=order_id,
+            event=EventType.PENDING,
+            status=OrderStatus.PENDING,
+            data=spec_data(),
+        )
         for order_id in ("first", "last")
     )
     # A `retrying` event without its stage has no message id, the key of its row.
@@ -481,3 +498,65 @@ async def test_a_message_that_is_not_an_order_event_is_terminated_and_counted(
     assert sorted(terminated) == [garbled, stageless_seq]
     assert rejected("malformed") - malformed == 2
     assert ids == {first.msg_id, last.msg_id}
+
+
+async def test_events_whose_data_would_fail_the_fold_are_malformed_and_the_rest_recorded(
+    js: JetStreamContext, nats_url: str, database_url: str
+) -> None:
+    """Events that parse, but that the fold or the order's row would fail on in Python, on
+    every try: an `at` without a zone among the order's aware ones, a `pending` whose amountIn
+    is null. Terminated as malformed, not retried: the events around and after them are
+    recorded."""
+
+    def event(order_id: str, kind: EventType, status: OrderStatus, **data: object) -> OrderEvent:
+        return OrderEvent(order_id=order_id, event=kind, status=status, at=T0, data=data)
+
+    before = event("before", EventType.PENDING, OrderStatus.PENDING, **spec_data())
+    naive_order = event("naive", EventType.PENDING, OrderStatus.PENDING, **spec_data())
+    naive = event("naive", EventType.ROUTING, OrderStatus.ROUTING)
+    null_amount = event("null-amount", EventType.PENDING, OrderStatus.PENDING)
+    null_amount = null_amount.model_copy(update={"data": spec_data(amountIn=None)})
+    after = event("after", EventType.PENDING, OrderStatus.PENDING, **spec_data())
+
+    await publish(js, before)
+    await publish(js, naive_order)
+    body = orjson.loads(naive.to_json())
+    body["at"] = "2025-01-01T00:00:01"  # no zone
+    naive_seq = (
+        await js.publish(
+            event_subject(naive.event, naive.order_id),
+            orjson.dumps(body),
+            stream=STREAM,
+            headers={MSG_ID_HEADER: naive.msg_id},
+        )
+    ).seq
+    null_seq = await publish(js, null_amount)
+
+    engine = create_engine(database_url, 2)
+    recorder = Recorder(js, engine, NotifierSettings(nats_url=nats_url, database_url=database_url))
+    nc, terminated = await terminations(nats_url)
+    malformed = rejected("malformed")
+
+    async def both_terminated() -> bool:
+        return len(terminated) == 2
+
+    good = {before.msg_id, naive_order.msg_id}
+    await recorder.start()
+    try:
+        await eventually(
+            lambda: recorded(engine, good),
+            timeout=15,
+            what="the good events of the batch recorded",
+            explain=lambda: recorded_ids(engine),
+        )
+        await eventually(both_terminated, timeout=10, what="two terminations")
+        await publish(js, after)
+        await eventually(lambda: recorded(engine, {after.msg_id}), timeout=10, what="a later event")
+        ids = await recorded_ids(engine)
+    finally:
+        await recorder.stop()
+        await engine.dispose()
+        await nc.close()
+    assert sorted(terminated) == [naive_seq, null_seq]
+    assert rejected("malformed") - malformed == 2
+    assert ids == good | {after.msg_id}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import logging
 import socket
 import time
@@ -12,21 +13,24 @@ from ipaddress import ip_address
 
 import orjson
 import pytest
+from nats.js import JetStreamContext
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dexec.bus.publisher import publish_event
 from dexec.db.engine import create_engine
 from dexec.db.models import WebhookDeliveryRow
 from dexec.orders.events import OrderEvent
 from dexec.orders.states import EventType, OrderStatus
-from dexec_notifier.recorder import Recorded, record_batch
+from dexec_notifier.recorder import Recorded, Recorder, record_batch
 from dexec_notifier.settings import NotifierSettings
 from dexec_notifier.webhooks import WebhookDispatcher
+from tests.support.events import spec_data
 from tests.support.stack import Stack
 from tests.support.stream import orders_in_stream
 from tests.support.waiting import eventually
-from tests.support.webhook_receiver import WebhookReceiver
+from tests.support.webhook_receiver import TricklingReceiver, WebhookReceiver
 
 SECRET = "test-webhook-secret"
 LIFECYCLE = ["pending", "routing", "routed", "building", "submitted", "confirmed"]
@@ -188,13 +192,13 @@ def queued_order(order_id: str, url: str) -> list[Recorded]:
 
 
 async def test_a_queued_webhook_to_a_private_address_is_dropped_not_posted(
-    database_url: str,
+    js: JetStreamContext, database_url: str
 ) -> None:
     """Deliveries queued before the API refused such URLs (or while private targets were
     allowed) are refused by the notifier when it sends them."""
     engine = create_engine(database_url, 2)
     settings = NotifierSettings(database_url=database_url, webhook_backoff_base_seconds=0.1)
-    dispatcher = WebhookDispatcher(engine, settings)
+    dispatcher = WebhookDispatcher(engine, settings, js)
     refused_before = refused_deliveries()
     try:
         async with WebhookReceiver() as receiver:
@@ -214,3 +218,151 @@ async def test_a_queued_webhook_to_a_private_address_is_dropped_not_posted(
         await engine.dispose()
     assert receiver.received == []
     assert refused_deliveries() - refused_before == 3
+
+
+async def test_a_post_whose_answer_never_ends_fails_at_the_timeout_and_is_never_doubled(
+    js: JetStreamContext, database_url: str
+) -> None:
+    """A receiver that trickles its answer a byte at a time never trips a read timeout: the
+    whole POST is cut off at the webhook timeout, a failed attempt, before the event is sent
+    again (never two POSTs of it at once), and the event is given up on in the end."""
+    engine = create_engine(database_url, 2)
+    settings = NotifierSettings(
+        database_url=database_url,
+        webhook_timeout_seconds=0.5,  # a lease of 6 s
+        webhook_backoff_base_seconds=0.1,
+        webhook_give_up_seconds=3.0,
+        webhook_allow_private_targets=True,
+    )
+    dispatcher = WebhookDispatcher(engine, settings, js)
+    try:
+        async with TricklingReceiver() as receiver:
+            await record_batch(engine, queued_order("trickled", receiver.url)[:1])
+            await dispatcher.start()
+
+            async def posted_again() -> bool:
+                return len(receiver.requests) >= 2
+
+            await eventually(posted_again, what="the event POSTed again")
+            first, second = receiver.requests[:2]
+            assert first.closed is not None, "the first POST still runs beside the second"
+            assert first.closed <= second.arrived
+
+            async def given_up() -> bool:
+                return await delivery_states(engine, "trickled") == ["dropped"]
+
+            await eventually(
+                given_up,
+                what="the event given up on",
+                explain=lambda: delivery_states(engine, "trickled"),
+            )
+
+            async def all_ended() -> bool:
+                return not receiver.open
+
+            await eventually(all_ended, what="every POST ended")
+    finally:
+        await dispatcher.stop()
+        await engine.dispose()
+    requests = receiver.requests
+    assert {r.event_id for r in requests} == {"trickled:pending"}
+    # Each POST ended (at the timeout) before the next began.
+    for earlier, later in itertools.pairwise(requests):
+        assert earlier.closed is not None and earlier.closed <= later.arrived
+
+
+def webhook_holds() -> float:
+    return REGISTRY.get_sample_value("dexec_webhook_holds_total") or 0.0
+
+
+def order_with_webhook(order_id: str, url: str, **data: dict[str, object]) -> list[OrderEvent]:
+    """An order's first three events, its `pending` carrying `url`; `data` by event name."""
+    steps = [
+        (EventType.PENDING, OrderStatus.PENDING),
+        (EventType.ROUTING, OrderStatus.ROUTING),
+        (EventType.BUILDING, OrderStatus.BUILDING),
+    ]
+    return [
+        OrderEvent(
+            order_id=order_id,
+            event=event,
+            status=status,
+            data=spec_data(webhookUrl=url) if event == EventType.PENDING else data.get(event, {}),
+        )
+        for event, status in steps
+    ]
+
+
+def event_ids(receiver: WebhookReceiver) -> list[str]:
+    return [r.headers["x-dexec-event-id"] for r in receiver.accepted]
+
+
+async def test_events_two_recorder_replicas_commit_out_of_order_are_posted_in_order(
+    js: JetStreamContext, database_url: str
+) -> None:
+    """Replica A's batch holds an order's stream seq 2 and B's seq 3, and B commits first: the
+    dispatcher finds seq 2 in the stream, unrecorded, and holds seq 3 back until it is."""
+    engine = create_engine(database_url, 2)
+    settings = NotifierSettings(
+        database_url=database_url, webhook_poll_seconds=0.2, webhook_allow_private_targets=True
+    )
+    dispatcher = WebhookDispatcher(engine, settings, js)
+    try:
+        async with WebhookReceiver() as receiver:
+            events = order_with_webhook("straddled", receiver.url)
+            first, second, third = [
+                Recorded((await publish_event(js, event)).seq, event) for event in events
+            ]
+            await dispatcher.start()
+            await record_batch(engine, [first])
+
+            async def accepted(count: int) -> bool:
+                return len(receiver.accepted) >= count
+
+            await eventually(lambda: accepted(1), what="the first event posted")
+            holds = webhook_holds()
+            await record_batch(engine, [third])  # replica B's batch
+
+            async def third_looked_at() -> bool:
+                return webhook_holds() > holds or len(receiver.received) > 1
+
+            await eventually(third_looked_at, what="the dispatcher to look at the third event")
+            await record_batch(engine, [second])  # replica A's, later
+            await eventually(lambda: accepted(3), what="all three posted")
+    finally:
+        await dispatcher.stop()
+        await engine.dispose()
+    assert event_ids(receiver) == [e.msg_id for e in events]
+
+
+async def test_an_earlier_event_the_recorder_terminated_does_not_hold_the_later_ones_back(
+    js: JetStreamContext, database_url: str
+) -> None:
+    """An event Postgres refuses is never recorded, and never will be: the recorder's ack floor
+    passes it, so the order's later events are still posted (without it)."""
+    engine = create_engine(database_url, 2)
+    settings = NotifierSettings(
+        database_url=database_url, webhook_poll_seconds=0.2, webhook_allow_private_targets=True
+    )
+    dispatcher = WebhookDispatcher(engine, settings, js)
+    recorder = Recorder(js, engine, settings, on_webhooks_queued=dispatcher.wake)
+    try:
+        async with WebhookReceiver() as receiver:
+            # A NUL in JSONB: Postgres refuses the `routing` event.
+            pending, routing, building = order_with_webhook(
+                "gapped", receiver.url, routing={"note": "a\u0000b"}
+            )
+            for event in (pending, routing, building):
+                await publish_event(js, event)
+            await dispatcher.start()
+            await recorder.start()
+
+            async def both_accepted() -> bool:
+                return len(receiver.accepted) >= 2
+
+            await eventually(both_accepted, what="the pending and building posted")
+    finally:
+        await recorder.stop()
+        await dispatcher.stop()
+        await engine.dispose()
+    assert event_ids(receiver) == [pending.msg_id, building.msg_id]

@@ -62,3 +62,78 @@ class WebhookReceiver:
     async def __aexit__(self, *exc: object) -> None:
         self._server.should_exit = True
         await self._task
+
+
+@dataclass
+class Trickled:
+    """One POST to a `TricklingReceiver`: when it came, and when its client hung up."""
+
+    event_id: str
+    arrived: float  # loop time
+    closed: float | None = None  # loop time the client closed the connection, if it has
+
+
+@dataclass
+class TricklingReceiver:
+    """A raw HTTP server that answers every POST one byte at a time, never finishing.
+
+    It reads the whole request, sends the status line and headers of a 200 with a large body,
+    then one byte of the body every `interval` seconds: each of the client's reads gets a byte
+    well within any read timeout, yet the answer never ends. It notes when each client hangs
+    up.
+    """
+
+    interval: float = 0.05
+    port: int = field(default_factory=free_port)
+    requests: list[Trickled] = field(default_factory=list)
+    _handlers: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    @property
+    def open(self) -> list[Trickled]:
+        """The requests whose clients are still connected."""
+        return [r for r in self.requests if r.closed is None]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        loop = asyncio.get_running_loop()
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode().split("\r\n")[1:]
+            headers = dict(line.lower().split(": ", 1) for line in lines if line)
+            await reader.readexactly(int(headers.get("content-length", "0")))
+            request = Trickled(headers.get("x-dexec-event-id", ""), loop.time())
+            self.requests.append(request)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+            hung_up = asyncio.ensure_future(reader.read(1))  # b"" once the client closes
+            try:
+                while not hung_up.done():
+                    writer.write(b".")
+                    await writer.drain()
+                    await asyncio.wait({hung_up}, timeout=self.interval)
+            except ConnectionError:
+                pass  # the client closed while this was writing
+            finally:
+                hung_up.cancel()
+                if hung_up.done() and not hung_up.cancelled():
+                    hung_up.exception()  # a reset instead of a close: retrieved, not logged
+            request.closed = loop.time()
+        finally:
+            writer.close()
+            self._handlers.discard(task)
+
+    async def __aenter__(self) -> TricklingReceiver:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.close()
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        await self._server.wait_closed()

@@ -41,7 +41,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         engine = create_engine(settings.database_url, settings.db_pool_size)
         await hub.start(js)
         await retire_webhook_consumer(js)
-        webhooks = WebhookDispatcher(engine, settings)
+        webhooks = WebhookDispatcher(engine, settings, js)
         await webhooks.start()
         recorder = Recorder(js, engine, settings, on_webhooks_queued=webhooks.wake)
         await recorder.start()

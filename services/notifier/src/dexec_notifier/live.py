@@ -1,7 +1,9 @@
 """Live fan-out: this replica's own ordered consumer on every event, dispatched to watchers.
 
 A shared durable consumer would load-balance events away from the replica holding a socket,
-so each replica reads the whole stream (from "now") and keeps only what its sockets watch.
+so each replica reads the whole stream (from "now": the stream's next seq when it starts,
+also if nats-py recreates the consumer before the first message) and keeps only what its
+sockets watch.
 A watcher registers before it reads the backfill, and drops live events at or below the last
 sequence it sent, so the merge is gap-free and sends each event once, in stream order.
 For a sampled order with watchers here, the hand-over is a span in the order's trace.
@@ -27,11 +29,11 @@ from dataclasses import dataclass, field
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
 from opentelemetry.trace import SpanKind
 
 from dexec import tracing
-from dexec.bus.subjects import ALL_EVENTS, parse_event_subject
+from dexec.bus.subjects import ALL_EVENTS, STREAM, parse_event_subject
 from dexec.orders.states import TERMINAL_EVENTS, EventType
 from dexec_notifier.client_events import ClientEvent
 from dexec_notifier.metrics import (
@@ -178,10 +180,25 @@ class LiveHub:
         # Where the consumer's delivery stands: (consumer name, consumer seq, stream seq).
         self._position: tuple[str, int, int] | None = None
 
-    async def start(self, js: JetStreamContext) -> None:
+    async def start(self, js: JetStreamContext, heartbeat_seconds: float = 5.0) -> None:
+        """Follow the stream from its next message on (`heartbeat_seconds`: the consumer's idle
+        heartbeat; nats-py recreates the consumer after two missed ones)."""
+        # nats-py recreates an ordered consumer (after a NATS restart, missed heartbeats or a
+        # gap) at the stream seq after the last message it delivered, and before any at 1: a
+        # hub that had seen nothing yet would be sent the whole stream. So the hub starts at an
+        # explicit seq (the stream's last + 1, read now), and nats-py's state is told that
+        # everything before it was seen, which is where a reset then resumes.
+        start = (await js.stream_info(STREAM)).state.last_seq + 1
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start)
         self._sub = await js.subscribe(
-            ALL_EVENTS, ordered_consumer=True, deliver_policy=DeliverPolicy.NEW, cb=self._on_msg
+            ALL_EVENTS,
+            stream=STREAM,
+            config=config,
+            ordered_consumer=True,
+            idle_heartbeat=heartbeat_seconds,
+            cb=self._on_msg,
         )
+        _resume_after(self._sub, start - 1)
 
     async def stop(self) -> None:
         if self._sub is not None:
@@ -264,6 +281,21 @@ class LiveHub:
             stream_seq,
         )
         self.cache.clear()
+
+
+def _resume_after(sub: JetStreamContext.PushSubscription, stream_seq: int) -> None:
+    """Make nats-py's ordered consumer resume after `stream_seq` at its next reset, unless it
+    has already delivered later messages. Its state is private (`_JSI._sseq`, the stream seq
+    of the last message delivered, from which `reset_ordered_consumer` is called with
+    `_sseq + 1`, nats-py 2.16): if that changes, the hub says so and works as before, replaying
+    the stream after a reset that comes before its first message."""
+    state = getattr(getattr(sub, "_sub", None), "_jsi", None)
+    if not isinstance(getattr(state, "_sseq", None), int):
+        log.warning(
+            "cannot set where the live consumer resumes: nats-py's ordered consumer changed"
+        )
+        return
+    state._sseq = max(state._sseq, stream_seq)
 
 
 def _fan_out(event: ClientEvent, watchers: set[Watcher]) -> None:

@@ -33,6 +33,11 @@ WEBHOOK_DELIVERIES = Counter(
     "Webhook events delivered, given up on (dropped), or dropped as their target is refused",
     ["outcome"],
 )
+WEBHOOK_HOLDS = Counter(
+    "dexec_webhook_holds_total",
+    "Webhook events put back, not sent, because an earlier event of their order is in the"
+    " stream but not recorded yet (another recorder replica's batch has yet to commit)",
+)
 WS_BACKFILLS = Counter(
     "dexec_ws_backfills_total",
     "WebSocket subscriptions' backfills, by where they were read (live cache or stream)",

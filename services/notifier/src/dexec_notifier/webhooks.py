@@ -6,13 +6,28 @@ every event to find the few that have somewhere to go. A dispatcher on every not
 claims due rows with `FOR UPDATE SKIP LOCKED` and a lease (so two replicas never POST one
 event at once, and a replica that dies mid-POST leaves the row to another when the lease
 runs out), posts, then marks the row delivered or schedules a retry with exponential backoff.
-Per order only the earliest undelivered event is due, so a receiver sees an order's events in
-order, each at least once. An event still undelivered `webhook_give_up_seconds` after it
-happened is dropped and logged, so one dead receiver cannot stall forever. A target the
-deployment refuses (`dexec.webhook_targets`: localhost, or a name or address that is not
-public, unless `webhook_allow_private_targets`) is dropped at once, never retried; the client
-checks it when it connects (`webhook_client`). Each POST of a sampled order is a span in the
-order's trace.
+A POST, from its connect to its answer's last byte, takes at most `webhook_timeout_seconds`
+(else it failed, as any timeout), so none outlives its lease. Per order only the earliest
+undelivered event is due, so a receiver sees an order's events in order, each at least once.
+An event still undelivered `webhook_give_up_seconds` after it happened is dropped and logged,
+so one dead receiver cannot stall forever. A target the deployment refuses
+(`dexec.webhook_targets`: localhost, or a name or address that is not public, unless
+`webhook_allow_private_targets`) is dropped at once, never retried; the client checks it when
+it connects (`webhook_client`). Each POST of a sampled order is a span in the order's trace.
+
+"Earliest undelivered" sees only the events already recorded, and recorder replicas commit
+their batches in any order: replica A's batch may hold an order's event at stream seq 2 while
+B's, holding seq 3, commits first. So before it POSTs the event at stream seq N, a dispatcher
+confirms that the order's events before it in the stream (the source of truth) are recorded,
+and so queued ahead of it (`_earlier_recorded`), cheapest check first:
+- every message at or below the `recorder` durable's ack floor has been recorded, or
+  terminated as never recordable (nothing to wait for): with the floor read before the claim
+  (one consumer info per dispatch round), an event at most one above it needs nothing more;
+- above that, the order's history is read from the stream (one read for the delivery, of the
+  few orders with a webhook), and each of its events between the floor and N must be in
+  `order_events`, with no undelivered row ahead of N (it may have been queued since the claim).
+An event not confirmed is put back, not counted as an attempt, for `webhook_poll_seconds`;
+one still unconfirmed `webhook_give_up_seconds` after it happened is dropped, like any other.
 
 The dispatcher wakes when this replica's recorder queued something, when one of its own POSTs
 ends (the order's next event may be due), at its own earliest retry, and otherwise every
@@ -40,14 +55,20 @@ from sqlalchemy import Interval, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dexec import tracing
-from dexec.bus.subjects import RETIRED_WEBHOOK_BUCKET, RETIRED_WEBHOOK_DURABLE, STREAM
+from dexec.bus.history import read_order_events
+from dexec.bus.subjects import (
+    RECORDER_CONSUMER,
+    RETIRED_WEBHOOK_BUCKET,
+    RETIRED_WEBHOOK_DURABLE,
+    STREAM,
+)
 from dexec.db.models import OrderEventRow, WebhookDeliveryRow, WebhookState
 from dexec.orders.events import OrderEvent
 from dexec.telemetry import ORDER_ID
 from dexec.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from dexec.webhook_targets import RefusedTarget
 from dexec_notifier.client_events import client_message
-from dexec_notifier.metrics import WEBHOOK_DELIVERIES
+from dexec_notifier.metrics import WEBHOOK_DELIVERIES, WEBHOOK_HOLDS
 from dexec_notifier.settings import DEVELOPMENT_WEBHOOK_SECRET, NotifierSettings
 from dexec_notifier.webhook_client import webhook_client
 
@@ -134,13 +155,17 @@ class Delivery:
 
 
 class WebhookDispatcher:
-    def __init__(self, engine: AsyncEngine, settings: NotifierSettings) -> None:
+    def __init__(
+        self, engine: AsyncEngine, settings: NotifierSettings, js: JetStreamContext
+    ) -> None:
         self._engine = engine
+        self._js = js
         self._settings = settings
         self._http = webhook_client(
             settings.webhook_timeout_seconds, settings.webhook_allow_private_targets
         )
-        # A POST that outlives its lease could be sent twice: the lease outlasts the timeout.
+        # A POST that outlived its lease could be sent twice: the lease outlasts the timeout,
+        # which bounds each whole POST (`_send`).
         self._lease = timedelta(seconds=2 * settings.webhook_timeout_seconds + 5)
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
@@ -173,13 +198,16 @@ class WebhookDispatcher:
             self._wake.clear()
             room = self._settings.webhook_concurrency - len(self._posting)
             claimed: list[Delivery] = []
+            floor = 0
             if room > 0:
+                # Read before the claim: what was recorded by then, the claim's check saw.
+                floor = await self._recorded_floor()
                 try:
                     claimed = await self._claim(room)
                 except Exception as exc:  # Postgres restarting: try again on the next poll
                     log.warning("claiming webhook deliveries failed: %r", exc)
             for delivery in claimed:
-                task = asyncio.create_task(self._deliver(delivery))
+                task = asyncio.create_task(self._deliver(delivery, floor))
                 self._posting.add(task)
                 task.add_done_callback(self._posted)
             if claimed and len(claimed) == room:
@@ -196,10 +224,59 @@ class WebhookDispatcher:
             rows = await conn.execute(CLAIM, {"limit": limit, "lease": self._lease})
             return [Delivery.of(row) for row in rows]
 
-    async def _deliver(self, delivery: Delivery) -> None:
+    async def _recorded_floor(self) -> int:
+        """The stream seq at and below which the recorder has finished every message (recorded
+        it, or terminated it as never recordable): its durable's ack floor; 0 if unknown."""
+        try:
+            info = await self._js.consumer_info(STREAM, RECORDER_CONSUMER.durable)
+        except Exception as exc:  # NATS away, or no recorder yet: read the histories instead
+            log.info("reading the recorder's ack floor failed: %r", exc)
+            return 0
+        return info.ack_floor.stream_seq if info.ack_floor else 0
+
+    async def _earlier_recorded(self, delivery: Delivery, floor: int) -> bool:
+        """Whether the order's events before this one in the stream were all recorded (or
+        terminated by the recorder) before the claim; see the module's docstring.
+
+        `floor` is the recorder's ack floor as read before the claim."""
+        if delivery.seq <= floor + 1:
+            return True
+        order_id = delivery.event.order_id
+        try:
+            stored = await read_order_events(self._js, order_id, after_seq=floor)
+        except Exception as exc:  # NATS away, or an event no reader can parse: not confirmed
+            log.info("reading the events of order %s failed: %r", order_id, exc)
+            return False
+        earlier = {s.event.msg_id for s in stored if s.seq < delivery.seq}
+        if not earlier:
+            return True
+        # One statement, so one snapshot: an earlier event recorded since the claim has its
+        # row queued by now (in its batch, or in the `pending`'s, which came before this row),
+        # and that row, undelivered, goes first.
+        recorded = select(func.count()).where(EVENTS.c.msg_id.in_(earlier)).scalar_subquery()
+        ahead = exists().where(
+            WEBHOOKS.c.order_id == order_id,
+            WEBHOOKS.c.state == WebhookState.PENDING,
+            WEBHOOKS.c.seq < delivery.seq,
+        )
+        async with self._engine.connect() as conn:
+            return bool(await conn.scalar(select((recorded == len(earlier)) & ~ahead)))
+
+    async def _deliver(self, delivery: Delivery, floor: int) -> None:
         event = delivery.event
         ORDER_ID.set(event.order_id)  # this task's logs name the order
         try:
+            if not await self._earlier_recorded(delivery, floor):
+                if _age(event) < self._settings.webhook_give_up_seconds:
+                    WEBHOOK_HOLDS.inc()
+                    await self._hold(delivery)
+                else:
+                    DROPPED.inc()
+                    log.error(
+                        "webhook gave up on event %s (earlier ones unrecorded)", delivery.msg_id
+                    )
+                    await self._settle(delivery, state=WebhookState.DROPPED)
+                return
             sent = await self._post(delivery)
             if sent is Sent.DELIVERED:
                 DELIVERED.inc()
@@ -224,6 +301,22 @@ class WebhookDispatcher:
             await conn.execute(
                 update(WEBHOOKS).where(WEBHOOKS.c.msg_id == delivery.msg_id).values(values)
             )
+
+    async def _hold(self, delivery: Delivery) -> None:
+        """Put the row back until an earlier event of its order is recorded (not an attempt)."""
+        delay = self._settings.webhook_poll_seconds
+        log.debug("webhook for %s waits for earlier events of its order", delivery.msg_id)
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(WEBHOOKS)
+                .where(WEBHOOKS.c.msg_id == delivery.msg_id)
+                .values(
+                    lease_until=None,
+                    attempts=delivery.attempts - 1,
+                    next_attempt_at=func.now() + timedelta(seconds=delay),
+                )
+            )
+        asyncio.get_running_loop().call_later(delay, self._wake.set)
 
     async def _retry_later(self, delivery: Delivery) -> None:
         s = self._settings
@@ -267,11 +360,20 @@ class WebhookDispatcher:
             TIMESTAMP_HEADER: str(timestamp),
             SIGNATURE_HEADER: sign(self._settings.webhook_secret, timestamp, body),
         }
+        limit = self._settings.webhook_timeout_seconds
         try:
-            response = await self._http.post(delivery.url, content=body, headers=headers)
+            # httpx's timeout bounds each connect, write and read, not the request: a receiver
+            # that trickles its answer a byte at a time would keep the POST alive past its
+            # lease, and the row would be claimed and POSTed again alongside it. So the whole
+            # POST, from the connect to the answer's last byte, gets the webhook timeout.
+            async with asyncio.timeout(limit):
+                response = await self._http.post(delivery.url, content=body, headers=headers)
         except RefusedTarget as refusal:
             log.warning("webhook target refused, event %s dropped: %s", delivery.msg_id, refusal)
             return Sent.REFUSED
+        except TimeoutError:
+            log.info("webhook POST took longer than %.1f s in all", limit)
+            return Sent.FAILED
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             # InvalidURL is no HTTPError: uncaught, the row's next attempt would never move.
             log.info("webhook POST failed: %r", exc)

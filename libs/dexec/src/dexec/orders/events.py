@@ -10,7 +10,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from dexec.orders.states import EventType, OrderStatus
@@ -166,7 +173,8 @@ class OrderEvent(CamelModel):
     order_id: str
     event: EventType
     status: OrderStatus
-    at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    # With its zone: the fold orders events by `at`, and a naive time cannot be compared.
+    at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
     attempt: int = 1
     data: dict[str, Any] = Field(default_factory=dict)
 
