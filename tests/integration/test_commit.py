@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY
 
 from dexec.bus.subjects import STREAM
 from dexec_tools.servers import NatsServer
-from tests.support.stack import Stack, start_stack
+from tests.support.stack import Stack, start_stack, stop_nats
 from tests.support.stream import event_counts, orders_in_stream
 from tests.support.waiting import eventually
 
@@ -52,16 +52,6 @@ async def api_only(
     finally:
         await asyncio.to_thread(nats_server.start)  # a no-op if it runs
         await stack.stop()
-
-
-async def stop_nats(server: NatsServer, stack: Stack) -> None:
-    await asyncio.to_thread(server.stop)
-
-    async def api_not_ready() -> bool:
-        response = await stack.http.get(f"{stack.api_url}/readyz")
-        return response.status_code == 503 and response.json()["nats"] is False
-
-    await eventually(api_not_ready, what="the API to report NATS gone on /readyz")
 
 
 async def pending_copies(nats_url: str, order_id: str) -> int:
