@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY
 
 from dexec.bus.subjects import STREAM
 from dexec_tools.servers import NatsServer
-from tests.support.stack import Stack, start_stack, stop_nats
+from tests.support.stack import Stack, start_nats_again, start_stack, stop_nats
 from tests.support.stream import event_counts, orders_in_stream
 from tests.support.waiting import eventually
 
@@ -50,8 +50,10 @@ async def api_only(
     try:
         yield stack
     finally:
-        await asyncio.to_thread(nats_server.start)  # a no-op if it runs
-        await stack.stop()
+        try:
+            await start_nats_again(nats_server, stack)
+        finally:
+            await stack.stop()
 
 
 async def pending_copies(nats_url: str, order_id: str) -> int:

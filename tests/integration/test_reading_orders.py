@@ -17,7 +17,7 @@ from dexec.bus.publisher import emit
 from dexec.orders.states import EventType
 from dexec_notifier.recorder import Recorded, record_batch
 from dexec_tools.servers import NatsServer
-from tests.support.stack import Stack, start_stack, stop_nats
+from tests.support.stack import Stack, start_nats_again, start_stack, stop_nats
 from tests.support.waiting import eventually
 
 
@@ -132,13 +132,8 @@ async def api_on_own_nats(
         try:
             yield stack, server
         finally:
-            await asyncio.to_thread(server.start)  # a no-op if it runs
-
-            async def api_ready() -> bool:  # the API drains its connection as it stops
-                return (await stack.http.get(f"{stack.api_url}/readyz")).status_code == 200
-
             try:
-                await eventually(api_ready, what="the API back on NATS")
+                await start_nats_again(server, stack)
             finally:
                 await stack.stop()
 

@@ -181,3 +181,14 @@ async def stop_nats(server: NatsServer, stack: Stack) -> None:
         return response.status_code == 503 and response.json()["nats"] is False
 
     await eventually(api_not_ready, what="the API to report NATS gone on /readyz")
+
+
+async def start_nats_again(server: NatsServer, stack: Stack) -> None:
+    """Start a test's own NATS server again (a no-op if it runs), and wait until the stack's
+    API is back on it: an API stopped while it reconnects cannot drain its connection."""
+    await asyncio.to_thread(server.start)
+
+    async def api_ready() -> bool:
+        return (await stack.http.get(f"{stack.api_url}/readyz")).status_code == 200
+
+    await eventually(api_ready, what="the API back on NATS")
