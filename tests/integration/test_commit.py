@@ -142,3 +142,21 @@ async def test_a_submit_nats_took_but_did_not_ack_names_the_order(
         return await pending_copies(nats_server.url, order_id)
 
     assert await eventually(committed, what="the order in the stream") == 1
+
+
+@pytest.mark.parametrize("api_only", [1.0], indirect=True)
+async def test_a_key_retried_while_nats_is_gone_may_name_an_order(
+    nats_server: NatsServer, api_only: Stack
+) -> None:
+    """The key's claim cannot be read, and it may name an order that exists: not "not
+    accepted" (BUS_UNAVAILABLE), but "retry with the key to find out"."""
+    stack = api_only
+    placed = await stack.submit(BODY, **{"Idempotency-Key": "k-c"})
+    assert placed.status_code == 202, placed.text
+    await stop_nats(nats_server, stack)
+
+    retry = await stack.submit(BODY, **{"Idempotency-Key": "k-c"})
+
+    assert retry.status_code == 503, retry.text
+    assert retry.json()["error"]["code"] == "IDEMPOTENCY_KEY_UNCERTAIN"
+    assert retry.headers["retry-after"] == "1"

@@ -11,9 +11,10 @@ import hashlib
 from dataclasses import dataclass, replace
 
 import orjson
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from dexec.bus.subjects import IDEMPOTENCY_BUCKET, kv_stream
@@ -22,6 +23,10 @@ from dexec.orders.events import OrderSpec
 
 class IdempotencyConflict(Exception):
     pass
+
+
+class ClaimUnknown(Exception):
+    """The store did not answer: whether the key already names an order is not known."""
 
 
 @dataclass(frozen=True)
@@ -61,14 +66,37 @@ class IdempotencyStore:
         return cls(kv)
 
     async def claim(self, tenant: str | None, key: str, spec: OrderSpec, order_id: str) -> Claim:
-        kv_key = hashlib.sha256(f"{tenant or ''}\0{key}".encode()).hexdigest()
-        mine = fingerprint(spec)
+        """The key claimed for `order_id`, or the claim it has (for the same order, else
+        `IdempotencyConflict`). `ClaimUnknown` if the store did not answer."""
+        kv_key, mine = _kv_key(tenant, key), fingerprint(spec)
         try:
             await self._kv.create(kv_key, orjson.dumps({"orderId": order_id, "fingerprint": mine}))
             return Claim(order_id, created=True)
         except KeyWrongLastSequenceError:
+            pass  # claimed already: read it
+        except NatsError as exc:  # a claim may exist, or even have been made here
+            raise ClaimUnknown(key) from exc
+        found = await self._read(kv_key, key, mine)
+        if found is None:  # claimed, and gone since (expired)
+            raise ClaimUnknown(key)
+        return found
+
+    async def existing(self, tenant: str | None, key: str, spec: OrderSpec) -> Claim | None:
+        """The key's claim if it has one (for the same order, else `IdempotencyConflict`)."""
+        return await self._read(_kv_key(tenant, key), key, fingerprint(spec))
+
+    async def _read(self, kv_key: str, key: str, mine: str) -> Claim | None:
+        try:
             entry = await self._kv.get(kv_key)
+        except KeyNotFoundError:  # never claimed, or expired
+            return None
+        except NatsError as exc:
+            raise ClaimUnknown(key) from exc
         stored = orjson.loads(entry.value or b"{}")
         if stored.get("fingerprint") != mine:
             raise IdempotencyConflict(key)
         return Claim(stored["orderId"], created=False)
+
+
+def _kv_key(tenant: str | None, key: str) -> str:
+    return hashlib.sha256(f"{tenant or ''}\0{key}".encode()).hexdigest()

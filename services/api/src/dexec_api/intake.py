@@ -28,7 +28,7 @@ from dexec_api.backpressure import RouterBacklog
 from dexec_api.body import read_json_body
 from dexec_api.commit import CommitUncertain, commit_event
 from dexec_api.errors import ApiError
-from dexec_api.idempotency import IdempotencyConflict, IdempotencyStore
+from dexec_api.idempotency import Claim, ClaimUnknown, IdempotencyConflict, IdempotencyStore
 from dexec_api.metrics import ORDERS_ACCEPTED, ORDERS_REJECTED
 from dexec_api.order_request import parse_json_object, parse_order
 from dexec_api.rate_limit import ClientLimit, retry_after_header
@@ -89,16 +89,15 @@ class OrderIntake:
             tenant,
             allow_private_webhook_targets=self._settings.webhook_allow_private_targets,
         )
-        if self._backlog.overloaded:
-            raise ApiError(
-                503,
-                "OVERLOADED",
-                "the engine is behind; the order was not accepted, retry later",
-                {"backlog": self._backlog.size},
-                retry_after_header(1),
-            )
+        key = _checked_key(idempotency_key)
         try:
-            return await self._place(spec, idempotency_key)
+            if key is None:
+                if self._backlog.overloaded:
+                    raise _overloaded(self._backlog.size)
+                order_id = str(uuid.uuid4())
+                await self._commit(order_id, spec)
+                return Accepted(order_id, spec, created=True)
+            return await self._place(spec.model_copy(update={"idempotency_key": key}), key)
         except NatsError as exc:  # certainly not stored: the order does not exist
             raise ApiError(
                 503,
@@ -107,27 +106,35 @@ class OrderIntake:
                 headers=retry_after_header(1),
             ) from exc
 
-    async def _place(self, spec: OrderSpec, idempotency_key: str | None) -> Accepted:
-        order_id, created = str(uuid.uuid4()), True
-        if idempotency_key is not None:
-            key = idempotency_key.strip()
-            if not key or len(key) > 255:
-                raise ApiError(422, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key: 1 to 255 chars")
-            spec = spec.model_copy(update={"idempotency_key": key})
-            try:
-                claim = await self._idempotency.claim(spec.tenant, key, spec, order_id)
-            except IdempotencyConflict as exc:
-                raise ApiError(
-                    422,
-                    "IDEMPOTENCY_KEY_REUSED",
-                    "this Idempotency-Key was used with a different order",
-                ) from exc
-            order_id, created = claim.order_id, claim.created
-        if created:
-            await self._commit(order_id, spec)
+    async def _place(self, spec: OrderSpec, key: str) -> Accepted:
+        """The order under `key`: placed here if the key is new, else the one it names.
+
+        A key that has a claim is answered whatever the backlog (the order exists, or is being
+        placed); only a new order is refused by backpressure, and before it claims the key."""
+        claim = await self._claim(spec, key)
+        if claim.created:
+            await self._commit(claim.order_id, spec)
         else:
-            await self._replay(order_id, spec)
-        return Accepted(order_id, spec, created)
+            await self._replay(claim.order_id, spec)
+        return Accepted(claim.order_id, spec, claim.created)
+
+    async def _claim(self, spec: OrderSpec, key: str) -> Claim:
+        try:
+            if not self._backlog.overloaded:
+                return await self._idempotency.claim(spec.tenant, key, spec, str(uuid.uuid4()))
+            # Looked up, not claimed: a new order is refused, and leaves the key free.
+            found = await self._idempotency.existing(spec.tenant, key, spec)
+        except IdempotencyConflict as exc:
+            raise ApiError(
+                422,
+                "IDEMPOTENCY_KEY_REUSED",
+                "this Idempotency-Key was used with a different order",
+            ) from exc
+        except ClaimUnknown as exc:  # an order may exist under the key
+            raise _key_uncertain() from exc
+        if found is None:
+            raise _overloaded(self._backlog.size)
+        return found
 
     async def _replay(self, order_id: str, spec: OrderSpec) -> None:
         """A replayed key publishes too, in case the first request died between its claim and
@@ -158,6 +165,25 @@ class OrderIntake:
             raise _uncertain(order_id) from exc
 
 
+def _checked_key(idempotency_key: str | None) -> str | None:
+    if idempotency_key is None:
+        return None
+    key = idempotency_key.strip()
+    if not key or len(key) > 255:
+        raise ApiError(422, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key: 1 to 255 chars")
+    return key
+
+
+def _overloaded(backlog: int) -> ApiError:
+    return ApiError(
+        503,
+        "OVERLOADED",
+        "the engine is behind; the order was not accepted, retry later",
+        {"backlog": backlog},
+        retry_after_header(1),
+    )
+
+
 def _uncertain(order_id: str) -> ApiError:
     return ApiError(
         503,
@@ -166,6 +192,16 @@ def _uncertain(order_id: str) -> ApiError:
         " Idempotency-Key (which returns this order if it exists), or look it up first",
         {"orderId": order_id, "links": {"self": f"/api/orders/{order_id}"}},
         retry_after_header(1),
+    )
+
+
+def _key_uncertain() -> ApiError:
+    return ApiError(
+        503,
+        "IDEMPOTENCY_KEY_UNCERTAIN",
+        "the idempotency store did not answer, so an order may exist under this Idempotency-Key:"
+        " resubmit with the same key (which returns that order if it exists)",
+        headers=retry_after_header(1),
     )
 
 
