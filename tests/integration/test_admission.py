@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import nats
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from dexec.bus.subjects import IDEMPOTENCY_BUCKET
+from dexec_api.idempotency import IdempotencyStore
+from dexec_api.order_request import parse_json_object, parse_order
 from dexec_router.service import RouterService
 from dexec_router.settings import RouterSettings
 from tests.support.stack import Stack
@@ -78,7 +83,9 @@ async def rate_limited(stack: Stack) -> float:
     return 0.0
 
 
-async def test_orders_are_refused_while_the_router_backlog_is_over_the_limit(start) -> None:
+async def overloaded_stack(start) -> tuple[Stack, list[str]]:
+    """A stack whose router backlog is over its limit of 3, as the API has seen, and the ids
+    of the four orders in it (submitted with the keys `before-<i>`)."""
     # No router: accepted orders wait in its consumer's backlog.
     stack: Stack = await start(
         without=frozenset({"router"}), max_router_backlog=3, backlog_refresh_seconds=0.05
@@ -88,17 +95,51 @@ async def test_orders_are_refused_while_the_router_backlog_is_over_the_limit(sta
     await router.start()
     await router.stop()  # declared, then gone: its backlog now only grows
 
-    for _ in range(4):
-        assert (await stack.submit(ORDER)).status_code == 202
+    accepted = [await stack.submit(ORDER, **{"Idempotency-Key": f"before-{i}"}) for i in range(4)]
+    assert [r.status_code for r in accepted] == [202] * 4
 
     async def backlog_seen() -> bool:  # the API reads the backlog in the background
         metrics = (await stack.http.get(f"{stack.api_url}/metrics/")).text
         return "dexec_router_backlog 4.0" in metrics
 
     await eventually(backlog_seen, what="the API to see a backlog of 4")
+    return stack, [r.json()["orderId"] for r in accepted]
+
+
+async def test_orders_are_refused_while_the_router_backlog_is_over_the_limit(start) -> None:
+    stack, _ = await overloaded_stack(start)
+
     response = await stack.submit(ORDER)
 
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "OVERLOADED"
     assert response.headers["Retry-After"] == "1"
     assert await orders_in_stream(stack.nats_url) == 4
+
+
+async def test_a_key_that_names_an_order_is_answered_while_new_orders_are_refused(
+    start,
+) -> None:
+    """Backpressure refuses new orders only: a retry of an order that exists gets it (200), and
+    another order under its key is a 422, not "not accepted". A refused new order leaves its
+    key unclaimed."""
+    stack, order_ids = await overloaded_stack(start)
+
+    retry = await stack.submit(ORDER, **{"Idempotency-Key": "before-0"})
+    clash = await stack.submit({**ORDER, "amount": "2"}, **{"Idempotency-Key": "before-0"})
+    new = await stack.submit(ORDER, **{"Idempotency-Key": "after-0"})
+
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["orderId"] == order_ids[0]
+    assert clash.status_code == 422, clash.text
+    assert clash.json()["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+    assert new.status_code == 503, new.text
+    assert new.json()["error"]["code"] == "OVERLOADED"
+    assert await orders_in_stream(stack.nats_url) == 4
+    nc = await nats.connect(stack.nats_url)
+    try:
+        store = IdempotencyStore(await nc.jetstream().key_value(IDEMPOTENCY_BUCKET))
+        spec = parse_order(parse_json_object(orjson.dumps(ORDER)), 50, None)
+        assert await store.existing(None, "after-0", spec) is None
+    finally:
+        await nc.close()

@@ -17,9 +17,11 @@ import nats
 import pytest
 from prometheus_client import REGISTRY
 
+from dexec.bus.connection import ensure_stream
 from dexec.bus.subjects import STREAM
+from dexec.settings import CommonSettings
 from dexec_tools.servers import NatsServer
-from tests.support.stack import Stack, start_stack
+from tests.support.stack import Stack, start_nats_again, start_stack, stop_nats
 from tests.support.stream import event_counts, orders_in_stream
 from tests.support.waiting import eventually
 
@@ -50,18 +52,10 @@ async def api_only(
     try:
         yield stack
     finally:
-        await asyncio.to_thread(nats_server.start)  # a no-op if it runs
-        await stack.stop()
-
-
-async def stop_nats(server: NatsServer, stack: Stack) -> None:
-    await asyncio.to_thread(server.stop)
-
-    async def api_not_ready() -> bool:
-        response = await stack.http.get(f"{stack.api_url}/readyz")
-        return response.status_code == 503 and response.json()["nats"] is False
-
-    await eventually(api_not_ready, what="the API to report NATS gone on /readyz")
+        try:
+            await start_nats_again(nats_server, stack)
+        finally:
+            await stack.stop()
 
 
 async def pending_copies(nats_url: str, order_id: str) -> int:
@@ -150,3 +144,46 @@ async def test_a_submit_nats_took_but_did_not_ack_names_the_order(
         return await pending_copies(nats_server.url, order_id)
 
     assert await eventually(committed, what="the order in the stream") == 1
+
+
+@pytest.mark.parametrize("api_only", [1.0], indirect=True)
+async def test_an_order_the_stream_refused_leaves_its_key_free(
+    nats_server: NatsServer, api_only: Stack
+) -> None:
+    """Certainly not stored, the order does not exist, so its key must not name it: another
+    order may use the key, and the same order sent again is created by that request (202)."""
+    nc = await nats.connect(nats_server.url)
+    try:
+        await nc.jetstream().delete_stream(STREAM)
+        refused = [
+            await api_only.submit(BODY, **{"Idempotency-Key": key}) for key in ("k-a", "k-b")
+        ]
+        await ensure_stream(nc.jetstream(), CommonSettings(nats_url=nats_server.url))
+    finally:
+        await nc.close()
+    assert [r.json()["error"]["code"] for r in refused] == ["BUS_UNAVAILABLE"] * 2
+
+    other = await api_only.submit({**BODY, "amount": "2"}, **{"Idempotency-Key": "k-a"})
+    same = await api_only.submit(BODY, **{"Idempotency-Key": "k-b"})
+
+    assert other.status_code == 202, other.text
+    assert same.status_code == 202, same.text
+    assert await orders_in_stream(nats_server.url) == 2
+
+
+@pytest.mark.parametrize("api_only", [1.0], indirect=True)
+async def test_a_key_retried_while_nats_is_gone_may_name_an_order(
+    nats_server: NatsServer, api_only: Stack
+) -> None:
+    """The key's claim cannot be read, and it may name an order that exists: not "not
+    accepted" (BUS_UNAVAILABLE), but "retry with the key to find out"."""
+    stack = api_only
+    placed = await stack.submit(BODY, **{"Idempotency-Key": "k-c"})
+    assert placed.status_code == 202, placed.text
+    await stop_nats(nats_server, stack)
+
+    retry = await stack.submit(BODY, **{"Idempotency-Key": "k-c"})
+
+    assert retry.status_code == 503, retry.text
+    assert retry.json()["error"]["code"] == "IDEMPOTENCY_KEY_UNCERTAIN"
+    assert retry.headers["retry-after"] == "1"

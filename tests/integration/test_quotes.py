@@ -122,8 +122,11 @@ async def test_venues_lists_the_pools(stack: Stack) -> None:
         ({**SOL_FOR_USDC, "amount": "-1"}, "INVALID_AMOUNT"),
         ({**SOL_FOR_USDC, "amount": "0.0000000001"}, "INVALID_AMOUNT"),
         ({**SOL_FOR_USDC, "amount": "1e30"}, "INVALID_AMOUNT"),
+        ({**SOL_FOR_USDC, "amount": "1_0"}, "INVALID_AMOUNT"),
+        ({**SOL_FOR_USDC, "amount": "\uff11"}, "INVALID_AMOUNT"),
         ({**SOL_FOR_USDC, "slippageBps": "10001"}, "VALIDATION_ERROR"),
         ({**SOL_FOR_USDC, "slippageBps": "abc"}, "VALIDATION_ERROR"),
+        ({**SOL_FOR_USDC, "slippageBps": "5_0"}, "VALIDATION_ERROR"),
     ],
 )
 async def test_bad_quote_parameters_are_a_json_422(

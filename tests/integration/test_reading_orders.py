@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 
+import nats
+import pytest
 from nats.js import JetStreamContext
 
 from dexec.bus.history import read_order_events
 from dexec.bus.publisher import emit
 from dexec.orders.states import EventType
 from dexec_notifier.recorder import Recorded, record_batch
-from tests.support.stack import Stack
+from dexec_tools.servers import NatsServer
+from tests.support.stack import Stack, start_nats_again, start_stack, stop_nats
 from tests.support.waiting import eventually
 
 
@@ -112,3 +118,64 @@ async def test_an_order_postgres_has_behind_the_stream_reads_as_the_stream_has_i
     assert order["amountIn"] == "25000000"
     # What Postgres holds is behind: the answer did not come from it.
     assert await stack.scalar("select status from orders where id = :id", id=order_id) == "pending"
+
+
+@pytest.fixture
+async def api_on_own_nats(
+    tmp_path: Path, database_url: str
+) -> AsyncIterator[tuple[Stack, NatsServer]]:
+    """Only the API, on a NATS server of the test's own that it may stop."""
+    with NatsServer(tmp_path / "nats") as server:
+        stack = await start_stack(
+            server.url, database_url, without=frozenset({"router", "executor", "notifier"})
+        )
+        try:
+            yield stack, server
+        finally:
+            try:
+                await start_nats_again(server, stack)
+            finally:
+                await stack.stop()
+
+
+async def test_an_unfinished_order_reads_from_postgres_while_nats_is_down(
+    api_on_own_nats: tuple[Stack, NatsServer],
+) -> None:
+    """The stream would be read for an order Postgres has unfinished; with NATS gone, the row
+    is the answer (perhaps behind), not a 500."""
+    stack, server = api_on_own_nats
+    order_id = (await stack.submit({"tokenIn": "USDC", "tokenOut": "SOL", "amount": "25"})).json()[
+        "orderId"
+    ]
+    nc = await nats.connect(server.url)
+    try:
+        [pending] = await read_order_events(nc.jetstream(), order_id)
+    finally:
+        await nc.close()
+    await record_batch(stack.db, [Recorded(pending.seq, pending.event)])
+    await stop_nats(server, stack)
+
+    response = await stack.http.get(f"{stack.api_url}/api/orders/{order_id}")
+
+    assert response.status_code == 200, response.text
+    order = response.json()
+    assert (order["orderId"], order["status"], order["amountIn"]) == (
+        order_id,
+        "pending",
+        "25000000",
+    )
+    assert [e["event"] for e in order["events"]] == ["pending"]
+
+
+async def test_an_order_not_in_postgres_is_a_503_while_nats_is_down(
+    api_on_own_nats: tuple[Stack, NatsServer],
+) -> None:
+    """Not recorded yet, it may still be in the stream: neither 404 nor a 500, but retry."""
+    stack, server = api_on_own_nats
+    await stop_nats(server, stack)
+
+    response = await stack.http.get(f"{stack.api_url}/api/orders/{uuid.uuid4()}")
+
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["code"] == "BUS_UNAVAILABLE"
+    assert response.headers["Retry-After"] == "1"

@@ -8,6 +8,7 @@ import httpx
 import nats
 import orjson
 import pytest
+from nats.js import JetStreamContext
 
 from dexec_api.idempotency import IdempotencyStore
 from dexec_api.order_request import parse_json_object, parse_order
@@ -48,7 +49,8 @@ async def test_a_key_whose_first_request_died_before_publishing_places_the_order
     stack: Stack,
 ) -> None:
     """A request that claimed its key and died before the `pending` publish (the API killed in
-    between) left a claim and no order: the client's retry with the key publishes it."""
+    between) left a claim and no order: the client's retry with the key publishes it, and is
+    the request that created it (202)."""
     nc = await nats.connect(stack.nats_url)
     try:
         store = await IdempotencyStore.open(nc.jetstream(), ttl_seconds=3600)
@@ -60,10 +62,31 @@ async def test_a_key_whose_first_request_died_before_publishing_places_the_order
 
     retry = await stack.submit(ORDER, **{"Idempotency-Key": "died-1"})
 
-    assert retry.status_code == 200
+    assert retry.status_code == 202
     assert retry.json()["orderId"] == "order-of-a-dead-request"
     assert (await stack.watch("order-of-a-dead-request"))[-1]["event"] == "confirmed"
     assert (await event_counts(stack.nats_url, "order-of-a-dead-request"))["pending"] == 1
+
+
+async def test_only_the_request_that_made_a_claim_releases_it_unless_taken_over(
+    js: JetStreamContext,
+) -> None:
+    """A request whose order was refused releases its key; but if another request with the key
+    took the claim over to place the order meanwhile, the key must keep naming it."""
+    store = await IdempotencyStore.open(js, ttl_seconds=3600)
+    spec = parse_order(parse_json_object(orjson.dumps(ORDER)), 50, None)
+    mine = await store.claim(None, "race-1", spec, "order-1")
+    found = await store.claim(None, "race-1", spec, "order-2")
+    await store.take_over(found)
+
+    assert (mine.created, found.created, found.order_id) == (True, False, "order-1")
+    assert await store.release(mine) is False
+    assert await store.existing(None, "race-1", spec) is not None
+
+    alone = await store.claim(None, "race-2", spec, "order-3")
+    assert await store.release(alone) is True
+    assert await store.existing(None, "race-2", spec) is None
+    assert (await store.claim(None, "race-2", spec, "order-4")).created
 
 
 async def test_same_key_with_a_different_body_is_refused(stack: Stack) -> None:

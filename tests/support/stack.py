@@ -31,7 +31,8 @@ from dexec_notifier.app import create_app as create_notifier
 from dexec_notifier.settings import NotifierSettings
 from dexec_router.service import RouterService
 from dexec_router.settings import RouterSettings
-from dexec_tools.servers import free_port
+from dexec_tools.servers import NatsServer, free_port
+from tests.support.waiting import eventually
 
 TEST_DEFAULTS: dict[str, Any] = {
     "latency_mode": "zero",
@@ -169,3 +170,25 @@ async def start_stack(
         await stack.stop()
         raise
     return stack
+
+
+async def stop_nats(server: NatsServer, stack: Stack) -> None:
+    """Stop a test's own NATS server, and wait until the stack's API has noticed."""
+    await asyncio.to_thread(server.stop)
+
+    async def api_not_ready() -> bool:
+        response = await stack.http.get(f"{stack.api_url}/readyz")
+        return response.status_code == 503 and response.json()["nats"] is False
+
+    await eventually(api_not_ready, what="the API to report NATS gone on /readyz")
+
+
+async def start_nats_again(server: NatsServer, stack: Stack) -> None:
+    """Start a test's own NATS server again (a no-op if it runs), and wait until the stack's
+    API is back on it: an API stopped while it reconnects cannot drain its connection."""
+    await asyncio.to_thread(server.start)
+
+    async def api_ready() -> bool:
+        return (await stack.http.get(f"{stack.api_url}/readyz")).status_code == 200
+
+    await eventually(api_ready, what="the API back on NATS")

@@ -36,7 +36,8 @@ ACK = PubAck(stream="ORDERS", seq=1)
 
 async def test_a_lost_ack_is_published_again_under_the_same_msg_id() -> None:
     stream = ScriptedStream(NatsTimeoutError(), ACK)
-    assert await commit_event(stream, EVENT, budget_seconds=5) is ACK  # type: ignore[arg-type]
+    committed = await commit_event(stream, EVENT, budget_seconds=5)  # type: ignore[arg-type]
+    assert committed.ack is ACK
     assert stream.msg_ids == ["order-1:pending", "order-1:pending"]
 
 
@@ -52,3 +53,16 @@ async def test_one_unanswered_attempt_makes_the_outcome_uncertain() -> None:
     stream = ScriptedStream(NatsTimeoutError(), *[NoStreamResponseError() for _ in range(10)])
     with pytest.raises(CommitUncertain):
         await commit_event(stream, EVENT, budget_seconds=0.6)  # type: ignore[arg-type]
+
+
+async def test_an_ack_that_says_duplicate_means_another_publish_stored_it() -> None:
+    """Two requests with one key may both publish the order: the one stored first created it."""
+    stream = ScriptedStream(PubAck(stream="ORDERS", seq=1, duplicate=True))
+    committed = await commit_event(stream, EVENT, budget_seconds=5)  # type: ignore[arg-type]
+    assert committed.stored_here is False
+
+
+async def test_a_duplicate_after_an_unanswered_attempt_may_be_its_own_copy() -> None:
+    stream = ScriptedStream(NatsTimeoutError(), PubAck(stream="ORDERS", seq=1, duplicate=True))
+    committed = await commit_event(stream, EVENT, budget_seconds=5)  # type: ignore[arg-type]
+    assert committed.stored_here is True

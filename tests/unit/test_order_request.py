@@ -220,6 +220,40 @@ def test_bad_slippage_side_or_type_is_a_validation_error(body: dict[str, Any]) -
 
 
 @pytest.mark.parametrize(
+    "slippage",
+    [
+        {"slippageBps": True},  # would be 1 bps
+        {"slippageBps": False},
+        {"slippageBps": "5_0"},
+        {"slippage": "0.00_5"},
+        {"slippage": "\uff10.005"},
+        {"slippage": "\u0660.\u0660\u0660\u0665"},
+    ],
+)
+def test_slippage_is_a_number_in_ascii_digits_not_a_boolean(slippage: dict[str, Any]) -> None:
+    error = api_error({"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", **slippage})
+    assert (error.status, error.code) == (422, "VALIDATION_ERROR")
+
+
+@pytest.mark.parametrize(
+    ("slippage", "bps"),
+    [
+        ({"slippageBps": 50}, 50),
+        ({"slippageBps": "50"}, 50),
+        ({"slippageBps": " 50 "}, 50),
+        ({"slippageBps": 50.0}, 50),
+        ({"slippageBps": "50.0"}, 50),
+        ({"slippageBps": Decimal("50")}, 50),
+        ({"slippage": "1e-2"}, 100),
+        ({"slippage": 0}, 0),
+    ],
+)
+def test_slippage_spellings_that_stay_accepted(slippage: dict[str, Any], bps: int) -> None:
+    spec = parse({"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", **slippage})
+    assert spec.slippage_bps == bps
+
+
+@pytest.mark.parametrize(
     "body",
     [
         {"tokenIn": "SOL", "inputToken": "SOL", "tokenOut": "USDC", "amount": "1"},
@@ -305,6 +339,31 @@ def test_same_token_through_pair() -> None:
 def test_bad_amount(amount: Any) -> None:
     error = api_error({"tokenIn": "SOL", "tokenOut": "USDC", "amount": amount})
     assert (error.status, error.code) == (422, "INVALID_AMOUNT")
+
+
+@pytest.mark.parametrize(
+    "amount",
+    [
+        "1_0",  # Python's Decimal would read 10
+        "1_000.5",
+        "\uff11",  # FULLWIDTH DIGIT ONE
+        "\u0661",  # ARABIC-INDIC DIGIT ONE
+        "\u0661.\u0665",
+        "1.\uff15",
+        "1e_3",
+    ],
+)
+def test_an_amount_is_decimal_notation_in_ascii_digits(amount: str) -> None:
+    error = api_error({"tokenIn": "SOL", "tokenOut": "USDC", "amount": amount})
+    assert (error.status, error.code) == (422, "INVALID_AMOUNT")
+
+
+@pytest.mark.parametrize(
+    ("amount", "units"),
+    [("1e3", 1_000_000_000_000), (".5", 500_000_000), ("5.", 5_000_000_000), ("+1", 10**9)],
+)
+def test_decimal_notation_stays_accepted(amount: str, units: int) -> None:
+    assert parse({"tokenIn": "SOL", "tokenOut": "USDC", "amount": amount}).amount_in == units
 
 
 def test_too_precise_amount_for_a_six_decimal_token() -> None:

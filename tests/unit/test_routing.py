@@ -401,6 +401,9 @@ def test_to_base_units(token, amount, expected: int) -> None:
         (SOL, "sNaN"),
         (SOL, "Infinity"),
         (SOL, "-Infinity"),
+        (SOL, "1_0"),
+        (SOL, "\uff11"),
+        (SOL, "\u0661"),
     ],
 )
 def test_to_base_units_refuses_bad_amounts(token, amount) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 
 from nats.errors import (
     ConnectionClosedError,
@@ -48,7 +49,16 @@ class CommitUncertain(Exception):
     """An attempt may have reached the stream: the order may exist."""
 
 
-async def commit_event(js: JetStreamContext, event: OrderEvent, budget_seconds: float) -> PubAck:
+@dataclass(frozen=True)
+class Committed:
+    ack: PubAck
+    # Whether this call stored the event, rather than found it stored by another request that
+    # published it too (the ack says "duplicate"). A duplicate after an attempt of this call
+    # that went unanswered may be that attempt's own copy: counted as stored here.
+    stored_here: bool
+
+
+async def commit_event(js: JetStreamContext, event: OrderEvent, budget_seconds: float) -> Committed:
     """The ack of `event`, published as often as it takes within `budget_seconds`.
 
     Raises `CommitUncertain` if an attempt may have been stored, else the last refusal (a
@@ -58,9 +68,10 @@ async def commit_event(js: JetStreamContext, event: OrderEvent, budget_seconds: 
     while True:
         remaining = deadline - time.monotonic()
         try:
-            return await publish_event(
+            ack = await publish_event(
                 js, event, timeout=max(0.05, min(ATTEMPT_TIMEOUT_SECONDS, remaining))
             )
+            return Committed(ack, stored_here=maybe_stored or not ack.duplicate)
         except NOT_STORED as exc:
             last: NatsError = exc
         except NatsError as exc:  # a timeout, or lost with the connection: unknown

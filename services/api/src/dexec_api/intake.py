@@ -1,7 +1,8 @@
 """Taking in an order: admission (rate limit, backpressure), validation, idempotency, commit.
 
 Everything that can refuse an order runs before anything is written, so a refused order
-leaves no trace but its metrics. The commit is the `pending` publish acked by JetStream.
+leaves no trace but its metrics (an Idempotency-Key claimed for an order the bus then refuses
+is released). The commit is the `pending` publish acked by JetStream.
 
 A submit is the root span of the order's trace (`dexec.tracing`): the `pending` it publishes
 carries the context on to the router, executor and notifier.
@@ -28,17 +29,27 @@ from dexec_api.backpressure import RouterBacklog
 from dexec_api.body import read_json_body
 from dexec_api.commit import CommitUncertain, commit_event
 from dexec_api.errors import ApiError
-from dexec_api.idempotency import IdempotencyConflict, IdempotencyStore
+from dexec_api.idempotency import (
+    Claim,
+    ClaimLost,
+    ClaimUnknown,
+    IdempotencyConflict,
+    IdempotencyStore,
+)
 from dexec_api.metrics import ORDERS_ACCEPTED, ORDERS_REJECTED
 from dexec_api.order_request import parse_json_object, parse_order
 from dexec_api.rate_limit import ClientLimit, retry_after_header
 from dexec_api.settings import ApiSettings
+
+# Rounds of claim and replay while other requests with the key release or take over its claim.
+PLACE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
 class Accepted:
     order_id: str
     spec: OrderSpec
+    # Whether this request's publish stored the order (202), or found it stored (200).
     created: bool
 
 
@@ -89,16 +100,13 @@ class OrderIntake:
             tenant,
             allow_private_webhook_targets=self._settings.webhook_allow_private_targets,
         )
-        if self._backlog.overloaded:
-            raise ApiError(
-                503,
-                "OVERLOADED",
-                "the engine is behind; the order was not accepted, retry later",
-                {"backlog": self._backlog.size},
-                retry_after_header(1),
-            )
+        key = _checked_key(idempotency_key)
         try:
-            return await self._place(spec, idempotency_key)
+            if key is None:
+                self._refuse_if_overloaded()
+                order_id = str(uuid.uuid4())
+                return Accepted(order_id, spec, await self._commit(order_id, spec))
+            return await self._place(spec.model_copy(update={"idempotency_key": key}), key)
         except NatsError as exc:  # certainly not stored: the order does not exist
             raise ApiError(
                 503,
@@ -107,39 +115,85 @@ class OrderIntake:
                 headers=retry_after_header(1),
             ) from exc
 
-    async def _place(self, spec: OrderSpec, idempotency_key: str | None) -> Accepted:
-        order_id, created = str(uuid.uuid4()), True
-        if idempotency_key is not None:
-            key = idempotency_key.strip()
-            if not key or len(key) > 255:
-                raise ApiError(422, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key: 1 to 255 chars")
-            spec = spec.model_copy(update={"idempotency_key": key})
-            try:
-                claim = await self._idempotency.claim(spec.tenant, key, spec, order_id)
-            except IdempotencyConflict as exc:
-                raise ApiError(
-                    422,
-                    "IDEMPOTENCY_KEY_REUSED",
-                    "this Idempotency-Key was used with a different order",
-                ) from exc
-            order_id, created = claim.order_id, claim.created
-        if created:
-            await self._commit(order_id, spec)
-        else:
-            await self._replay(order_id, spec)
-        return Accepted(order_id, spec, created)
+    def _refuse_if_overloaded(self) -> None:
+        if self._backlog.overloaded:
+            raise _overloaded(self._backlog.size)
 
-    async def _replay(self, order_id: str, spec: OrderSpec) -> None:
-        """A replayed key publishes too, in case the first request died between its claim and
-        its publish; within the duplicate window the server drops the copy, and past it the
-        order's `pending` is looked up first so it is never published twice. The order may
-        exist whatever fails here, so a failure names it (COMMIT_UNCERTAIN)."""
+    async def _place(self, spec: OrderSpec, key: str) -> Accepted:
+        """The order under `key`: placed here if the key is new, else the one it names.
+
+        A key that has a claim is answered whatever the backlog (the order exists, or is being
+        placed); only a new order is refused by backpressure, and before it claims the key."""
+        for _ in range(PLACE_ATTEMPTS):
+            claim = await self._claim(spec, key)
+            try:
+                if claim.created:
+                    return await self._commit_claimed(claim, spec)
+                return await self._replay(claim, spec)
+            except ClaimLost:
+                continue  # another request released or took over the claim: read it again
+        raise _key_uncertain()
+
+    async def _claim(self, spec: OrderSpec, key: str) -> Claim:
+        try:
+            if not self._backlog.overloaded:
+                return await self._idempotency.claim(spec.tenant, key, spec, str(uuid.uuid4()))
+            # Looked up, not claimed: a new order is refused, and leaves the key free.
+            found = await self._idempotency.existing(spec.tenant, key, spec)
+        except IdempotencyConflict as exc:
+            raise ApiError(
+                422,
+                "IDEMPOTENCY_KEY_REUSED",
+                "this Idempotency-Key was used with a different order",
+            ) from exc
+        except ClaimUnknown as exc:  # an order may exist under the key
+            raise _key_uncertain() from exc
+        if found is None:
+            raise _overloaded(self._backlog.size)
+        return found
+
+    async def _replay(self, claim: Claim, spec: OrderSpec) -> Accepted:
+        """A key claimed before: its order, published here if the stream does not hold its
+        `pending` (the first request died between its claim and its publish, or is still
+        publishing). Past the duplicate window a copy would be stored twice, so the stream is
+        asked first. The order may exist whatever fails here, so a failure names it
+        (COMMIT_UNCERTAIN); ClaimLost if another request changed the claim meanwhile."""
+        order_id = claim.order_id
         try:
             stored = await self._pending_stored(order_id)
         except NatsError as exc:
             raise _uncertain(order_id) from exc
-        if not stored:
-            await self._commit(order_id, spec)
+        if stored:
+            return Accepted(order_id, spec, created=False)
+        try:
+            # First, so that the request that made the claim can no longer release it.
+            await self._idempotency.take_over(claim)
+            stored_here = await self._commit(order_id, spec)
+        except NatsError as exc:
+            # Not released even if certainly not stored here: the request that made the claim
+            # may still be publishing the order. A retry with the key places it if not.
+            raise _uncertain(order_id) from exc
+        return Accepted(order_id, spec, stored_here)
+
+    async def _commit_claimed(self, claim: Claim, spec: OrderSpec) -> Accepted:
+        """Commit the order of a claim made here. If the stream certainly did not store it, the
+        key is released, so that it does not name an order that does not exist; unless another
+        request has taken the claim over meanwhile and may be placing the order."""
+        try:
+            stored_here = await self._commit(claim.order_id, spec)
+        except NatsError as refused:
+            if not await self._release(claim):
+                raise _uncertain(claim.order_id) from refused
+            raise
+        return Accepted(claim.order_id, spec, stored_here)
+
+    async def _release(self, claim: Claim) -> bool:
+        """Release `claim`; False only if another request has taken it over."""
+        try:
+            return await self._idempotency.release(claim)
+        except NatsError:
+            # The claim stays: a retry with the key finds no order and places it (`_replay`).
+            return True
 
     async def _pending_stored(self, order_id: str) -> bool:
         try:
@@ -149,13 +203,34 @@ class OrderIntake:
         except NotFoundError:
             return False
 
-    async def _commit(self, order_id: str, spec: OrderSpec) -> None:
-        """Publish `pending` (`dexec_api.commit`): the stream's ack is the order's commit point."""
+    async def _commit(self, order_id: str, spec: OrderSpec) -> bool:
+        """Publish `pending` (`dexec_api.commit`): the stream's ack is the order's commit point.
+        Whether this request's publish stored it (not another's with the same key)."""
         event = build_event(order_id, EventType.PENDING, spec)
         try:
-            await commit_event(self._js, event, self._settings.commit_timeout_seconds)
+            committed = await commit_event(self._js, event, self._settings.commit_timeout_seconds)
         except CommitUncertain as exc:
             raise _uncertain(order_id) from exc
+        return committed.stored_here
+
+
+def _checked_key(idempotency_key: str | None) -> str | None:
+    if idempotency_key is None:
+        return None
+    key = idempotency_key.strip()
+    if not key or len(key) > 255:
+        raise ApiError(422, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key: 1 to 255 chars")
+    return key
+
+
+def _overloaded(backlog: int) -> ApiError:
+    return ApiError(
+        503,
+        "OVERLOADED",
+        "the engine is behind; the order was not accepted, retry later",
+        {"backlog": backlog},
+        retry_after_header(1),
+    )
 
 
 def _uncertain(order_id: str) -> ApiError:
@@ -166,6 +241,16 @@ def _uncertain(order_id: str) -> ApiError:
         " Idempotency-Key (which returns this order if it exists), or look it up first",
         {"orderId": order_id, "links": {"self": f"/api/orders/{order_id}"}},
         retry_after_header(1),
+    )
+
+
+def _key_uncertain() -> ApiError:
+    return ApiError(
+        503,
+        "IDEMPOTENCY_KEY_UNCERTAIN",
+        "the idempotency store did not answer, so an order may exist under this Idempotency-Key:"
+        " resubmit with the same key (which returns that order if it exists)",
+        headers=retry_after_header(1),
     )
 
 

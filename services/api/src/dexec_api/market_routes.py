@@ -14,12 +14,13 @@ from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
-from pydantic import ValidationError
+from pydantic import BeforeValidator, ValidationError
 
 from dexec.bus.subjects import MARKET_SUBJECT, QUOTE_SUBJECT
 from dexec.market.quote_messages import MarketInfo, QuoteReply, QuoteRequest
 from dexec.market.tokens import BadAmount, UnknownToken, resolve_token, to_base_units
 from dexec_api.errors import ApiError
+from dexec_api.order_request import plain_number
 from dexec_api.settings import ApiSettings
 from dexec_api.tenancy import known_tenant
 
@@ -60,7 +61,11 @@ def market_router(settings: ApiSettings) -> APIRouter:
         token_in: Annotated[str, Query(alias="tokenIn", min_length=1, max_length=64)],
         token_out: Annotated[str, Query(alias="tokenOut", min_length=1, max_length=64)],
         amount: Annotated[str, Query(min_length=1, max_length=64)],
-        slippage_bps: Annotated[int | None, Query(alias="slippageBps", ge=0, le=10_000)] = None,
+        slippage_bps: Annotated[
+            int | None,
+            Query(alias="slippageBps", ge=0, le=10_000),
+            BeforeValidator(plain_number),
+        ] = None,
     ) -> dict[str, Any]:
         """The best route for selling `amount` (token units, e.g. `1.5`) of `tokenIn`.
 

@@ -24,13 +24,30 @@ from pydantic import (
     model_validator,
 )
 
-from dexec.market.tokens import BadAmount, UnknownToken, resolve_token, to_base_units
+from dexec.market.tokens import (
+    BadAmount,
+    UnknownToken,
+    is_decimal_notation,
+    resolve_token,
+    to_base_units,
+)
 from dexec.orders.events import OrderSpec
 from dexec.webhook_targets import INVALID_NAME, is_valid_name, refused_host
 from dexec_api.errors import ApiError, validation_details
 
 # Validation context key: true when webhooks may go to private targets (the setting).
 PRIVATE_WEBHOOKS = "webhook_allow_private_targets"
+
+
+def plain_number(value: Any) -> Any:
+    """Before a number field's own parsing: a boolean is not a number (`true` would be 1), and
+    a string must be decimal notation in ASCII digits (the parsers would also read `5_0`, and
+    `Decimal` digits of other scripts, U+0661)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    if isinstance(value, str) and not is_decimal_notation(value.strip()):
+        raise ValueError("must be a decimal number in ASCII digits")
+    return value
 
 
 class OrderRequest(BaseModel):
@@ -47,6 +64,8 @@ class OrderRequest(BaseModel):
     slippage_bps: int | None = Field(None, alias="slippageBps", ge=0, le=10_000)
     slippage: Decimal | None = Field(None, ge=0, le=1)
     webhook_url: str | None = Field(None, alias="webhookUrl", max_length=2048)
+
+    _plain_numbers = field_validator("slippage_bps", "slippage", mode="before")(plain_number)
 
     @field_validator("webhook_url")
     @classmethod

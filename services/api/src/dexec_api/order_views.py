@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -74,6 +76,9 @@ async def get_order(
     in the stream (the recorder writes in batches, behind it), and a client that saw an event
     on its WebSocket must not read an older state here: it is folded from the stream, the
     source of truth, which also finds an order the recorder has not written at all yet.
+
+    While the stream cannot be read (NATS down), an order in Postgres is answered from its row,
+    which may be behind; one that is not there yet is `503 BUS_UNAVAILABLE`: it may exist.
     """
     if not is_order_id(order_id):
         raise not_found(order_id)  # before any query: such an id names no order
@@ -82,10 +87,10 @@ async def get_order(
         if row is not None:
             if tenant is not None and row.tenant != tenant:
                 raise not_found(order_id)
-            if not is_terminal(OrderStatus(row.status)) and (
-                current := await _from_stream(js, order_id)
-            ):
-                return order_json(*current)
+            if not is_terminal(OrderStatus(row.status)):
+                with contextlib.suppress(NatsError):  # then the row, as far as it goes
+                    if current := await _from_stream(js, order_id):
+                        return order_json(*current)
             rows = await conn.execute(
                 select(OrderEventRow)
                 .where(OrderEventRow.order_id == order_id)
@@ -93,7 +98,16 @@ async def get_order(
             )
             events = [event_json(e.seq, e.event, e.status, e.at, e.attempt, e.data) for e in rows]
             return order_json(view_from_row(row._mapping), events)
-    current = await _from_stream(js, order_id)
+    try:
+        current = await _from_stream(js, order_id)
+    except NatsError as exc:
+        raise ApiError(
+            503,
+            "BUS_UNAVAILABLE",
+            "the order is not recorded yet and the stream cannot be read now: retry",
+            {"orderId": order_id},
+            {"Retry-After": "1"},
+        ) from exc
     if current is None or (tenant is not None and (current[0].spec or {}).get("tenant") != tenant):
         raise not_found(order_id)
     return order_json(*current)

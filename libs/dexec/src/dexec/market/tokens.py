@@ -6,6 +6,7 @@ is the market file's business (`dexec.market.market_file`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation, localcontext
 
@@ -40,6 +41,17 @@ _BY_SYMBOL["WSOL"] = _BY_SYMBOL["SOL"]
 _BY_MINT: dict[str, Token] = {t.mint: t for t in TOKENS}
 
 
+# Decimal notation in ASCII: what `Decimal()` reads without its extensions (`1_0`, digits of
+# other scripts such as U+FF11 or U+0661, `NaN`, `Infinity`). An exponent is decimal notation too.
+_DECIMAL_NOTATION = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def is_decimal_notation(text: str) -> bool:
+    """`1.5`, `.5`, `-2`, `1e3`; not `1_0`, U+FF11, `NaN`, `0x10` (surrounding spaces are not
+    stripped here)."""
+    return _DECIMAL_NOTATION.fullmatch(text) is not None
+
+
 class UnknownToken(ValueError):
     pass
 
@@ -58,13 +70,15 @@ def resolve_token(key: str) -> Token:
 
 
 def to_base_units(token: Token, amount: Decimal | str | int) -> int:
-    """`1.5` SOL → 1_500_000_000 lamports; refuses more decimals than the token has."""
+    """`1.5` SOL → 1_500_000_000 lamports; refuses more decimals than the token has, and
+    anything but decimal notation in ASCII digits (`is_decimal_notation`)."""
+    text = str(amount).strip()
+    if not is_decimal_notation(text):
+        raise BadAmount(f"amount {amount!r} is not a decimal number (ASCII digits, '.', 'e')")
     try:
-        value = Decimal(str(amount).strip())
-    except InvalidOperation as exc:
+        value = Decimal(text)
+    except InvalidOperation as exc:  # not expected after the check: kept as a guard
         raise BadAmount(f"amount {amount!r} is not a number") from exc
-    if not value.is_finite():
-        raise BadAmount(f"amount {amount!r} is not a finite number")
     if value <= 0:
         raise BadAmount("amount must be greater than zero")
     # Compare before scaling, so a huge exponent never reaches arithmetic.
