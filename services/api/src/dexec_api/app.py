@@ -10,7 +10,7 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from dexec.auth import Tenants
-from dexec.bus.connection import connect, ensure_stream
+from dexec.bus.connection import connect, disconnect, ensure_stream
 from dexec.db.engine import create_engine
 from dexec.health import health_router
 from dexec.http_metrics import instrument
@@ -54,7 +54,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 yield
         finally:
             await backlog.stop()
-            await nc.drain()
+            await disconnect(nc)
             await app.state.engine.dispose()
 
     app = FastAPI(

@@ -20,7 +20,7 @@ from nats.js import JetStreamContext
 from opentelemetry.trace import SpanKind
 
 from dexec import tracing
-from dexec.bus.connection import connect, ensure_stream
+from dexec.bus.connection import connect, disconnect, ensure_stream
 from dexec.bus.errors import PermanentError, StageError, TransientError
 from dexec.bus.history import read_latest_events
 from dexec.bus.publisher import emit, emit_deferred
@@ -90,7 +90,7 @@ class ExecutorService:
         if self.chain:
             await self.chain.close()
         if self._nc:
-            await self._nc.drain()
+            await disconnect(self._nc)
 
     async def handle(self, event: OrderEvent, delivery: Delivery) -> None:
         assert self.chain is not None

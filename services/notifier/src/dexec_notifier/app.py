@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import FastAPI, Query, WebSocket
 
 from dexec.auth import Tenants
-from dexec.bus.connection import connect, ensure_stream
+from dexec.bus.connection import connect, disconnect, ensure_stream
 from dexec.db.engine import create_engine
 from dexec.health import health_router
 from dexec.http_metrics import instrument
@@ -54,7 +54,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             await recorder.stop()
             await webhooks.stop()
             await hub.stop()
-            await nc.drain()
+            await disconnect(nc)
             await engine.dispose()
 
     app = FastAPI(title="dexec notifier", lifespan=lifespan, telemetry=FASTAPI_TELEMETRY_OFF)

@@ -10,7 +10,7 @@ import logging
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from dexec.bus.connection import connect, ensure_stream
+from dexec.bus.connection import connect, disconnect, ensure_stream
 from dexec.bus.errors import PermanentError, TransientError
 from dexec.bus.publisher import emit, emit_deferred
 from dexec.bus.subjects import ROUTER_CONSUMER
@@ -74,7 +74,7 @@ class RouterService:
         if self._worker:
             await self._worker.stop()
         if self._nc:
-            await self._nc.drain()
+            await disconnect(self._nc)
 
     async def handle(self, event: OrderEvent, delivery: Delivery) -> None:
         js = self._js

@@ -6,6 +6,7 @@ import logging
 
 import nats
 from nats.aio.client import Client
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -56,6 +57,17 @@ async def connect(
         reconnected_cb=on_reconnect,
         **({} if hold_while_disconnected else {"pending_size": 0}),
     )
+
+
+async def disconnect(nc: Client) -> None:
+    """Drain (let in-flight work finish, then close), or close a connection that cannot drain
+    (nats-py refuses to drain while reconnecting): a service stopping during a NATS outage
+    must still stop cleanly, and release what it holds after this."""
+    try:
+        await nc.drain()
+    except NatsError as exc:
+        log.warning("nats: cannot drain (%r), closing", exc)
+        await nc.close()
 
 
 def stream_config(settings: CommonSettings) -> StreamConfig:
