@@ -28,14 +28,13 @@ from nats.js.errors import (
 )
 from nats.js.kv import KeyValue
 
+from dexec.bus.errors import WRONG_LAST_SEQUENCE
 from dexec.bus.subjects import IDEMPOTENCY_BUCKET, kv_stream
 from dexec.orders.events import OrderSpec
 
 # A claim released between this request's `create` and its read: claim the key again, a few
 # times at most.
 CLAIM_ATTEMPTS = 3
-# JetStream's error codes for "the subject's last sequence is not the one expected".
-WRONG_LAST_SEQUENCE = (10071, 10164)
 
 
 class IdempotencyConflict(Exception):

@@ -21,9 +21,9 @@ from opentelemetry.trace import SpanKind
 
 from dexec import tracing
 from dexec.bus.connection import connect, disconnect, ensure_stream
-from dexec.bus.errors import PermanentError, StageError, TransientError
-from dexec.bus.history import read_latest_events
-from dexec.bus.publisher import emit, emit_deferred
+from dexec.bus.errors import PermanentError, StageError, Superseded, TransientError
+from dexec.bus.history import StoredEvent, read_latest_events, read_order_events
+from dexec.bus.publisher import SubjectMoved, emit, emit_deferred
 from dexec.bus.subjects import EXECUTOR_CONSUMER
 from dexec.bus.worker import ConsumerWorker, Delivery, Stage
 from dexec.market.chain import ChainError, Outcome, SignedSwap, SimulatedChain
@@ -99,36 +99,68 @@ class ExecutorService:
         # Only what a previous delivery may have done matters: its latest submission and its
         # end, one `multi_last` request (a third of what the whole history costs the server).
         stored = await read_latest_events(self.js, order_id, EARLIER_WORK)
-        history = [past.event for past in stored]
-        if any(past.event in TERMINAL_EVENTS for past in history):
+        if any(past.event.event in TERMINAL_EVENTS for past in stored):
             return  # a previous delivery finished the order; this one only needs its ack
         # `building` goes out now and is confirmed before the send, after signing (and the
         # write-ahead `submitted`, which the stream stores after it).
         building = await emit_deferred(
             self.js, order_id, EventType.BUILDING, attempt=delivery.attempt
         )
-        tx, submitted_at, fresh, landed = await self._resume_or_sign(
-            order_id, route, history, delivery.attempt
+        tx, submitted_at, signed_at, landed = await self._resume_or_sign(
+            order_id, route, stored, delivery.attempt
         )
         await building.acked()
+        try:
+            outcome = await self._send_and_confirm(tx, delivery, signed_at, landed)
+        except ChainError as exc:
+            error = stage_error(exc)
+            if not self._ends_order(error, delivery.attempt) or not await self._may_be_in_flight(
+                order_id, signed_at, delivery.attempt
+            ):
+                raise error from exc
+            # An earlier delivery's send of this signature may still land: before the order
+            # ends `failed`, wait until it lands or the chain records that it never will.
+            try:
+                outcome = await self._confirm(tx, delivery, None)
+            except ChainError:
+                raise error from exc
+        await self._finish(order_id, outcome)
+        SUBMITTED_TO_CONFIRMED.observe(time.time() - submitted_at)
+
+    async def _send_and_confirm(
+        self, tx: SignedSwap, delivery: Delivery, signed_at: int, landed: Outcome | None
+    ) -> Outcome:
+        assert self.chain is not None
         if landed is None:
             # Not on the chain yet: send it. An earlier send of it still in flight writes the
             # same key, so the transaction lands once.
-            try:
-                with tracing.child_span(SCOPE, "send transaction", SpanKind.CLIENT):
-                    landed = await self.chain.send(tx, delivery.attempt, fresh=fresh)
-            except ChainError as exc:
-                raise stage_error(exc) from exc
+            with tracing.child_span(SCOPE, "send transaction", SpanKind.CLIENT):
+                fresh = signed_at == delivery.attempt  # signed just now: not on the chain
+                landed = await self.chain.send(tx, delivery.attempt, fresh=fresh)
         # else an earlier delivery's send landed: sending again could only fail (a 429 on
         # the last attempt would report an executed swap as failed), so only confirm it.
         await delivery.keep_alive()
-        try:
-            with tracing.child_span(SCOPE, "confirm transaction", SpanKind.CLIENT):
-                outcome = await self._confirm(tx, delivery, landed)
-        except ChainError as exc:
-            raise stage_error(exc) from exc
-        await self._finish(order_id, outcome)
-        SUBMITTED_TO_CONFIRMED.observe(time.time() - submitted_at)
+        with tracing.child_span(SCOPE, "confirm transaction", SpanKind.CLIENT):
+            return await self._confirm(tx, delivery, landed)
+
+    def _ends_order(self, error: StageError, attempt: int) -> bool:
+        """Whether the worker will end the order `failed` on this error."""
+        return isinstance(error, PermanentError) or attempt >= self.settings.retry_max_attempts
+
+    async def _may_be_in_flight(self, order_id: str, signed_at: int, attempt: int) -> bool:
+        """Whether a delivery before this one that had the signature (signed at attempt
+        `signed_at`) may still have a send of it on its way. One that ended with `retrying`
+        had finished its send; one that stopped answering (and was redelivered) or met a bus
+        error may not have."""
+        if signed_at == attempt:
+            return False
+        retried = {
+            past.event.attempt
+            for past in await read_order_events(self.js, order_id)
+            if past.event.event == EventType.RETRYING
+            and past.event.data.get("stage") == EXECUTOR_STAGE.name
+        }
+        return any(earlier not in retried for earlier in range(signed_at, attempt))
 
     async def _confirm(self, tx: SignedSwap, delivery: Delivery, landed: Outcome | None) -> Outcome:
         """Wait for confirmation, telling JetStream the order is still being worked on."""
@@ -144,16 +176,20 @@ class ExecutorService:
             waiting.cancel()
 
     async def _resume_or_sign(
-        self, order_id: str, route: Route, history: list[OrderEvent], attempt: int
-    ) -> tuple[SignedSwap, float, bool, Outcome | None]:
-        """The transaction to send, when it was submitted (a Unix time), whether it was
-        signed just now (a fresh signature cannot be on the chain yet), and its outcome if
-        an earlier delivery's send of it landed."""
+        self, order_id: str, route: Route, stored: list[StoredEvent], attempt: int
+    ) -> tuple[SignedSwap, float, int, Outcome | None]:
+        """The transaction to send, when it was submitted (a Unix time), the attempt that
+        signed it (this one: signed just now, so not on the chain yet), and its outcome if an
+        earlier delivery's send of it landed.
+
+        Raises `Superseded` if another delivery of the order published a submission since
+        `stored` was read: a second signature must never go out beside one that may land."""
         assert self.chain is not None
         building_started = time.perf_counter()
-        submitted = [past for past in history if past.event == EventType.SUBMITTED]
+        submitted = [past for past in stored if past.event.event == EventType.SUBMITTED]
+        last_submitted_seq = submitted[-1].seq if submitted else 0
         if submitted:
-            last_event = submitted[-1]
+            last_event = submitted[-1].event
             last: Submission = last_event.payload()
             tx = self.chain.resign(order_id, route, last.blockhash, last.last_valid_block_height)
             landed = await self.chain.outcome(tx.signature)
@@ -164,16 +200,26 @@ class ExecutorService:
                 landed = await self.chain.settle_expired(tx)
             if landed is not None or not expired:
                 log.info("resuming signature %s", tx.signature, extra={"order_id": order_id})
-                return tx, last_event.at.timestamp(), False, landed
+                return tx, last_event.at.timestamp(), last_event.attempt, landed
         tx = self.chain.sign(order_id, route)
         submission = Submission(
             signature=tx.signature,
             blockhash=tx.blockhash,
             last_valid_block_height=tx.last_valid_block_height,
         )
-        await emit(self.js, order_id, EventType.SUBMITTED, submission, attempt=attempt)
+        try:
+            await emit(
+                self.js,
+                order_id,
+                EventType.SUBMITTED,
+                submission,
+                attempt=attempt,
+                expected_last_seq=last_submitted_seq,
+            )
+        except SubjectMoved as exc:
+            raise Superseded(order_id) from exc
         BUILDING_TO_SUBMITTED.observe(time.perf_counter() - building_started)
-        return tx, time.time(), True, None
+        return tx, time.time(), attempt, None
 
     async def _finish(self, order_id: str, outcome: Outcome) -> None:
         if not outcome.ok:

@@ -6,6 +6,10 @@ from typing import Any
 
 from dexec.orders.states import OrderStatus
 
+# JetStream's error codes for "the subject's last sequence is not the one expected" (a
+# conditional publish, or a KV update/delete expecting a revision, that lost a race).
+WRONG_LAST_SEQUENCE = (10071, 10164)
+
 
 class StageError(Exception):
     def __init__(
@@ -30,3 +34,8 @@ class TransientError(StageError):
 
 class PermanentError(StageError):
     """Retrying cannot help: slippage, no route, bad input, insufficient funds."""
+
+
+class Superseded(Exception):
+    """A later delivery of the same message has taken the order over (it published what this
+    one was about to): this delivery stops, and neither acks nor naks what it no longer owns."""

@@ -18,18 +18,25 @@ from contextlib import contextmanager
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
+from nats.js.errors import APIError
 from opentelemetry.trace import SpanKind
 
 from dexec import tracing
+from dexec.bus.errors import WRONG_LAST_SEQUENCE
 from dexec.bus.subjects import STREAM, event_subject
 from dexec.metrics import PUBLISHED
 from dexec.orders.events import CamelModel, OrderEvent
 from dexec.orders.states import EVENT_STATUS, EventType, OrderStatus
 
 MSG_ID_HEADER = "Nats-Msg-Id"
+EXPECTED_LAST_SUBJECT_SEQ_HEADER = "Nats-Expected-Last-Subject-Sequence"
 # How long a deferred publish waits for its ack (JetStream's own default request timeout).
 ACK_TIMEOUT_SECONDS = 5.0
 _SPAN_NAMES = {event: f"publish {event}" for event in EventType}
+
+
+class SubjectMoved(Exception):
+    """A conditional publish was refused: the subject has a message it did not expect."""
 
 
 class PendingAck:
@@ -63,17 +70,30 @@ class PendingAck:
 
 
 async def publish_event(
-    js: JetStreamContext, event: OrderEvent, timeout: float | None = None
+    js: JetStreamContext,
+    event: OrderEvent,
+    timeout: float | None = None,
+    *,
+    expected_last_seq: int | None = None,
 ) -> PubAck:
     """Publish and wait for the stream's ack: once this returns, the transition is durable.
 
     `timeout` bounds the wait (the JetStream context's default if None); publishing the same
-    event again is safe, since the stream drops the copy by its msg id."""
+    event again is safe, since the stream drops the copy by its msg id. `expected_last_seq`:
+    store it only if the event's subject (this kind of event of this order) last had that
+    stream sequence (0: none yet), else `SubjectMoved`."""
     subject, headers = event_subject(event.event, event.order_id), _headers(event)
+    if expected_last_seq is not None:
+        headers[EXPECTED_LAST_SUBJECT_SEQ_HEADER] = str(expected_last_seq)
     with _producer_span(event, subject, headers):
-        ack = await js.publish(
-            subject, event.to_json(), timeout=timeout, stream=STREAM, headers=headers
-        )
+        try:
+            ack = await js.publish(
+                subject, event.to_json(), timeout=timeout, stream=STREAM, headers=headers
+            )
+        except APIError as exc:
+            if exc.err_code in WRONG_LAST_SEQUENCE:
+                raise SubjectMoved(subject) from exc
+            raise
     _count(event, ack)
     return ack
 
@@ -86,9 +106,15 @@ async def emit(
     *,
     attempt: int = 1,
     status: OrderStatus | None = None,
+    expected_last_seq: int | None = None,
 ) -> PubAck:
-    """Publish one transition; `status` is needed only for events that keep the status."""
-    return await publish_event(js, build_event(order_id, event, payload, attempt, status))
+    """Publish one transition; `status` is needed only for events that keep the status;
+    `expected_last_seq` makes it conditional (`publish_event`)."""
+    return await publish_event(
+        js,
+        build_event(order_id, event, payload, attempt, status),
+        expected_last_seq=expected_last_seq,
+    )
 
 
 async def emit_deferred(

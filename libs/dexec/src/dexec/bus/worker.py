@@ -32,7 +32,7 @@ from opentelemetry.trace import StatusCode
 from pydantic import ValidationError
 
 from dexec import tracing
-from dexec.bus.errors import PermanentError, StageError, TransientError
+from dexec.bus.errors import PermanentError, StageError, Superseded, TransientError
 from dexec.bus.history import read_latest_events
 from dexec.bus.publisher import emit
 from dexec.bus.pull import PullLoop
@@ -173,6 +173,13 @@ class ConsumerWorker:
         try:
             await self._handler(event, Delivery(msg, attempt, self._settings.ack_wait_seconds))
             await msg.ack()
+        except Superseded:
+            log.info(
+                "%s: a later delivery has the order; this one stops",
+                self._stage.name,
+                extra={"order_id": event.order_id},
+            )
+            return
         except PermanentError as exc:
             if not await self._already_done(event):
                 await self._give_up(event, exc, attempt)
