@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import itertools
 import logging
 import socket
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from ipaddress import ip_address
+from pathlib import Path
 
+import nats
 import orjson
 import pytest
 from nats.js import JetStreamContext
@@ -18,14 +22,17 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dexec.bus.connection import ensure_stream
 from dexec.bus.publisher import publish_event
 from dexec.db.engine import create_engine
 from dexec.db.models import WebhookDeliveryRow
 from dexec.orders.events import OrderEvent
 from dexec.orders.states import EventType, OrderStatus
+from dexec.settings import CommonSettings
 from dexec_notifier.recorder import Recorded, Recorder, record_batch
 from dexec_notifier.settings import NotifierSettings
 from dexec_notifier.webhooks import WebhookDispatcher
+from dexec_tools.servers import NatsServer
 from tests.support.events import spec_data
 from tests.support.stack import Stack
 from tests.support.stream import orders_in_stream
@@ -366,3 +373,114 @@ async def test_an_earlier_event_the_recorder_terminated_does_not_hold_the_later_
         await dispatcher.stop()
         await engine.dispose()
     assert event_ids(receiver) == [pending.msg_id, building.msg_id]
+
+
+@pytest.fixture
+async def own_nats(tmp_path: Path) -> AsyncIterator[tuple[NatsServer, JetStreamContext]]:
+    """A NATS server of this test's own, to stop and start, and a context on it that reconnects
+    forever (as the services' do) and gives up on each request after a second."""
+    with NatsServer(tmp_path / "nats") as server:
+        nc = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+        js = nc.jetstream(timeout=1.0)
+        await ensure_stream(js, CommonSettings(nats_url=server.url))
+        try:
+            yield server, js
+        finally:
+            await asyncio.to_thread(server.start)  # a no-op if it runs
+
+            async def reconnected() -> bool:
+                return nc.is_connected
+
+            await eventually(reconnected, what="the client back on NATS")  # to close cleanly
+            await nc.close()
+
+
+async def test_an_orders_pending_is_posted_while_nats_is_unreachable(
+    own_nats: tuple[NatsServer, JetStreamContext], database_url: str
+) -> None:
+    """A `pending` is its order's first event: nothing before it to confirm in the stream, so
+    an outage of NATS does not hold it back."""
+    server, js = own_nats
+    engine = create_engine(database_url, 2)
+    settings = NotifierSettings(
+        database_url=database_url, webhook_poll_seconds=0.2, webhook_allow_private_targets=True
+    )
+    dispatcher = WebhookDispatcher(engine, settings, js)
+    try:
+        async with WebhookReceiver() as receiver:
+            # Another order's event first: the pending is above any ack floor's next seq.
+            await publish_event(js, order_with_webhook("unhooked", receiver.url)[0])
+            pending = order_with_webhook("hooked-in-outage", receiver.url)[0]
+            recorded = Recorded((await publish_event(js, pending)).seq, pending)
+            assert recorded.seq > 1
+            await asyncio.to_thread(server.stop)
+            await record_batch(engine, [recorded])
+            await dispatcher.start()
+
+            async def posted() -> bool:
+                return len(receiver.accepted) >= 1
+
+            await eventually(
+                posted,
+                what="the pending posted while NATS is gone",
+                explain=lambda: delivery_states(engine, "hooked-in-outage"),
+            )
+    finally:
+        await dispatcher.stop()
+        await engine.dispose()
+    assert event_ids(receiver) == [pending.msg_id]
+
+
+async def test_an_event_held_while_nats_is_unreachable_is_not_dropped_for_its_age(
+    own_nats: tuple[NatsServer, JetStreamContext], database_url: str
+) -> None:
+    """While NATS is away the dispatcher cannot tell whether an order's earlier events are
+    recorded: it holds the later ones however long that lasts, past `webhook_give_up_seconds`
+    (the outage is not the receiver's fault), and posts them once NATS is back."""
+    server, js = own_nats
+    engine = create_engine(database_url, 2)
+    give_up = 1.0
+    settings = NotifierSettings(
+        database_url=database_url,
+        webhook_poll_seconds=0.2,
+        webhook_give_up_seconds=give_up,
+        webhook_allow_private_targets=True,
+    )
+    dispatcher = WebhookDispatcher(engine, settings, js)
+    order_id = "held-in-outage"
+    try:
+        async with WebhookReceiver() as receiver:
+            events = order_with_webhook(order_id, receiver.url)[:2]
+            recorded = [Recorded((await publish_event(js, e)).seq, e) for e in events]
+            await asyncio.to_thread(server.stop)
+            await record_batch(engine, recorded)
+            await dispatcher.start()
+
+            async def accepted(count: int) -> bool:
+                return len(receiver.accepted) >= count
+
+            await eventually(lambda: accepted(1), what="the pending posted")
+
+            async def older_than_give_up() -> bool:
+                return (datetime.now(UTC) - events[1].at).total_seconds() > give_up
+
+            await eventually(older_than_give_up, what="the routing event older than give-up")
+            holds = webhook_holds()
+
+            async def held_twice_more_or_dropped() -> bool:
+                dropped = "dropped" in await delivery_states(engine, order_id)
+                return dropped or webhook_holds() >= holds + 2
+
+            await eventually(held_twice_more_or_dropped, what="the routing event looked at")
+            assert await delivery_states(engine, order_id) == ["delivered", "pending"]
+            await asyncio.to_thread(server.start)
+            await eventually(
+                lambda: accepted(2),
+                timeout=30.0,
+                what="the routing event posted once NATS is back",
+                explain=lambda: delivery_states(engine, order_id),
+            )
+    finally:
+        await dispatcher.stop()
+        await engine.dispose()
+    assert event_ids(receiver) == [e.msg_id for e in events]

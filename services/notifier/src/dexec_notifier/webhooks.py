@@ -10,24 +10,29 @@ A POST, from its connect to its answer's last byte, takes at most `webhook_timeo
 (else it failed, as any timeout), so none outlives its lease. Per order only the earliest
 undelivered event is due, so a receiver sees an order's events in order, each at least once.
 An event still undelivered `webhook_give_up_seconds` after it happened is dropped and logged,
-so one dead receiver cannot stall forever. A target the deployment refuses
-(`dexec.webhook_targets`: localhost, or a name or address that is not public, unless
-`webhook_allow_private_targets`) is dropped at once, never retried; the client checks it when
-it connects (`webhook_client`). Each POST of a sampled order is a span in the order's trace.
+so one dead receiver cannot stall forever (nor for NATS being unreachable: see below). A
+target the deployment refuses (`dexec.webhook_targets`: localhost, or a name or address that
+is not public, unless `webhook_allow_private_targets`) is dropped at once, never retried; the
+client checks it when it connects (`webhook_client`). Each POST of a sampled order is a span in
+the order's trace.
 
 "Earliest undelivered" sees only the events already recorded, and recorder replicas commit
 their batches in any order: replica A's batch may hold an order's event at stream seq 2 while
 B's, holding seq 3, commits first. So before it POSTs the event at stream seq N, a dispatcher
 confirms that the order's events before it in the stream (the source of truth) are recorded,
 and so queued ahead of it (`_earlier_recorded`), cheapest check first:
+- an order's `pending` is its first event: nothing comes before it, nothing to check;
 - every message at or below the `recorder` durable's ack floor has been recorded, or
   terminated as never recordable (nothing to wait for): with the floor read before the claim
   (one consumer info per dispatch round), an event at most one above it needs nothing more;
 - above that, the order's history is read from the stream (one read for the delivery, of the
   few orders with a webhook), and each of its events between the floor and N must be in
   `order_events`, with no undelivered row ahead of N (it may have been queued since the claim).
-An event not confirmed is put back, not counted as an attempt, for `webhook_poll_seconds`;
-one still unconfirmed `webhook_give_up_seconds` after it happened is dropped, like any other.
+An event not confirmed is put back, not counted as an attempt, for `webhook_poll_seconds`.
+One whose earlier event is known unrecorded `webhook_give_up_seconds` after it happened is
+dropped, like any other (and so is one whose history cannot be parsed). One that cannot be
+checked because NATS is unreachable is held for as long as the outage lasts, never dropped for
+its age: the outage is not the receiver's fault, and Postgres already holds the event.
 
 The dispatcher wakes when this replica's recorder queued something, when one of its own POSTs
 ends (the order's next event may be due), at its own earliest retry, and otherwise every
@@ -46,6 +51,7 @@ from enum import StrEnum
 from typing import Any
 
 import httpx
+import nats.errors
 import orjson
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, NotFoundError
@@ -64,6 +70,7 @@ from dexec.bus.subjects import (
 )
 from dexec.db.models import OrderEventRow, WebhookDeliveryRow, WebhookState
 from dexec.orders.events import OrderEvent
+from dexec.orders.states import EventType
 from dexec.telemetry import ORDER_ID
 from dexec.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from dexec.webhook_targets import RefusedTarget
@@ -234,18 +241,22 @@ class WebhookDispatcher:
             return 0
         return info.ack_floor.stream_seq if info.ack_floor else 0
 
-    async def _earlier_recorded(self, delivery: Delivery, floor: int) -> bool:
+    async def _earlier_recorded(self, delivery: Delivery, floor: int) -> bool | None:
         """Whether the order's events before this one in the stream were all recorded (or
-        terminated by the recorder) before the claim; see the module's docstring.
+        terminated by the recorder) before the claim, None if NATS cannot be reached to tell;
+        see the module's docstring.
 
         `floor` is the recorder's ack floor as read before the claim."""
-        if delivery.seq <= floor + 1:
+        if delivery.event.event == EventType.PENDING or delivery.seq <= floor + 1:
             return True
         order_id = delivery.event.order_id
         try:
             stored = await read_order_events(self._js, order_id, after_seq=floor)
-        except Exception as exc:  # NATS away, or an event no reader can parse: not confirmed
+        except (nats.errors.Error, OSError) as exc:  # NATS away: cannot tell
             log.info("reading the events of order %s failed: %r", order_id, exc)
+            return None
+        except Exception as exc:  # an event no reader can parse: not confirmed
+            log.warning("reading the events of order %s failed: %r", order_id, exc)
             return False
         earlier = {s.event.msg_id for s in stored if s.seq < delivery.seq}
         if not earlier:
@@ -266,8 +277,10 @@ class WebhookDispatcher:
         event = delivery.event
         ORDER_ID.set(event.order_id)  # this task's logs name the order
         try:
-            if not await self._earlier_recorded(delivery, floor):
-                if _age(event) < self._settings.webhook_give_up_seconds:
+            earlier = await self._earlier_recorded(delivery, floor)
+            if not earlier:
+                # Cannot tell (NATS away): wait out the outage, however long.
+                if earlier is None or _age(event) < self._settings.webhook_give_up_seconds:
                     WEBHOOK_HOLDS.inc()
                     await self._hold(delivery)
                 else:
@@ -303,7 +316,8 @@ class WebhookDispatcher:
             )
 
     async def _hold(self, delivery: Delivery) -> None:
-        """Put the row back until an earlier event of its order is recorded (not an attempt)."""
+        """Put the row back until an earlier event of its order is recorded, or NATS can be
+        reached to tell (not an attempt)."""
         delay = self._settings.webhook_poll_seconds
         log.debug("webhook for %s waits for earlier events of its order", delivery.msg_id)
         async with self._engine.begin() as conn:
