@@ -36,8 +36,11 @@ from dexec_executor.settings import ExecutorSettings
 log = logging.getLogger(__name__)
 
 EARLIER_WORK = TERMINAL_EVENTS | {EventType.SUBMITTED}
-# Execution is done once the order has ended.
-EXECUTOR_STAGE = Stage("executor", OrderStatus.BUILDING, done_by=TERMINAL_EVENTS)
+# Execution is done once the order has ended; `handle` reads that (with the latest
+# submission, `EARLIER_WORK`) on every delivery, so the worker need not read it first.
+EXECUTOR_STAGE = Stage(
+    "executor", OrderStatus.BUILDING, done_by=TERMINAL_EVENTS, handler_checks_done=True
+)
 SCOPE = "dexec.executor"
 
 BUILDING_TO_SUBMITTED = STAGE_DURATION.labels(StageName.BUILDING_TO_SUBMITTED)
