@@ -11,34 +11,19 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import nats
-
 from dexec.bus.errors import Superseded
-from dexec.bus.history import read_order_events
 from dexec.market.chain import RateLimited, SignedSwap
 from dexec.orders.states import EventType
-from dexec_executor.service import ExecutorService
-from dexec_executor.settings import ExecutorSettings
 from tests.support.chain import FirstCreateHeld, landed_outcomes
-from tests.support.stack import TEST_DEFAULTS, Stack
+from tests.support.stack import Stack, start_executor
+from tests.support.stream import order_events
 from tests.support.waiting import eventually
 
 ORDER = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "2", "slippageBps": 300}
 
 
 async def _events(nats_url: str, order_id: str) -> list[EventType]:
-    nc = await nats.connect(nats_url)
-    try:
-        return [s.event.event for s in await read_order_events(nc.jetstream(), order_id)]
-    finally:
-        await nc.close()
-
-
-async def _executor(nats_url: str, database_url: str, **settings: Any) -> ExecutorService:
-    values = {**TEST_DEFAULTS, "nats_url": nats_url, "database_url": database_url, **settings}
-    executor = ExecutorService(ExecutorSettings(**values))
-    await executor.start()
-    return executor
+    return [event.event for event in await order_events(nats_url, order_id)]
 
 
 async def test_a_delivery_paused_before_signing_does_not_sign_beside_a_later_one(
@@ -46,7 +31,7 @@ async def test_a_delivery_paused_before_signing_does_not_sign_beside_a_later_one
 ) -> None:
     fast = {"ack_wait_seconds": 1}
     stack: Stack = await start(without=frozenset({"executor"}), **fast)
-    executor = await _executor(nats_url, database_url, **fast)
+    executor = await start_executor(nats_url, database_url, **fast)
     paused, resume = asyncio.Event(), asyncio.Event()
     first: asyncio.Future[object] = asyncio.get_running_loop().create_future()
     resume_or_sign = executor._resume_or_sign
@@ -103,7 +88,7 @@ async def test_the_last_attempt_waits_for_a_resumed_signature_rather_than_fail(
         "blockhash_valid_slots": 200,
     }
     stack: Stack = await start(without=frozenset({"executor"}), **fast)
-    executor = await _executor(nats_url, database_url, **fast)
+    executor = await start_executor(nats_url, database_url, **fast)
     chain = executor.chain
     assert chain is not None
     late = FirstCreateHeld(chain._kv)

@@ -15,10 +15,9 @@ from dexec.market.chain import NeverLanded, SimulatedChain, decode_record
 from dexec.market.market import Market
 from dexec.orders.events import OrderEvent, Submission
 from dexec.orders.states import EventType
-from dexec_executor.service import ExecutorService
 from dexec_executor.settings import ExecutorSettings
 from tests.support.chain import FirstCreateHeld, landed_outcomes
-from tests.support.stack import TEST_DEFAULTS, Stack
+from tests.support.stack import Stack, service_values, start_executor
 from tests.support.waiting import eventually
 
 ORDER = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "2", "slippageBps": 300}
@@ -43,8 +42,7 @@ async def test_a_landed_transaction_is_confirmed_without_being_sent_again(
         route = (await eventually(routed, what="the order routed")).payload()
         # What an executor killed right after its send leaves: the write-ahead `submitted`
         # in the stream and the transaction on the chain, but no `confirmed`.
-        values = {**TEST_DEFAULTS, "nats_url": nats_url, "database_url": database_url}
-        earlier = ExecutorSettings(**values)
+        earlier = ExecutorSettings(**service_values(nats_url, database_url))
         chain = await SimulatedChain.open(js, Market.from_settings(earlier), earlier)
         try:
             tx = chain.sign(order_id, route)
@@ -59,8 +57,7 @@ async def test_a_landed_transaction_is_confirmed_without_being_sent_again(
         finally:
             await chain.close()
 
-        executor = ExecutorService(ExecutorSettings(**values, **refusing))
-        await executor.start()
+        executor = await start_executor(nats_url, database_url, **refusing)
         try:
             messages = await stack.watch(order_id)
         finally:
@@ -81,9 +78,7 @@ async def test_a_send_that_reaches_the_chain_after_its_signature_was_replaced_do
     # signature expired by the clock while that signature's send is still on its way.
     fast = {"blockhash_valid_slots": 5, "slot_ms": 50, "ack_wait_seconds": 1}
     stack: Stack = await start(without=frozenset({"executor"}), **fast)
-    values = {**TEST_DEFAULTS, "nats_url": nats_url, "database_url": database_url, **fast}
-    executor = ExecutorService(ExecutorSettings(**values))
-    await executor.start()
+    executor = await start_executor(nats_url, database_url, **fast)
     assert executor.chain is not None
     late = FirstCreateHeld(executor.chain._kv)
     executor.chain._kv = late  # type: ignore[assignment]

@@ -17,7 +17,7 @@ from dexec.bus.connection import ensure_consumer
 from dexec.bus.subjects import ROUTER_CONSUMER, STREAM
 from dexec_router.service import RouterService
 from dexec_router.settings import RouterSettings
-from tests.support.stack import TEST_DEFAULTS, Stack
+from tests.support.stack import Stack, service_values
 from tests.support.stream import event_counts
 from tests.support.waiting import eventually
 
@@ -54,8 +54,7 @@ async def test_a_recreated_router_durable_does_not_fail_a_routed_order(
     start: Callable[..., Any], nats_url: str, database_url: str
 ) -> None:
     stack: Stack = await start(without=frozenset({"router"}), retry_backoff_base_seconds=BACKOFF)
-    values = {**TEST_DEFAULTS, "nats_url": nats_url, "database_url": database_url}
-    values["retry_backoff_base_seconds"] = BACKOFF
+    values = service_values(nats_url, database_url, retry_backoff_base_seconds=BACKOFF)
     order_id = await _confirmed_order(stack, RouterSettings(**values))
 
     nc = await nats.connect(nats_url)
@@ -95,7 +94,7 @@ async def test_a_redelivered_pending_of_a_routed_order_is_acked_without_planning
     start: Callable[..., Any], nats_url: str, database_url: str
 ) -> None:
     stack: Stack = await start(without=frozenset({"router"}))
-    settings = RouterSettings(**TEST_DEFAULTS, nats_url=nats_url, database_url=database_url)
+    settings = RouterSettings(**service_values(nats_url, database_url))
     order_id = await _confirmed_order(stack, settings)
 
     nc = await nats.connect(nats_url)

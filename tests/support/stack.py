@@ -46,6 +46,20 @@ TEST_DEFAULTS: dict[str, Any] = {
 STOP_TIMEOUT_SECONDS = 60.0
 
 
+def service_values(nats_url: str, database_url: str, **overrides: Any) -> dict[str, Any]:
+    """The settings a test's services run with: TEST_DEFAULTS, the URLs, then `overrides`."""
+    return {**TEST_DEFAULTS, "nats_url": nats_url, "database_url": database_url, **overrides}
+
+
+async def start_executor(nats_url: str, database_url: str, **overrides: Any) -> ExecutorService:
+    """An executor of no stack (its caller stops it), for a test to reach into."""
+    executor = ExecutorService(
+        ExecutorSettings(**service_values(nats_url, database_url, **overrides))
+    )
+    await executor.start()
+    return executor
+
+
 async def _serve(
     app: object, port: int, forwarded_allow_ips: str | None = None
 ) -> tuple[uvicorn.Server, asyncio.Task[None]]:
@@ -137,7 +151,7 @@ async def start_stack(
     **overrides: Any,
 ) -> Stack:
     """The api plus `replicas` of each other service (minus those named in `without`)."""
-    values = {**TEST_DEFAULTS, "nats_url": nats_url, "database_url": database_url, **overrides}
+    values = service_values(nats_url, database_url, **overrides)
     api_port = free_port()
     notifier_ports = [free_port() for _ in range(replicas)]
     ws_urls = [f"ws://127.0.0.1:{port}" for port in notifier_ports]

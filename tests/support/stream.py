@@ -6,6 +6,7 @@ import nats
 
 from dexec.bus.history import read_order_events
 from dexec.bus.subjects import STREAM
+from dexec.orders.events import OrderEvent
 
 
 async def orders_in_stream(nats_url: str) -> int:
@@ -18,13 +19,18 @@ async def orders_in_stream(nats_url: str) -> int:
         await nc.close()
 
 
-async def event_counts(nats_url: str, order_id: str) -> dict[str, int]:
-    """How many times each event of the order is in the stream."""
+async def order_events(nats_url: str, order_id: str) -> list[OrderEvent]:
+    """Every event of the order in the stream, in stream order."""
     nc = await nats.connect(nats_url)
     try:
-        counts: dict[str, int] = {}
-        for stored in await read_order_events(nc.jetstream(), order_id):
-            counts[str(stored.event.event)] = counts.get(str(stored.event.event), 0) + 1
-        return counts
+        return [stored.event for stored in await read_order_events(nc.jetstream(), order_id)]
     finally:
         await nc.close()
+
+
+async def event_counts(nats_url: str, order_id: str) -> dict[str, int]:
+    """How many times each event of the order is in the stream."""
+    counts: dict[str, int] = {}
+    for event in await order_events(nats_url, order_id):
+        counts[str(event.event)] = counts.get(str(event.event), 0) + 1
+    return counts

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -36,12 +37,25 @@ from dexec_executor.settings import ExecutorSettings
 log = logging.getLogger(__name__)
 
 EARLIER_WORK = TERMINAL_EVENTS | {EventType.SUBMITTED}
-# Execution is done once the order has ended.
-EXECUTOR_STAGE = Stage("executor", OrderStatus.BUILDING, done_by=TERMINAL_EVENTS)
+# Execution is done once the order has ended; `handle` reads that (with the latest
+# submission, `EARLIER_WORK`) on every delivery, so the worker need not read it first.
+EXECUTOR_STAGE = Stage(
+    "executor", OrderStatus.BUILDING, done_by=TERMINAL_EVENTS, handler_checks_done=True
+)
 SCOPE = "dexec.executor"
 
 BUILDING_TO_SUBMITTED = STAGE_DURATION.labels(StageName.BUILDING_TO_SUBMITTED)
 SUBMITTED_TO_CONFIRMED = STAGE_DURATION.labels(StageName.SUBMITTED_TO_CONFIRMED)
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The transaction a delivery sends: signed by it, or resumed from an earlier one."""
+
+    tx: SignedSwap
+    submitted_at: float  # when its `submitted` was published (a Unix time)
+    signed_at: int  # the attempt that signed it
+    landed: Outcome | None  # its outcome, if an earlier delivery's send of it landed
 
 
 def stage_error(exc: ChainError) -> StageError:
@@ -106,36 +120,34 @@ class ExecutorService:
         building = await emit_deferred(
             self.js, order_id, EventType.BUILDING, attempt=delivery.attempt
         )
-        tx, submitted_at, signed_at, landed = await self._resume_or_sign(
-            order_id, route, stored, delivery.attempt
-        )
+        signature = await self._resume_or_sign(order_id, route, stored, delivery.attempt)
         await building.acked()
         try:
-            outcome = await self._send_and_confirm(tx, delivery, signed_at, landed)
+            outcome = await self._send_and_confirm(signature, delivery)
         except ChainError as exc:
             error = stage_error(exc)
             if not self._ends_order(error, delivery.attempt) or not await self._may_be_in_flight(
-                order_id, signed_at, delivery.attempt
+                order_id, signature.signed_at, delivery.attempt
             ):
                 raise error from exc
             # An earlier delivery's send of this signature may still land: before the order
             # ends `failed`, wait until it lands or the chain records that it never will.
             try:
-                outcome = await self._confirm(tx, delivery, None)
+                outcome = await self._confirm(signature.tx, delivery, None)
             except ChainError:
                 raise error from exc
         await self._finish(order_id, outcome)
-        SUBMITTED_TO_CONFIRMED.observe(time.time() - submitted_at)
+        SUBMITTED_TO_CONFIRMED.observe(time.time() - signature.submitted_at)
 
-    async def _send_and_confirm(
-        self, tx: SignedSwap, delivery: Delivery, signed_at: int, landed: Outcome | None
-    ) -> Outcome:
+    async def _send_and_confirm(self, signature: Signature, delivery: Delivery) -> Outcome:
         assert self.chain is not None
+        tx, landed = signature.tx, signature.landed
         if landed is None:
             # Not on the chain yet: send it. An earlier send of it still in flight writes the
             # same key, so the transaction lands once.
             with tracing.child_span(SCOPE, "send transaction", SpanKind.CLIENT):
-                fresh = signed_at == delivery.attempt  # signed just now: not on the chain
+                # Signed just now: not on the chain.
+                fresh = signature.signed_at == delivery.attempt
                 landed = await self.chain.send(tx, delivery.attempt, fresh=fresh)
         # else an earlier delivery's send landed: sending again could only fail (a 429 on
         # the last attempt would report an executed swap as failed), so only confirm it.
@@ -177,10 +189,9 @@ class ExecutorService:
 
     async def _resume_or_sign(
         self, order_id: str, route: Route, stored: list[StoredEvent], attempt: int
-    ) -> tuple[SignedSwap, float, int, Outcome | None]:
-        """The transaction to send, when it was submitted (a Unix time), the attempt that
-        signed it (this one: signed just now, so not on the chain yet), and its outcome if an
-        earlier delivery's send of it landed.
+    ) -> Signature:
+        """The transaction to send: the latest submitted one unless the chain records that it
+        never landed, else one signed (and submitted) now.
 
         Raises `Superseded` if another delivery of the order published a submission since
         `stored` was read: a second signature must never go out beside one that may land."""
@@ -200,7 +211,7 @@ class ExecutorService:
                 landed = await self.chain.settle_expired(tx)
             if landed is not None or not expired:
                 log.info("resuming signature %s", tx.signature, extra={"order_id": order_id})
-                return tx, last_event.at.timestamp(), last_event.attempt, landed
+                return Signature(tx, last_event.at.timestamp(), last_event.attempt, landed)
         tx = self.chain.sign(order_id, route)
         submission = Submission(
             signature=tx.signature,
@@ -219,7 +230,7 @@ class ExecutorService:
         except SubjectMoved as exc:
             raise Superseded(order_id) from exc
         BUILDING_TO_SUBMITTED.observe(time.perf_counter() - building_started)
-        return tx, time.time(), attempt, None
+        return Signature(tx, time.time(), attempt, None)
 
     async def _finish(self, order_id: str, outcome: Outcome) -> None:
         if not outcome.ok:

@@ -7,7 +7,9 @@ exponential backoff through `nak(delay)` for at most `max_attempts` deliveries; 
 A message can come back after its stage's work is done: the ack was lost (a crash between the
 last publish and the ack, a dropped connection), or the durable was recreated. So a
 redelivery, and any retry or failure, first looks in the stream for the events that show the
-stage done (`Stage.done_by`); if one is there, the message is only acked. Without this a
+stage done (`Stage.done_by`); if one is there, the message is only acked. (A stage whose
+handler reads them itself on every delivery, `Stage.handler_checks_done`, is not read for
+twice on a redelivery.) Without this a
 router re-planning a routed order could publish `failed` for an order the executor was
 executing, or had confirmed.
 
@@ -85,6 +87,9 @@ class Stage:
     status: OrderStatus
     # Events whose presence in the stream shows this stage's work on the order is done.
     done_by: frozenset[EventType]
+    # The handler reads `done_by` itself on every delivery and returns when one is there (so
+    # the message is acked): the worker does not read them again before a redelivery.
+    handler_checks_done: bool = False
 
 
 class ConsumerWorker:
@@ -166,7 +171,7 @@ class ConsumerWorker:
             log.exception("%s: handler crashed", self._stage.name)
 
     async def _handle(self, event: OrderEvent, msg: Msg, attempt: int) -> None:
-        if attempt > 1 and await self._already_done(event):
+        if attempt > 1 and not self._stage.handler_checks_done and await self._already_done(event):
             await msg.ack()
             self.processed += 1
             return
