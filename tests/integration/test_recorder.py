@@ -5,8 +5,10 @@ without holding up the others."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -344,6 +346,24 @@ async def terminations(nats_url: str) -> tuple[nats.NATS, list[int]]:
     return nc, terminated
 
 
+@contextlib.asynccontextmanager
+async def recording(
+    js: JetStreamContext, nats_url: str, database_url: str
+) -> AsyncIterator[tuple[AsyncEngine, list[int]]]:
+    """A recorder running on the stream: its engine, and the stream sequences it terminates
+    (`terminations`); stopped, and all closed, at the end."""
+    engine = create_engine(database_url, 2)
+    recorder = Recorder(js, engine, NotifierSettings(nats_url=nats_url, database_url=database_url))
+    nc, terminated = await terminations(nats_url)
+    await recorder.start()
+    try:
+        yield engine, terminated
+    finally:
+        await recorder.stop()
+        await engine.dispose()
+        await nc.close()
+
+
 async def recorded_ids(engine: AsyncEngine) -> set[str]:
     async with engine.connect() as conn:
         return set(await conn.scalars(select(OrderEventRow.msg_id)))
@@ -398,9 +418,6 @@ async def test_an_event_postgres_refuses_is_terminated_and_its_batch_recorded_wi
     )
     seqs = {e.msg_id: await publish(js, e) for e in batch}
 
-    engine = create_engine(database_url, 2)
-    recorder = Recorder(js, engine, NotifierSettings(nats_url=nats_url, database_url=database_url))
-    nc, terminated = await terminations(nats_url)
     labels = {"stage": "pending_to_confirmed"}
     before = {
         "refused": rejected("refused"),
@@ -408,12 +425,11 @@ async def test_an_event_postgres_refuses_is_terminated_and_its_batch_recorded_wi
         "batches": sample("dexec_recorder_batch_size_count"),
         **{name: sample(name, **labels) for name in END_TO_END},
     }
+    async with recording(js, nats_url, database_url) as (engine, terminated):
 
-    async def poison_terminated() -> bool:
-        return bool(terminated)
+        async def poison_terminated() -> bool:
+            return bool(terminated)
 
-    await recorder.start()
-    try:
         await eventually(
             lambda: recorded(engine, good),
             timeout=15,
@@ -430,10 +446,6 @@ async def test_an_event_postgres_refuses_is_terminated_and_its_batch_recorded_wi
             hooks = await conn.scalar(
                 select(func.count()).where(WebhookDeliveryRow.order_id == "keep")
             )
-    finally:
-        await recorder.stop()
-        await engine.dispose()
-        await nc.close()
 
     assert ids == good | {after.msg_id}
     assert poison.order_id not in orders
@@ -477,24 +489,16 @@ async def test_a_message_that_is_not_an_order_event_is_terminated_and_counted(
     ).seq
     await publish(js, last)
 
-    engine = create_engine(database_url, 2)
-    recorder = Recorder(js, engine, NotifierSettings(nats_url=nats_url, database_url=database_url))
-    nc, terminated = await terminations(nats_url)
     malformed = rejected("malformed")
+    async with recording(js, nats_url, database_url) as (engine, terminated):
 
-    async def both_terminated() -> bool:
-        return len(terminated) == 2
+        async def both_terminated() -> bool:
+            return len(terminated) == 2
 
-    await recorder.start()
-    try:
         await eventually(both_terminated, timeout=10, what="two terminations")
         both = {first.msg_id, last.msg_id}
         await eventually(lambda: recorded(engine, both), timeout=10, what="the two recorded")
         ids = await recorded_ids(engine)
-    finally:
-        await recorder.stop()
-        await engine.dispose()
-        await nc.close()
     assert sorted(terminated) == [garbled, stageless_seq]
     assert rejected("malformed") - malformed == 2
     assert ids == {first.msg_id, last.msg_id}
@@ -532,17 +536,14 @@ async def test_events_whose_data_would_fail_the_fold_are_malformed_and_the_rest_
     ).seq
     null_seq = await publish(js, null_amount)
 
-    engine = create_engine(database_url, 2)
-    recorder = Recorder(js, engine, NotifierSettings(nats_url=nats_url, database_url=database_url))
-    nc, terminated = await terminations(nats_url)
     malformed = rejected("malformed")
 
-    async def both_terminated() -> bool:
-        return len(terminated) == 2
-
     good = {before.msg_id, naive_order.msg_id}
-    await recorder.start()
-    try:
+    async with recording(js, nats_url, database_url) as (engine, terminated):
+
+        async def both_terminated() -> bool:
+            return len(terminated) == 2
+
         await eventually(
             lambda: recorded(engine, good),
             timeout=15,
@@ -553,10 +554,6 @@ async def test_events_whose_data_would_fail_the_fold_are_malformed_and_the_rest_
         await publish(js, after)
         await eventually(lambda: recorded(engine, {after.msg_id}), timeout=10, what="a later event")
         ids = await recorded_ids(engine)
-    finally:
-        await recorder.stop()
-        await engine.dispose()
-        await nc.close()
     assert sorted(terminated) == [naive_seq, null_seq]
     assert rejected("malformed") - malformed == 2
     assert ids == good | {after.msg_id}
