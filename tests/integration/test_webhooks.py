@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import itertools
@@ -126,6 +127,22 @@ def refused_deliveries() -> float:
     return sample or 0.0
 
 
+@contextlib.asynccontextmanager
+async def dispatching(
+    js: JetStreamContext, database_url: str, **settings: object
+) -> AsyncIterator[tuple[AsyncEngine, WebhookDispatcher]]:
+    """A dispatcher (to start) with `settings`, and its engine; stopped and closed at the end."""
+    engine = create_engine(database_url, 2)
+    dispatcher = WebhookDispatcher(
+        engine, NotifierSettings(database_url=database_url, **settings), js
+    )
+    try:
+        yield engine, dispatcher
+    finally:
+        await dispatcher.stop()
+        await engine.dispose()
+
+
 async def delivery_states(engine: AsyncEngine, order_id: str) -> list[str]:
     async with engine.connect() as conn:
         rows = await conn.execute(
@@ -203,26 +220,25 @@ async def test_a_queued_webhook_to_a_private_address_is_dropped_not_posted(
 ) -> None:
     """Deliveries queued before the API refused such URLs (or while private targets were
     allowed) are refused by the notifier when it sends them."""
-    engine = create_engine(database_url, 2)
-    settings = NotifierSettings(database_url=database_url, webhook_backoff_base_seconds=0.1)
-    dispatcher = WebhookDispatcher(engine, settings, js)
     refused_before = refused_deliveries()
-    try:
-        async with WebhookReceiver() as receiver:
-            await record_batch(engine, queued_order("queued", receiver.url))
-            await dispatcher.start()
+    async with (
+        dispatching(js, database_url, webhook_backoff_base_seconds=0.1) as (
+            engine,
+            dispatcher,
+        ),
+        WebhookReceiver() as receiver,
+    ):
+        await record_batch(engine, queued_order("queued", receiver.url))
+        await dispatcher.start()
 
-            async def all_dropped() -> bool:
-                return await delivery_states(engine, "queued") == ["dropped"] * 3
+        async def all_dropped() -> bool:
+            return await delivery_states(engine, "queued") == ["dropped"] * 3
 
-            await eventually(
-                all_dropped,
-                what="the queued webhooks dropped",
-                explain=lambda: delivery_states(engine, "queued"),
-            )
-    finally:
-        await dispatcher.stop()
-        await engine.dispose()
+        await eventually(
+            all_dropped,
+            what="the queued webhooks dropped",
+            explain=lambda: delivery_states(engine, "queued"),
+        )
     assert receiver.received == []
     assert refused_deliveries() - refused_before == 3
 
@@ -233,44 +249,41 @@ async def test_a_post_whose_answer_never_ends_fails_at_the_timeout_and_is_never_
     """A receiver that trickles its answer a byte at a time never trips a read timeout: the
     whole POST is cut off at the webhook timeout, a failed attempt, before the event is sent
     again (never two POSTs of it at once), and the event is given up on in the end."""
-    engine = create_engine(database_url, 2)
-    settings = NotifierSettings(
-        database_url=database_url,
-        webhook_timeout_seconds=0.5,  # a lease of 6 s
-        webhook_backoff_base_seconds=0.1,
-        webhook_give_up_seconds=3.0,
-        webhook_allow_private_targets=True,
-    )
-    dispatcher = WebhookDispatcher(engine, settings, js)
-    try:
-        async with TricklingReceiver() as receiver:
-            await record_batch(engine, queued_order("trickled", receiver.url)[:1])
-            await dispatcher.start()
+    async with (
+        dispatching(
+            js,
+            database_url,
+            webhook_timeout_seconds=0.5,  # a lease of 6 s
+            webhook_backoff_base_seconds=0.1,
+            webhook_give_up_seconds=3.0,
+            webhook_allow_private_targets=True,
+        ) as (engine, dispatcher),
+        TricklingReceiver() as receiver,
+    ):
+        await record_batch(engine, queued_order("trickled", receiver.url)[:1])
+        await dispatcher.start()
 
-            async def posted_again() -> bool:
-                return len(receiver.requests) >= 2
+        async def posted_again() -> bool:
+            return len(receiver.requests) >= 2
 
-            await eventually(posted_again, what="the event POSTed again")
-            first, second = receiver.requests[:2]
-            assert first.closed is not None, "the first POST still runs beside the second"
-            assert first.closed <= second.arrived
+        await eventually(posted_again, what="the event POSTed again")
+        first, second = receiver.requests[:2]
+        assert first.closed is not None, "the first POST still runs beside the second"
+        assert first.closed <= second.arrived
 
-            async def given_up() -> bool:
-                return await delivery_states(engine, "trickled") == ["dropped"]
+        async def given_up() -> bool:
+            return await delivery_states(engine, "trickled") == ["dropped"]
 
-            await eventually(
-                given_up,
-                what="the event given up on",
-                explain=lambda: delivery_states(engine, "trickled"),
-            )
+        await eventually(
+            given_up,
+            what="the event given up on",
+            explain=lambda: delivery_states(engine, "trickled"),
+        )
 
-            async def all_ended() -> bool:
-                return not receiver.open
+        async def all_ended() -> bool:
+            return not receiver.open
 
-            await eventually(all_ended, what="every POST ended")
-    finally:
-        await dispatcher.stop()
-        await engine.dispose()
+        await eventually(all_ended, what="every POST ended")
     requests = receiver.requests
     assert {r.event_id for r in requests} == {"trickled:pending"}
     # Each POST ended (at the timeout) before the next began.
@@ -309,36 +322,32 @@ async def test_events_two_recorder_replicas_commit_out_of_order_are_posted_in_or
 ) -> None:
     """Replica A's batch holds an order's stream seq 2 and B's seq 3, and B commits first: the
     dispatcher finds seq 2 in the stream, unrecorded, and holds seq 3 back until it is."""
-    engine = create_engine(database_url, 2)
-    settings = NotifierSettings(
-        database_url=database_url, webhook_poll_seconds=0.2, webhook_allow_private_targets=True
-    )
-    dispatcher = WebhookDispatcher(engine, settings, js)
-    try:
-        async with WebhookReceiver() as receiver:
-            events = order_with_webhook("straddled", receiver.url)
-            first, second, third = [
-                Recorded((await publish_event(js, event)).seq, event) for event in events
-            ]
-            await dispatcher.start()
-            await record_batch(engine, [first])
+    async with (
+        dispatching(
+            js, database_url, webhook_poll_seconds=0.2, webhook_allow_private_targets=True
+        ) as (engine, dispatcher),
+        WebhookReceiver() as receiver,
+    ):
+        events = order_with_webhook("straddled", receiver.url)
+        first, second, third = [
+            Recorded((await publish_event(js, event)).seq, event) for event in events
+        ]
+        await dispatcher.start()
+        await record_batch(engine, [first])
 
-            async def accepted(count: int) -> bool:
-                return len(receiver.accepted) >= count
+        async def accepted(count: int) -> bool:
+            return len(receiver.accepted) >= count
 
-            await eventually(lambda: accepted(1), what="the first event posted")
-            holds = webhook_holds()
-            await record_batch(engine, [third])  # replica B's batch
+        await eventually(lambda: accepted(1), what="the first event posted")
+        holds = webhook_holds()
+        await record_batch(engine, [third])  # replica B's batch
 
-            async def third_looked_at() -> bool:
-                return webhook_holds() > holds or len(receiver.received) > 1
+        async def third_looked_at() -> bool:
+            return webhook_holds() > holds or len(receiver.received) > 1
 
-            await eventually(third_looked_at, what="the dispatcher to look at the third event")
-            await record_batch(engine, [second])  # replica A's, later
-            await eventually(lambda: accepted(3), what="all three posted")
-    finally:
-        await dispatcher.stop()
-        await engine.dispose()
+        await eventually(third_looked_at, what="the dispatcher to look at the third event")
+        await record_batch(engine, [second])  # replica A's, later
+        await eventually(lambda: accepted(3), what="all three posted")
     assert event_ids(receiver) == [e.msg_id for e in events]
 
 
@@ -347,31 +356,28 @@ async def test_an_earlier_event_the_recorder_terminated_does_not_hold_the_later_
 ) -> None:
     """An event Postgres refuses is never recorded, and never will be: the recorder's ack floor
     passes it, so the order's later events are still posted (without it)."""
-    engine = create_engine(database_url, 2)
-    settings = NotifierSettings(
-        database_url=database_url, webhook_poll_seconds=0.2, webhook_allow_private_targets=True
-    )
-    dispatcher = WebhookDispatcher(engine, settings, js)
-    recorder = Recorder(js, engine, settings, on_webhooks_queued=dispatcher.wake)
-    try:
-        async with WebhookReceiver() as receiver:
-            # A NUL in JSONB: Postgres refuses the `routing` event.
-            pending, routing, building = order_with_webhook(
-                "gapped", receiver.url, routing={"note": "a\u0000b"}
-            )
-            for event in (pending, routing, building):
-                await publish_event(js, event)
-            await dispatcher.start()
-            await recorder.start()
+    async with dispatching(
+        js, database_url, webhook_poll_seconds=0.2, webhook_allow_private_targets=True
+    ) as (engine, dispatcher):
+        settings = NotifierSettings(database_url=database_url)
+        recorder = Recorder(js, engine, settings, on_webhooks_queued=dispatcher.wake)
+        try:
+            async with WebhookReceiver() as receiver:
+                # A NUL in JSONB: Postgres refuses the `routing` event.
+                pending, routing, building = order_with_webhook(
+                    "gapped", receiver.url, routing={"note": "a\u0000b"}
+                )
+                for event in (pending, routing, building):
+                    await publish_event(js, event)
+                await dispatcher.start()
+                await recorder.start()
 
-            async def both_accepted() -> bool:
-                return len(receiver.accepted) >= 2
+                async def both_accepted() -> bool:
+                    return len(receiver.accepted) >= 2
 
-            await eventually(both_accepted, what="the pending and building posted")
-    finally:
-        await recorder.stop()
-        await dispatcher.stop()
-        await engine.dispose()
+                await eventually(both_accepted, what="the pending and building posted")
+        finally:
+            await recorder.stop()
     assert event_ids(receiver) == [pending.msg_id, building.msg_id]
 
 
@@ -401,33 +407,29 @@ async def test_an_orders_pending_is_posted_while_nats_is_unreachable(
     """A `pending` is its order's first event: nothing before it to confirm in the stream, so
     an outage of NATS does not hold it back."""
     server, js = own_nats
-    engine = create_engine(database_url, 2)
-    settings = NotifierSettings(
-        database_url=database_url, webhook_poll_seconds=0.2, webhook_allow_private_targets=True
-    )
-    dispatcher = WebhookDispatcher(engine, settings, js)
-    try:
-        async with WebhookReceiver() as receiver:
-            # Another order's event first: the pending is above any ack floor's next seq.
-            await publish_event(js, order_with_webhook("unhooked", receiver.url)[0])
-            pending = order_with_webhook("hooked-in-outage", receiver.url)[0]
-            recorded = Recorded((await publish_event(js, pending)).seq, pending)
-            assert recorded.seq > 1
-            await asyncio.to_thread(server.stop)
-            await record_batch(engine, [recorded])
-            await dispatcher.start()
+    async with (
+        dispatching(
+            js, database_url, webhook_poll_seconds=0.2, webhook_allow_private_targets=True
+        ) as (engine, dispatcher),
+        WebhookReceiver() as receiver,
+    ):
+        # Another order's event first: the pending is above any ack floor's next seq.
+        await publish_event(js, order_with_webhook("unhooked", receiver.url)[0])
+        pending = order_with_webhook("hooked-in-outage", receiver.url)[0]
+        recorded = Recorded((await publish_event(js, pending)).seq, pending)
+        assert recorded.seq > 1
+        await asyncio.to_thread(server.stop)
+        await record_batch(engine, [recorded])
+        await dispatcher.start()
 
-            async def posted() -> bool:
-                return len(receiver.accepted) >= 1
+        async def posted() -> bool:
+            return len(receiver.accepted) >= 1
 
-            await eventually(
-                posted,
-                what="the pending posted while NATS is gone",
-                explain=lambda: delivery_states(engine, "hooked-in-outage"),
-            )
-    finally:
-        await dispatcher.stop()
-        await engine.dispose()
+        await eventually(
+            posted,
+            what="the pending posted while NATS is gone",
+            explain=lambda: delivery_states(engine, "hooked-in-outage"),
+        )
     assert event_ids(receiver) == [pending.msg_id]
 
 
@@ -438,49 +440,46 @@ async def test_an_event_held_while_nats_is_unreachable_is_not_dropped_for_its_ag
     recorded: it holds the later ones however long that lasts, past `webhook_give_up_seconds`
     (the outage is not the receiver's fault), and posts them once NATS is back."""
     server, js = own_nats
-    engine = create_engine(database_url, 2)
     give_up = 1.0
-    settings = NotifierSettings(
-        database_url=database_url,
-        webhook_poll_seconds=0.2,
-        webhook_give_up_seconds=give_up,
-        webhook_allow_private_targets=True,
-    )
-    dispatcher = WebhookDispatcher(engine, settings, js)
     order_id = "held-in-outage"
-    try:
-        async with WebhookReceiver() as receiver:
-            events = order_with_webhook(order_id, receiver.url)[:2]
-            recorded = [Recorded((await publish_event(js, e)).seq, e) for e in events]
-            await asyncio.to_thread(server.stop)
-            await record_batch(engine, recorded)
-            await dispatcher.start()
+    async with (
+        dispatching(
+            js,
+            database_url,
+            webhook_poll_seconds=0.2,
+            webhook_give_up_seconds=give_up,
+            webhook_allow_private_targets=True,
+        ) as (engine, dispatcher),
+        WebhookReceiver() as receiver,
+    ):
+        events = order_with_webhook(order_id, receiver.url)[:2]
+        recorded = [Recorded((await publish_event(js, e)).seq, e) for e in events]
+        await asyncio.to_thread(server.stop)
+        await record_batch(engine, recorded)
+        await dispatcher.start()
 
-            async def accepted(count: int) -> bool:
-                return len(receiver.accepted) >= count
+        async def accepted(count: int) -> bool:
+            return len(receiver.accepted) >= count
 
-            await eventually(lambda: accepted(1), what="the pending posted")
+        await eventually(lambda: accepted(1), what="the pending posted")
 
-            async def older_than_give_up() -> bool:
-                return (datetime.now(UTC) - events[1].at).total_seconds() > give_up
+        async def older_than_give_up() -> bool:
+            return (datetime.now(UTC) - events[1].at).total_seconds() > give_up
 
-            await eventually(older_than_give_up, what="the routing event older than give-up")
-            holds = webhook_holds()
+        await eventually(older_than_give_up, what="the routing event older than give-up")
+        holds = webhook_holds()
 
-            async def held_twice_more_or_dropped() -> bool:
-                dropped = "dropped" in await delivery_states(engine, order_id)
-                return dropped or webhook_holds() >= holds + 2
+        async def held_twice_more_or_dropped() -> bool:
+            dropped = "dropped" in await delivery_states(engine, order_id)
+            return dropped or webhook_holds() >= holds + 2
 
-            await eventually(held_twice_more_or_dropped, what="the routing event looked at")
-            assert await delivery_states(engine, order_id) == ["delivered", "pending"]
-            await asyncio.to_thread(server.start)
-            await eventually(
-                lambda: accepted(2),
-                timeout=30.0,
-                what="the routing event posted once NATS is back",
-                explain=lambda: delivery_states(engine, order_id),
-            )
-    finally:
-        await dispatcher.stop()
-        await engine.dispose()
+        await eventually(held_twice_more_or_dropped, what="the routing event looked at")
+        assert await delivery_states(engine, order_id) == ["delivered", "pending"]
+        await asyncio.to_thread(server.start)
+        await eventually(
+            lambda: accepted(2),
+            timeout=30.0,
+            what="the routing event posted once NATS is back",
+            explain=lambda: delivery_states(engine, order_id),
+        )
     assert event_ids(receiver) == [e.msg_id for e in events]
