@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import nats
-import orjson
 import pytest
+from nats.js import JetStreamContext
 from prometheus_client.parser import text_string_to_metric_families
 
 from dexec.bus.subjects import IDEMPOTENCY_BUCKET
 from dexec_api.idempotency import IdempotencyStore
-from dexec_api.order_request import parse_json_object, parse_order
+from dexec_api.order_request import parse_order
 from dexec_router.service import RouterService
 from dexec_router.settings import RouterSettings
 from tests.support.stack import Stack
@@ -118,7 +117,7 @@ async def test_orders_are_refused_while_the_router_backlog_is_over_the_limit(sta
 
 
 async def test_a_key_that_names_an_order_is_answered_while_new_orders_are_refused(
-    start,
+    start, js: JetStreamContext
 ) -> None:
     """Backpressure refuses new orders only: a retry of an order that exists gets it (200), and
     another order under its key is a 422, not "not accepted". A refused new order leaves its
@@ -136,10 +135,5 @@ async def test_a_key_that_names_an_order_is_answered_while_new_orders_are_refuse
     assert new.status_code == 503, new.text
     assert new.json()["error"]["code"] == "OVERLOADED"
     assert await orders_in_stream(stack.nats_url) == 4
-    nc = await nats.connect(stack.nats_url)
-    try:
-        store = IdempotencyStore(await nc.jetstream().key_value(IDEMPOTENCY_BUCKET))
-        spec = parse_order(parse_json_object(orjson.dumps(ORDER)), 50, None)
-        assert await store.existing(None, "after-0", spec) is None
-    finally:
-        await nc.close()
+    store = IdempotencyStore(await js.key_value(IDEMPOTENCY_BUCKET))
+    assert await store.existing(None, "after-0", parse_order(ORDER, 50, None)) is None

@@ -21,7 +21,7 @@ from dexec.bus.connection import ensure_stream
 from dexec.bus.subjects import STREAM
 from dexec.settings import CommonSettings
 from dexec_tools.servers import NatsServer
-from tests.support.stack import Stack, start_nats_again, start_stack, stop_nats
+from tests.support.stack import Stack, api_alone, stop_nats
 from tests.support.stream import event_counts, orders_in_stream
 from tests.support.waiting import eventually
 
@@ -42,20 +42,8 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
 async def api_only(
     nats_server: NatsServer, database_url: str, request: pytest.FixtureRequest
 ) -> AsyncIterator[Stack]:
-    budget = request.param
-    stack = await start_stack(
-        nats_server.url,
-        database_url,
-        without=frozenset({"router", "executor", "notifier"}),
-        commit_timeout_seconds=budget,
-    )
-    try:
+    async with api_alone(nats_server, database_url, commit_timeout_seconds=request.param) as stack:
         yield stack
-    finally:
-        try:
-            await start_nats_again(nats_server, stack)
-        finally:
-            await stack.stop()
 
 
 async def pending_copies(nats_url: str, order_id: str) -> int:

@@ -17,7 +17,7 @@ from dexec.bus.publisher import emit
 from dexec.orders.states import EventType
 from dexec_notifier.recorder import Recorded, record_batch
 from dexec_tools.servers import NatsServer
-from tests.support.stack import Stack, start_nats_again, start_stack, stop_nats
+from tests.support.stack import Stack, api_alone, stop_nats
 from tests.support.waiting import eventually
 
 
@@ -126,16 +126,8 @@ async def api_on_own_nats(
 ) -> AsyncIterator[tuple[Stack, NatsServer]]:
     """Only the API, on a NATS server of the test's own that it may stop."""
     with NatsServer(tmp_path / "nats") as server:
-        stack = await start_stack(
-            server.url, database_url, without=frozenset({"router", "executor", "notifier"})
-        )
-        try:
+        async with api_alone(server, database_url) as stack:
             yield stack, server
-        finally:
-            try:
-                await start_nats_again(server, stack)
-            finally:
-                await stack.stop()
 
 
 async def test_an_unfinished_order_reads_from_postgres_while_nats_is_down(

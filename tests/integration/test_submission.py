@@ -5,17 +5,17 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-import nats
-import orjson
 import pytest
 from nats.js import JetStreamContext
 
 from dexec_api.idempotency import IdempotencyStore
-from dexec_api.order_request import parse_json_object, parse_order
+from dexec_api.order_request import parse_order
 from tests.support.stack import Stack
 from tests.support.stream import event_counts, orders_in_stream
 
 ORDER = {"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippageBps": 50}
+# ORDER as the API parses it with its defaults (what its idempotency claim fingerprints).
+SPEC = parse_order(ORDER, 50, None)
 
 
 async def test_twenty_concurrent_requests_with_one_key_create_one_order(stack: Stack) -> None:
@@ -46,18 +46,13 @@ async def test_same_key_and_body_later_returns_the_same_order(stack: Stack) -> N
 
 
 async def test_a_key_whose_first_request_died_before_publishing_places_the_order(
-    stack: Stack,
+    stack: Stack, js: JetStreamContext
 ) -> None:
     """A request that claimed its key and died before the `pending` publish (the API killed in
     between) left a claim and no order: the client's retry with the key publishes it, and is
     the request that created it (202)."""
-    nc = await nats.connect(stack.nats_url)
-    try:
-        store = await IdempotencyStore.open(nc.jetstream(), ttl_seconds=3600)
-        spec = parse_order(parse_json_object(orjson.dumps(ORDER)), 50, None)
-        claim = await store.claim(None, "died-1", spec, "order-of-a-dead-request")
-    finally:
-        await nc.close()
+    store = await IdempotencyStore.open(js, ttl_seconds=3600)
+    claim = await store.claim(None, "died-1", SPEC, "order-of-a-dead-request")
     assert claim.created
 
     retry = await stack.submit(ORDER, **{"Idempotency-Key": "died-1"})
@@ -74,19 +69,18 @@ async def test_only_the_request_that_made_a_claim_releases_it_unless_taken_over(
     """A request whose order was refused releases its key; but if another request with the key
     took the claim over to place the order meanwhile, the key must keep naming it."""
     store = await IdempotencyStore.open(js, ttl_seconds=3600)
-    spec = parse_order(parse_json_object(orjson.dumps(ORDER)), 50, None)
-    mine = await store.claim(None, "race-1", spec, "order-1")
-    found = await store.claim(None, "race-1", spec, "order-2")
+    mine = await store.claim(None, "race-1", SPEC, "order-1")
+    found = await store.claim(None, "race-1", SPEC, "order-2")
     await store.take_over(found)
 
     assert (mine.created, found.created, found.order_id) == (True, False, "order-1")
     assert await store.release(mine) is False
-    assert await store.existing(None, "race-1", spec) is not None
+    assert await store.existing(None, "race-1", SPEC) is not None
 
-    alone = await store.claim(None, "race-2", spec, "order-3")
+    alone = await store.claim(None, "race-2", SPEC, "order-3")
     assert await store.release(alone) is True
-    assert await store.existing(None, "race-2", spec) is None
-    assert (await store.claim(None, "race-2", spec, "order-4")).created
+    assert await store.existing(None, "race-2", SPEC) is None
+    assert (await store.claim(None, "race-2", SPEC, "order-4")).created
 
 
 async def test_same_key_with_a_different_body_is_refused(stack: Stack) -> None:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -206,3 +206,24 @@ async def start_nats_again(server: NatsServer, stack: Stack) -> None:
         return (await stack.http.get(f"{stack.api_url}/readyz")).status_code == 200
 
     await eventually(api_ready, what="the API back on NATS")
+
+
+@contextlib.asynccontextmanager
+async def api_alone(
+    server: NatsServer, database_url: str, **overrides: Any
+) -> AsyncIterator[Stack]:
+    """Only the API, on a test's own NATS server that the test may stop: started again at the
+    end (`start_nats_again`) before the API stops."""
+    stack = await start_stack(
+        server.url,
+        database_url,
+        without=frozenset({"router", "executor", "notifier"}),
+        **overrides,
+    )
+    try:
+        yield stack
+    finally:
+        try:
+            await start_nats_again(server, stack)
+        finally:
+            await stack.stop()

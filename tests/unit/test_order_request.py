@@ -329,6 +329,7 @@ def test_same_token_through_pair() -> None:
         "1,5",
         "NaN",
         "Infinity",
+        "1e99999999999999999999",  # decimal notation, but past what Decimal can hold
         "0.0000000001",
         Decimal("0"),
         Decimal("-2"),

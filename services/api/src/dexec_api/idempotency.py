@@ -95,16 +95,15 @@ class IdempotencyStore:
     async def claim(self, tenant: str | None, key: str, spec: OrderSpec, order_id: str) -> Claim:
         """The key claimed for `order_id`, or the claim it has (for the same order, else
         `IdempotencyConflict`). `ClaimUnknown` if the store did not answer."""
-        kv_key, mine = _kv_key(tenant, key), fingerprint(spec)
+        claim = Claim(order_id, True, 0, _kv_key(tenant, key), fingerprint(spec))
         for _ in range(CLAIM_ATTEMPTS):
-            claim = Claim(order_id, True, 0, kv_key, mine)
             try:
-                return replace(claim, revision=await self._kv.create(kv_key, claim.value()))
+                return replace(claim, revision=await self._kv.create(claim.kv_key, claim.value()))
             except KeyWrongLastSequenceError:
                 pass  # claimed already: read it
             except NatsError as exc:  # a claim may exist, or even have been made here
                 raise ClaimUnknown(key) from exc
-            found = await self._read(kv_key, key, mine)
+            found = await self._read(claim.kv_key, key, claim.fingerprint)
             if found is not None:
                 return found
         raise ClaimUnknown(key)  # released each time between the create and the read

@@ -17,12 +17,11 @@ from typing import Any
 from fastapi import Request
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 from opentelemetry.trace import StatusCode
 
 from dexec import tracing
+from dexec.bus.history import read_latest_events
 from dexec.bus.publisher import build_event
-from dexec.bus.subjects import STREAM, event_subject
 from dexec.orders.events import OrderSpec
 from dexec.orders.states import EventType, OrderStatus
 from dexec_api.backpressure import RouterBacklog
@@ -160,10 +159,10 @@ class OrderIntake:
         (COMMIT_UNCERTAIN); ClaimLost if another request changed the claim meanwhile."""
         order_id = claim.order_id
         try:
-            stored = await self._pending_stored(order_id)
+            pending = await read_latest_events(self._js, order_id, [EventType.PENDING])
         except NatsError as exc:
             raise _uncertain(order_id) from exc
-        if stored:
+        if pending:
             return Accepted(order_id, spec, created=False)
         try:
             # First, so that the request that made the claim can no longer release it.
@@ -194,14 +193,6 @@ class OrderIntake:
         except NatsError:
             # The claim stays: a retry with the key finds no order and places it (`_replay`).
             return True
-
-    async def _pending_stored(self, order_id: str) -> bool:
-        try:
-            subject = event_subject(EventType.PENDING, order_id)
-            await self._js.get_last_msg(STREAM, subject, direct=True)
-            return True
-        except NotFoundError:
-            return False
 
     async def _commit(self, order_id: str, spec: OrderSpec) -> bool:
         """Publish `pending` (`dexec_api.commit`): the stream's ack is the order's commit point.

@@ -77,7 +77,7 @@ def to_base_units(token: Token, amount: Decimal | str | int) -> int:
         raise BadAmount(f"amount {amount!r} is not a decimal number (ASCII digits, '.', 'e')")
     try:
         value = Decimal(text)
-    except InvalidOperation as exc:  # not expected after the check: kept as a guard
+    except InvalidOperation as exc:  # an exponent Decimal cannot hold: `1e99999999999999999999`
         raise BadAmount(f"amount {amount!r} is not a number") from exc
     if value <= 0:
         raise BadAmount("amount must be greater than zero")
