@@ -46,7 +46,8 @@ async def test_refusals_alone_mean_the_order_was_not_stored() -> None:
         OutboundBufferLimitError(), *[NoStreamResponseError() for _ in range(9)]
     )
     with pytest.raises(NoStreamResponseError):
-        await commit_event(stream, EVENT, budget_seconds=0.3)  # type: ignore[arg-type]
+        # Room for a few attempts even on a loaded machine: the last refusal is raised.
+        await commit_event(stream, EVENT, budget_seconds=1.0)  # type: ignore[arg-type]
 
 
 async def test_one_unanswered_attempt_makes_the_outcome_uncertain() -> None:

@@ -32,7 +32,8 @@ from dexec_api.metrics import COMMIT_RETRIES
 
 # One attempt's wait for its ack: short enough to try again within the budget.
 ATTEMPT_TIMEOUT_SECONDS = 2.0
-# Between attempts that failed at once (no stream answered), so they do not spin.
+# Between attempts (after a refusal or an unanswered one), so that a bus that answers at once
+# is not asked in a tight loop.
 PAUSE_SECONDS = 0.25
 # Errors that mean the attempt was not stored: refused before sending, or answered by "no".
 NOT_STORED: tuple[type[NatsError], ...] = (
