@@ -40,7 +40,11 @@ EARLIER_WORK = TERMINAL_EVENTS | {EventType.SUBMITTED}
 # Execution is done once the order has ended; `handle` reads that (with the latest
 # submission, `EARLIER_WORK`) on every delivery, so the worker need not read it first.
 EXECUTOR_STAGE = Stage(
-    "executor", OrderStatus.BUILDING, done_by=TERMINAL_EVENTS, handler_checks_done=True
+    "executor",
+    OrderStatus.BUILDING,
+    done_by=TERMINAL_EVENTS,
+    guard=EventType.CONFIRMED,
+    handler_checks_done=True,
 )
 SCOPE = "dexec.executor"
 

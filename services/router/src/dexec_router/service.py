@@ -12,7 +12,7 @@ from nats.js import JetStreamContext
 
 from dexec.bus.connection import connect, disconnect, ensure_stream
 from dexec.bus.errors import PermanentError, TransientError
-from dexec.bus.publisher import emit, emit_deferred
+from dexec.bus.publisher import SubjectMoved, emit, emit_deferred, guard_subject
 from dexec.bus.subjects import ROUTER_CONSUMER
 from dexec.bus.worker import ConsumerWorker, Delivery, Stage
 from dexec.market.chain import SlotClock
@@ -28,7 +28,12 @@ from dexec_router.settings import RouterSettings
 log = logging.getLogger(__name__)
 
 # Routing is done once the order is routed (the executor has it) or has ended.
-ROUTER_STAGE = Stage("router", OrderStatus.ROUTING, done_by=TERMINAL_EVENTS | {EventType.ROUTED})
+ROUTER_STAGE = Stage(
+    "router",
+    OrderStatus.ROUTING,
+    done_by=TERMINAL_EVENTS | {EventType.ROUTED},
+    guard=EventType.ROUTED,
+)
 
 
 class RouterService:
@@ -108,12 +113,19 @@ class RouterService:
                 route.reason,
                 extra={"order_id": order_id, **route_log_fields(route)},
             )
-        await emit(
-            js,
-            order_id,
-            EventType.ROUTED,
-            route,
-            attempt=delivery.attempt,
-            status=OrderStatus.ROUTING,
-        )
+        try:
+            # Never beside a `failed` that another delivery of the order published meanwhile
+            # (whose own `failed` is stored only while there is no `routed`: ROUTER_STAGE).
+            await emit(
+                js,
+                order_id,
+                EventType.ROUTED,
+                route,
+                attempt=delivery.attempt,
+                status=OrderStatus.ROUTING,
+                unless_stored=guard_subject(js, EventType.FAILED, order_id),
+            )
+        except SubjectMoved:
+            log.info("not routed: the order failed meanwhile", extra={"order_id": order_id})
+            return
         observe_routed(route, started)

@@ -11,7 +11,10 @@ stage done (`Stage.done_by`); if one is there, the message is only acked. (A sta
 handler reads them itself on every delivery, `Stage.handler_checks_done`, is not read for
 twice on a redelivery.) Without this a
 router re-planning a routed order could publish `failed` for an order the executor was
-executing, or had confirmed.
+executing, or had confirmed. Another delivery can still finish the stage between that read
+and the publish, so `retrying` and `failed` are also conditional publishes: stored only while
+the order has no `Stage.guard` event (the router's `routed`, the executor's `confirmed`);
+refused, the message is acked as done.
 
 Each message is handled in a span of the stage's scope (`dexec.router`, `dexec.executor`)
 that continues the trace its `traceparent` carries, with the order id set for the logs; the
@@ -29,6 +32,7 @@ from dataclasses import dataclass, field
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
 from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 from pydantic import ValidationError
@@ -36,7 +40,7 @@ from pydantic import ValidationError
 from dexec import tracing
 from dexec.bus.errors import PermanentError, StageError, Superseded, TransientError
 from dexec.bus.history import read_latest_events
-from dexec.bus.publisher import emit
+from dexec.bus.publisher import SubjectMoved, emit, guard_subject
 from dexec.bus.pull import PullLoop
 from dexec.bus.subjects import ConsumerSpec
 from dexec.metrics import EVENTS_CONSUMED, ORDER_FAILURES, ORDER_RETRIES, Children
@@ -87,6 +91,9 @@ class Stage:
     status: OrderStatus
     # Events whose presence in the stream shows this stage's work on the order is done.
     done_by: frozenset[EventType]
+    # The event that shows the stage's work done, for good: `retrying` and `failed` are
+    # published only while the order has none (None: unconditionally).
+    guard: EventType | None = None
     # The handler reads `done_by` itself on every delivery and returns when one is there (so
     # the message is acked): the worker does not read them again before a redelivery.
     handler_checks_done: bool = False
@@ -200,9 +207,11 @@ class ConsumerWorker:
                 await msg.term()
             else:
                 delay = backoff_delay(attempt, self._settings.retry_backoff_base_seconds)
-                await self._retry(event, error, attempt, delay)
-                await msg.nak(delay=delay)
-                return  # it comes back: not finished here
+                if not await self._retry(event, error, attempt, delay):
+                    await msg.ack()
+                else:
+                    await msg.nak(delay=delay)
+                    return  # it comes back: not finished here
         self.processed += 1
 
     async def _already_done(self, event: OrderEvent) -> bool:
@@ -217,9 +226,41 @@ class ConsumerWorker:
             )
         return bool(done)
 
+    async def _emit_unless_done(
+        self,
+        event: OrderEvent,
+        kind: EventType,
+        payload: Retry | Failure,
+        attempt: int,
+        status: OrderStatus | None = None,
+    ) -> PubAck | None:
+        """Publish `retrying` or `failed` unless the stage's guard event is stored by then
+        (None: it was, and nothing was published)."""
+        guard = self._stage.guard
+        unless = guard_subject(self._js, guard, event.order_id) if guard else None
+        try:
+            return await emit(
+                self._js,
+                event.order_id,
+                kind,
+                payload,
+                attempt=attempt,
+                status=status,
+                unless_stored=unless,
+            )
+        except SubjectMoved:
+            log.info(
+                "%s: the order went past this stage meanwhile (%s); acking",
+                self._stage.name,
+                guard,
+                extra={"order_id": event.order_id},
+            )
+            return None
+
     async def _retry(
         self, event: OrderEvent, error: StageError, attempt: int, delay: float
-    ) -> None:
+    ) -> bool:
+        """Publish `retrying`; False if the stage turned out done (nothing to retry)."""
         log.info(
             "retrying %s after %s (attempt %d, in %.2fs)",
             self._stage.name,
@@ -232,24 +273,27 @@ class ConsumerWorker:
             stage=self._stage.name, code=error.code, reason=error.reason, delay_seconds=delay
         )
         status = error.status or self._stage.status
-        ack = await emit(
-            self._js, event.order_id, EventType.RETRYING, retry, attempt=attempt, status=status
-        )
+        ack = await self._emit_unless_done(event, EventType.RETRYING, retry, attempt, status)
+        if ack is None:
+            return False
         if not ack.duplicate:  # a redelivered attempt was counted the first time
             self._retries[error.code].inc()
         _mark_span(error, "retrying")
+        return True
 
     async def _give_up(self, event: OrderEvent, error: StageError, attempt: int) -> None:
-        log.warning(
-            "order failed in %s: %s", self._stage.name, error, extra={"order_id": event.order_id}
-        )
         failure = Failure(
             code=error.code,
             reason=error.reason,
             attempts=attempt,
             details={"stage": self._stage.name, **error.details},
         )
-        ack = await emit(self._js, event.order_id, EventType.FAILED, failure, attempt=attempt)
+        ack = await self._emit_unless_done(event, EventType.FAILED, failure, attempt)
+        if ack is None:
+            return
+        log.warning(
+            "order failed in %s: %s", self._stage.name, error, extra={"order_id": event.order_id}
+        )
         if not ack.duplicate:
             self._failures[error.code].inc()
         _mark_span(error, "failed")
