@@ -5,14 +5,24 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from dexec.db.bounded import DatabaseUnavailable, read_within
+
+# How long each readiness check may take; they run at the same time. A server that does not
+# answer at all (stopped, overloaded) must make /readyz say "not ready", not hang it: an
+# answer within this leaves room under the chart's readinessProbe timeoutSeconds (3 s).
+CHECK_TIMEOUT_SECONDS = 2.0
 
 
-async def postgres_answers(engine: AsyncEngine) -> bool:
+async def _select_one(conn: AsyncConnection) -> None:
+    await conn.execute(text("select 1"))
+
+
+async def postgres_answers(engine: AsyncEngine, timeout: float = CHECK_TIMEOUT_SECONDS) -> bool:
     try:
-        async with engine.connect() as conn:
-            await conn.execute(text("select 1"))
-    except Exception:
+        await read_within(engine, _select_one, timeout)
+    except DatabaseUnavailable:
         return False
     return True
 
