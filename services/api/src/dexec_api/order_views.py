@@ -110,7 +110,11 @@ async def get_order(
             events = await read_within(engine, read_events, db_timeout)
         return order_json(view_from_row(row), events)
     except DatabaseUnavailable as exc:
-        log.warning("order %s is read from the stream: %s", order_id, exc)
+        log.warning(
+            "Postgres unavailable, the order is read from the stream: %s",
+            exc,
+            extra={"order_id": order_id},
+        )
         return await _without_postgres(js, order_id, tenant)
 
 
