@@ -17,6 +17,7 @@ from dexec.bus.publisher import emit
 from dexec.orders.states import EventType
 from dexec_notifier.recorder import Recorded, record_batch
 from dexec_tools.servers import NatsServer
+from tests.support.freezing import frozen
 from tests.support.stack import Stack, api_alone, stop_nats
 from tests.support.waiting import eventually
 
@@ -171,3 +172,30 @@ async def test_an_order_not_in_postgres_is_a_503_while_nats_is_down(
     assert response.status_code == 503, response.text
     assert response.json()["error"]["code"] == "BUS_UNAVAILABLE"
     assert response.headers["Retry-After"] == "1"
+
+
+async def test_readyz_says_not_ready_while_nats_does_not_answer(
+    api_on_own_nats: tuple[Stack, NatsServer],
+) -> None:
+    """NATS frozen (SIGSTOP): the client still thinks itself connected, so only a round trip
+    tells. Afterwards the connection must still work: a late answer to the probe that timed
+    out must not break it (as a late PONG after `flush(timeout)` would, in nats-py 2.16)."""
+    stack, server = api_on_own_nats
+    readyz = f"{stack.api_url}/readyz"
+    assert (await stack.http.get(readyz)).json()["nats"] is True
+    assert server.pid is not None
+
+    with frozen(server.pid):
+        frozen_ready = await stack.http.get(readyz)
+
+    assert frozen_ready.status_code == 503
+    assert frozen_ready.json() == {"ready": False, "nats": False, "postgres": True}
+
+    async def ready_again() -> bool:
+        return (await stack.http.get(readyz)).status_code == 200
+
+    await eventually(ready_again, what="the API ready again once NATS answers")
+    accepted = await stack.submit({"tokenIn": "USDC", "tokenOut": "SOL", "amount": "25"})
+    assert accepted.status_code == 202, accepted.text
+    order = await stack.http.get(f"{stack.api_url}/api/orders/{accepted.json()['orderId']}")
+    assert order.status_code == 200 and order.json()["events"][0]["event"] == "pending"

@@ -95,7 +95,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     @app.get("/api/orders/{order_id}")
     async def read_order(order_id: str, tenant: Tenant) -> dict[str, Any]:
         """The order's state, route, quotes, transaction and full event history."""
-        return await get_order(app.state.engine, app.state.js, order_id, tenant)
+        return await get_order(
+            app.state.engine, app.state.js, order_id, tenant, settings.db_read_timeout_seconds
+        )
 
     @app.get("/api/orders")
     async def browse_orders(
@@ -105,7 +107,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         cursor: Annotated[str | None, Query(max_length=512)] = None,
     ) -> dict[str, Any]:
         """Orders, newest first; pass `nextCursor` back as `cursor` for the next page."""
-        return await list_orders(app.state.engine, tenant, status, limit, cursor)
+        return await list_orders(
+            app.state.engine, tenant, status, limit, cursor, settings.db_read_timeout_seconds
+        )
 
     app.include_router(health_router())
     return app

@@ -1,25 +1,31 @@
-"""Reading orders: Postgres for finished orders, the stream while the recorder catches up."""
+"""Reading orders: Postgres for finished orders, the stream while the recorder catches up
+or while Postgres is not answering."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
-from sqlalchemy import and_, or_, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Row, RowMapping, and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dexec.bus.history import read_order_events
 from dexec.bus.subjects import is_order_id
+from dexec.db.bounded import DatabaseUnavailable, read_within
 from dexec.db.models import OrderEventRow, OrderRow
 from dexec.db.projection import view_from_row
 from dexec.market.tokens import from_base_units, resolve_token
 from dexec.orders.projection import OrderView, fold
 from dexec.orders.states import OrderStatus, is_terminal
 from dexec_api.errors import ApiError
+
+log = logging.getLogger(__name__)
 
 
 def event_json(
@@ -68,7 +74,11 @@ def not_found(order_id: str) -> ApiError:
 
 
 async def get_order(
-    engine: AsyncEngine, js: JetStreamContext, order_id: str, tenant: str | None
+    engine: AsyncEngine,
+    js: JetStreamContext,
+    order_id: str,
+    tenant: str | None,
+    db_timeout: float,
 ) -> dict[str, Any]:
     """The order; with API keys on, another tenant's order does not exist for the caller.
 
@@ -79,25 +89,58 @@ async def get_order(
 
     While the stream cannot be read (NATS down), an order in Postgres is answered from its row,
     which may be behind; one that is not there yet is `503 BUS_UNAVAILABLE`: it may exist.
+
+    While Postgres fails, or does not answer within `db_timeout` seconds, the order is folded
+    from the stream too; one the stream does not have is `503 DATABASE_UNAVAILABLE`: it may be
+    in Postgres only (older than the stream's retention).
     """
     if not is_order_id(order_id):
         raise not_found(order_id)  # before any query: such an id names no order
-    async with engine.connect() as conn:
-        row = (await conn.execute(select(OrderRow).where(OrderRow.id == order_id))).first()
-        if row is not None:
-            if tenant is not None and row.tenant != tenant:
-                raise not_found(order_id)
-            if not is_terminal(OrderStatus(row.status)):
-                with contextlib.suppress(NatsError):  # then the row, as far as it goes
-                    if current := await _from_stream(js, order_id):
-                        return order_json(*current)
-            rows = await conn.execute(
-                select(OrderEventRow)
-                .where(OrderEventRow.order_id == order_id)
-                .order_by(OrderEventRow.seq)
-            )
-            events = [event_json(e.seq, e.event, e.status, e.at, e.attempt, e.data) for e in rows]
-            return order_json(view_from_row(row._mapping), events)
+    try:
+        row, events = await read_within(engine, partial(_recorded, order_id=order_id), db_timeout)
+        if row is None:
+            return await _not_recorded_yet(js, order_id, tenant)
+        if tenant is not None and row["tenant"] != tenant:
+            raise not_found(order_id)
+        if events is None:  # not finished in Postgres: the stream may be further along
+            with contextlib.suppress(NatsError):  # then the row, as far as it goes
+                if current := await _from_stream(js, order_id):
+                    return order_json(*current)
+            read_events = partial(_recorded_events, order_id=order_id)
+            events = await read_within(engine, read_events, db_timeout)
+        return order_json(view_from_row(row), events)
+    except DatabaseUnavailable as exc:
+        log.warning(
+            "Postgres unavailable, the order is read from the stream: %s",
+            exc,
+            extra={"order_id": order_id},
+        )
+        return await _without_postgres(js, order_id, tenant)
+
+
+async def _recorded(
+    conn: AsyncConnection, order_id: str
+) -> tuple[RowMapping | None, list[dict[str, Any]] | None]:
+    """The order's row, and its recorded events if it is finished (else None: not needed yet)."""
+    row = (await conn.execute(select(OrderRow).where(OrderRow.id == order_id))).first()
+    if row is None:
+        return None, None
+    if not is_terminal(OrderStatus(row.status)):
+        return row._mapping, None
+    return row._mapping, await _recorded_events(conn, order_id)
+
+
+async def _recorded_events(conn: AsyncConnection, order_id: str) -> list[dict[str, Any]]:
+    rows = await conn.execute(
+        select(OrderEventRow).where(OrderEventRow.order_id == order_id).order_by(OrderEventRow.seq)
+    )
+    return [event_json(e.seq, e.event, e.status, e.at, e.attempt, e.data) for e in rows]
+
+
+async def _not_recorded_yet(
+    js: JetStreamContext, order_id: str, tenant: str | None
+) -> dict[str, Any]:
+    """An order Postgres does not have: the recorder may not have written it yet."""
     try:
         current = await _from_stream(js, order_id)
     except NatsError as exc:
@@ -108,9 +151,38 @@ async def get_order(
             {"orderId": order_id},
             {"Retry-After": "1"},
         ) from exc
-    if current is None or (tenant is not None and (current[0].spec or {}).get("tenant") != tenant):
+    if current is None or not _visible(current[0], tenant):
         raise not_found(order_id)
     return order_json(*current)
+
+
+async def _without_postgres(
+    js: JetStreamContext, order_id: str, tenant: str | None
+) -> dict[str, Any]:
+    """The order from the stream alone, while Postgres cannot be read."""
+    try:
+        current = await _from_stream(js, order_id)
+    except NatsError as exc:
+        raise database_unavailable(
+            "Postgres is not answering and the stream cannot be read now: retry", order_id
+        ) from exc
+    if current is None:
+        # Not a 404: an order older than the stream's retention is in Postgres only.
+        raise database_unavailable(
+            "Postgres is not answering and the stream does not hold this order: retry", order_id
+        )
+    if not _visible(current[0], tenant):
+        raise not_found(order_id)
+    return order_json(*current)
+
+
+def database_unavailable(message: str, order_id: str | None = None) -> ApiError:
+    details = {"orderId": order_id} if order_id else None
+    return ApiError(503, "DATABASE_UNAVAILABLE", message, details, {"Retry-After": "1"})
+
+
+def _visible(view: OrderView, tenant: str | None) -> bool:
+    return tenant is None or (view.spec or {}).get("tenant") == tenant
 
 
 async def _from_stream(
@@ -150,6 +222,7 @@ async def list_orders(
     status: OrderStatus | None,
     limit: int,
     cursor: str | None,
+    db_timeout: float,
 ) -> dict[str, Any]:
     query = select(OrderRow).order_by(OrderRow.created_at.desc(), OrderRow.id.desc())
     if tenant is not None:
@@ -164,8 +237,18 @@ async def list_orders(
                 and_(OrderRow.created_at == created, OrderRow.id < order_id),
             )
         )
-    async with engine.connect() as conn:
-        rows = list(await conn.execute(query.limit(limit + 1)))
+
+    async def page_rows(conn: AsyncConnection) -> list[Row[Any]]:
+        return list(await conn.execute(query.limit(limit + 1)))
+
+    try:
+        rows = await read_within(engine, page_rows, db_timeout)
+    except DatabaseUnavailable as exc:
+        # The stream cannot list orders (it has no index by time or tenant): no fallback.
+        log.warning("orders cannot be listed: %s", exc)
+        raise database_unavailable(
+            "orders are listed from Postgres, which is not answering now: retry"
+        ) from exc
     page = rows[:limit]
     next_cursor = (
         encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit and page else None

@@ -16,6 +16,10 @@ class ApiSettings(CommonSettings, AuthSettings, WebhookTargetSettings):
     # How long a submit keeps publishing its order's `pending` while the stream does not ack,
     # before it answers 503 (COMMIT_UNCERTAIN if an attempt may have been stored).
     commit_timeout_seconds: float = Field(10.0, gt=0, le=60)
+    # How long a read waits for Postgres (connecting included) before it counts Postgres as
+    # unavailable: GET of one order then answers from the stream, a listing 503. Postgres
+    # normally answers in milliseconds; a stopped one would otherwise hang the request.
+    db_read_timeout_seconds: float = Field(2.0, gt=0, le=60)
     idempotency_ttl_seconds: int = Field(24 * 3600, ge=60)
     # Proxies whose X-Forwarded-For names the client (addresses or CIDRs, comma-separated;
     # "*" trusts any, which lets every client pick its own address and so its own limit):
