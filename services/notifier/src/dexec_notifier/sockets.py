@@ -123,6 +123,8 @@ class StreamSession:
             for task in done:
                 exc = task.exception()
                 if isinstance(exc, SlowConsumer | TimeoutError):
+                    # Queued behind the unread data; the server resets the connection if the
+                    # client never takes it (dexec.ws_protocol).
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(
                             self._ws.close(CLOSE_SLOW_CONSUMER, "slow consumer"), 1
