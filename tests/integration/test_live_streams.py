@@ -8,6 +8,7 @@ import orjson
 import pytest
 import websockets
 
+from dexec_notifier.frames import MAX_EVENTS_PER_FRAME
 from tests.support.stack import Stack
 
 # Wide slippage: these tests are about streaming, not about the market moving.
@@ -151,6 +152,25 @@ async def test_batched_frames_carry_the_cached_backfills_of_one_command_together
         (order_id, event) for order_id in ids for event in LIFECYCLE
     ]
     assert error["error"]["orderId"] == "missing"
+
+
+async def test_a_large_batched_backfill_comes_in_frames_of_bounded_size(start) -> None:
+    stack: Stack = await start(ws_backfill_cache_ttl_seconds=600)
+    ids = [(await stack.submit(ORDER)).json()["orderId"] for _ in range(50)]
+    await asyncio.gather(*(stack.watch(order_id) for order_id in ids))  # all in the cache
+
+    frames: list[list[dict]] = []
+    async with websockets.connect(f"{stack.ws_url}/ws?batch=true") as ws:
+        await ws.send(orjson.dumps({"op": "subscribe", "orderIds": ids}))
+        async with asyncio.timeout(30):
+            while sum(map(len, frames)) < len(ids) * len(LIFECYCLE):
+                frames.append(orjson.loads(await ws.recv()))
+
+    # 300 events: one frame of the most a frame holds, then the rest, in order.
+    assert [len(frame) for frame in frames] == [MAX_EVENTS_PER_FRAME, 300 - MAX_EVENTS_PER_FRAME]
+    assert [(e["orderId"], e["event"]) for frame in frames for e in frame] == [
+        (order_id, event) for order_id in ids for event in LIFECYCLE
+    ]
 
 
 async def test_a_backfill_read_from_the_stream_ends_a_batched_frame(start) -> None:

@@ -9,10 +9,11 @@ the backfill of its own order: the merge has no gaps and no repeats.
 
 A client may ask for batched frames (`?batch=true`): each event frame is then a JSON array of
 the events ready at that moment (a subscription's backfills, or the live events queued since
-the last send), in the same order single frames would have come. A busy multiplexed socket
-carries several events per frame instead of one frame per event, and most of a frame's cost is
-fixed (a one-event frame costs the notifier ~50 µs, six events in one frame ~14 µs each;
-BENCHMARKS.md). Error frames stay single objects.
+the last send; at most 256 events and 512 KiB a frame, see `frames`), in the same order
+single frames would have come. A busy multiplexed socket carries several events per frame
+instead of one frame per event, and most of a frame's cost is fixed (a one-event frame costs
+the notifier ~50 µs, six events in one frame ~14 µs each; BENCHMARKS.md). Error frames stay
+single objects.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from dexec.bus.history import read_order_events
 from dexec_notifier.client_events import ClientEvent
+from dexec_notifier.frames import batched_frames
 from dexec_notifier.live import LiveHub, SlowConsumer, Watcher
 from dexec_notifier.metrics import WS_BACKFILLS, WS_CONNECTIONS, WS_FRAMES, WS_MESSAGES
 
@@ -40,7 +42,7 @@ CLOSE_SLOW_CONSUMER = 1008
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
 MAX_ORDERS_PER_SOCKET = 1_000
-# Live events taken from a socket's queue at once (one frame when batched): bounds a frame.
+# Live events taken from a socket's queue at once: bounds the work of one send.
 MAX_EVENTS_PER_SEND = 256
 
 
@@ -216,7 +218,8 @@ class StreamSession:
         if not texts:
             return
         if self._batch:
-            await self._send_raw(f"[{','.join(texts)}]")
+            for frame in batched_frames(texts):  # several, when a backfill is large
+                await self._send_raw(frame)
         else:
             for text in texts:
                 await self._send_raw(text)
