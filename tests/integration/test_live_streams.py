@@ -63,6 +63,26 @@ async def test_unknown_order_gets_a_json_error_and_close_code_4404(
     assert ws.close_code == 4404
 
 
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        (f"/ws?orderId={'x' * 65}", "orderId"),
+        ("/ws?afterSeq=-1", "afterSeq"),
+        ("/ws/orders/some-order?afterSeq=abc", "afterSeq"),
+        ("/api/orders/execute?orderId=o&batch=maybe", "batch"),
+    ],
+)
+async def test_bad_query_parameters_get_a_json_error_and_close_code_4400(
+    stack: Stack, path: str, field: str
+) -> None:
+    async with websockets.connect(f"{stack.ws_url}{path}") as ws:
+        error = orjson.loads(await ws.recv())
+        await ws.wait_closed()
+    assert error["error"]["code"] == "BAD_REQUEST"
+    assert [d["field"] for d in error["error"]["details"]] == [field]
+    assert ws.close_code == 4400
+
+
 async def test_a_reconnecting_client_resumes_after_the_last_seq_it_saw(stack: Stack) -> None:
     order_id = (await stack.submit(ORDER)).json()["orderId"]
     everything = await stack.watch(order_id)
