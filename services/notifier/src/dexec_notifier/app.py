@@ -99,6 +99,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             hub,
             queue_limit=settings.ws_queue_limit,
             send_timeout=settings.ws_send_timeout_seconds,
+            subscribe_rate=settings.ws_subscribe_rate,
             tenant=tenant,
             batch=batch,
         )

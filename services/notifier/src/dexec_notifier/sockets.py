@@ -30,6 +30,7 @@ from nats.js import JetStreamContext
 from pydantic import BaseModel, Field, ValidationError
 
 from dexec.bus.history import read_order_events
+from dexec_notifier.budget import SubscribeBudget
 from dexec_notifier.client_events import ClientEvent
 from dexec_notifier.frames import batched_frames
 from dexec_notifier.live import LiveHub, SlowConsumer, Watcher
@@ -43,6 +44,8 @@ CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
 MAX_ORDERS_PER_SOCKET = 1_000
+# Ids a socket may subscribe at once: a reconnecting client resubscribes a full socket.
+SUBSCRIBE_BURST = 2 * MAX_ORDERS_PER_SOCKET
 # Live events taken from a socket's queue at once: bounds the work of one send.
 MAX_EVENTS_PER_SEND = 256
 
@@ -69,6 +72,7 @@ class StreamSession:
         *,
         queue_limit: int,
         send_timeout: float,
+        subscribe_rate: float,
         tenant: str | None = None,
         batch: bool = False,
     ) -> None:
@@ -82,6 +86,8 @@ class StreamSession:
         self._last_seq: dict[str, int] = {}
         self._ended: set[str] = set()  # orders whose terminal event was sent
         self._send_lock = asyncio.Lock()
+        self._subscribe_rate = subscribe_rate
+        self._budget = SubscribeBudget(subscribe_rate, max(SUBSCRIBE_BURST, subscribe_rate))
 
     async def watch_one(self, order_id: str, after_seq: int, close_on_terminal: bool) -> None:
         """A single-order socket: the order's events, then (by default) close on its end."""
@@ -263,10 +269,19 @@ class StreamSession:
         room = MAX_ORDERS_PER_SOCKET - len(self._last_seq)
         ids = dict.fromkeys(command.order_ids)  # in order, each once
         wanted = [order_id for order_id in ids if order_id not in self._last_seq]
+        fits = wanted[: max(room, 0)]
+        allowed = self._budget.take(len(fits))
         after = command.after_seq
-        missing = await self._subscribe([(i, after.get(i, 0)) for i in wanted[: max(room, 0)]])
+        missing = await self._subscribe([(i, after.get(i, 0)) for i in fits[:allowed]])
         for order_id in missing:
             message = f"no order {order_id}"
             await self._send_raw(error_frame("ORDER_NOT_FOUND", message, orderId=order_id))
+        if refused := fits[allowed:]:
+            await self._send_raw(self._rate_limited(refused))
         if len(wanted) > room:
             await self._send_raw(error_frame("TOO_MANY_ORDERS", "open another socket"))
+
+    def _rate_limited(self, refused: list[str]) -> str:
+        message = f"over {self._subscribe_rate:g} subscriptions a second: subscribe these later"
+        retry_after = self._budget.seconds_until(len(refused))
+        return error_frame("RATE_LIMITED", message, orderIds=refused, retryAfter=retry_after)
