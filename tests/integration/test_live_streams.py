@@ -8,6 +8,7 @@ import orjson
 import pytest
 import websockets
 
+from dexec_notifier.frames import MAX_EVENTS_PER_FRAME
 from tests.support.stack import Stack
 
 # Wide slippage: these tests are about streaming, not about the market moving.
@@ -60,6 +61,26 @@ async def test_unknown_order_gets_a_json_error_and_close_code_4404(
         await ws.wait_closed()
     assert error["error"]["code"] == "ORDER_NOT_FOUND"
     assert ws.close_code == 4404
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        (f"/ws?orderId={'x' * 65}", "orderId"),
+        ("/ws?afterSeq=-1", "afterSeq"),
+        ("/ws/orders/some-order?afterSeq=abc", "afterSeq"),
+        ("/api/orders/execute?orderId=o&batch=maybe", "batch"),
+    ],
+)
+async def test_bad_query_parameters_get_a_json_error_and_close_code_4400(
+    stack: Stack, path: str, field: str
+) -> None:
+    async with websockets.connect(f"{stack.ws_url}{path}") as ws:
+        error = orjson.loads(await ws.recv())
+        await ws.wait_closed()
+    assert error["error"]["code"] == "BAD_REQUEST"
+    assert [d["field"] for d in error["error"]["details"]] == [field]
+    assert ws.close_code == 4400
 
 
 async def test_a_reconnecting_client_resumes_after_the_last_seq_it_saw(stack: Stack) -> None:
@@ -151,6 +172,25 @@ async def test_batched_frames_carry_the_cached_backfills_of_one_command_together
         (order_id, event) for order_id in ids for event in LIFECYCLE
     ]
     assert error["error"]["orderId"] == "missing"
+
+
+async def test_a_large_batched_backfill_comes_in_frames_of_bounded_size(start) -> None:
+    stack: Stack = await start(ws_backfill_cache_ttl_seconds=600)
+    ids = [(await stack.submit(ORDER)).json()["orderId"] for _ in range(50)]
+    await asyncio.gather(*(stack.watch(order_id) for order_id in ids))  # all in the cache
+
+    frames: list[list[dict]] = []
+    async with websockets.connect(f"{stack.ws_url}/ws?batch=true") as ws:
+        await ws.send(orjson.dumps({"op": "subscribe", "orderIds": ids}))
+        async with asyncio.timeout(30):
+            while sum(map(len, frames)) < len(ids) * len(LIFECYCLE):
+                frames.append(orjson.loads(await ws.recv()))
+
+    # 300 events: one frame of the most a frame holds, then the rest, in order.
+    assert [len(frame) for frame in frames] == [MAX_EVENTS_PER_FRAME, 300 - MAX_EVENTS_PER_FRAME]
+    assert [(e["orderId"], e["event"]) for frame in frames for e in frame] == [
+        (order_id, event) for order_id in ids for event in LIFECYCLE
+    ]
 
 
 async def test_a_backfill_read_from_the_stream_ends_a_batched_frame(start) -> None:

@@ -56,8 +56,9 @@ def run_service(
 
 # uvicorn's WebSocket implementation on the websockets library's Sans-I/O core: cheaper per
 # frame than its legacy one, and it still holds a send while the client's TCP window is full
-# (so a slow client is noticed and cut off).
-WS_IMPLEMENTATION = "websockets-sansio"
+# (so a slow client is noticed and cut off); ours also lets go of the connection then (an
+# import string, so the router and executor never load uvicorn).
+WS_IMPLEMENTATION = "dexec.ws_protocol:ResettingWebSocketProtocol"
 
 
 def http_config(

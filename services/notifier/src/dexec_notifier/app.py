@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import FastAPI, Query, WebSocket
+from fastapi.exceptions import WebSocketRequestValidationError
 
 from dexec.auth import Tenants
 from dexec.bus.connection import connect, disconnect, ensure_stream
@@ -18,7 +19,12 @@ from dexec.tracing import FASTAPI_TELEMETRY_OFF
 from dexec_notifier.live import LiveHub
 from dexec_notifier.recorder import Recorder
 from dexec_notifier.settings import NotifierSettings
-from dexec_notifier.sockets import CLOSE_UNAUTHORIZED, StreamSession, error_frame
+from dexec_notifier.sockets import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_UNAUTHORIZED,
+    StreamSession,
+    error_frame,
+)
 from dexec_notifier.webhooks import WebhookDispatcher, retire_webhook_consumer
 
 # `?afterSeq=N`: resume after the last stream sequence a client saw (module level: FastAPI
@@ -27,6 +33,20 @@ AfterSeq = Annotated[int, Query(ge=0)]
 OrderId = Annotated[str | None, Query(max_length=64)]
 # `?batch=true`: each event frame is a JSON array of the events ready at once.
 Batch = Annotated[bool, Query()]
+
+
+async def reject_bad_query(ws: WebSocket, exc: Exception) -> None:
+    """Bad query parameters: an error frame and close 4400, as the rest of the WebSocket API
+    answers (FastAPI's default closes before accepting, which clients see as a bare 403)."""
+    assert isinstance(exc, WebSocketRequestValidationError)
+    details = [
+        {"field": ".".join(str(p) for p in err["loc"] if p != "query"), "message": err["msg"]}
+        for err in exc.errors()
+    ]
+    message = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+    await ws.accept()
+    await ws.send_text(error_frame("BAD_REQUEST", message, details=details))
+    await ws.close(CLOSE_BAD_REQUEST)
 
 
 def create_app(settings: NotifierSettings | None = None) -> FastAPI:
@@ -59,6 +79,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="dexec notifier", lifespan=lifespan, telemetry=FASTAPI_TELEMETRY_OFF)
     instrument(app, "notifier")  # request durations by route, and /metrics
+    app.add_exception_handler(WebSocketRequestValidationError, reject_bad_query)
 
     tenants = Tenants(settings)
 
@@ -78,6 +99,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             hub,
             queue_limit=settings.ws_queue_limit,
             send_timeout=settings.ws_send_timeout_seconds,
+            subscribe_rate=settings.ws_subscribe_rate,
             tenant=tenant,
             batch=batch,
         )

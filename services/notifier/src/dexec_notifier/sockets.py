@@ -9,10 +9,11 @@ the backfill of its own order: the merge has no gaps and no repeats.
 
 A client may ask for batched frames (`?batch=true`): each event frame is then a JSON array of
 the events ready at that moment (a subscription's backfills, or the live events queued since
-the last send), in the same order single frames would have come. A busy multiplexed socket
-carries several events per frame instead of one frame per event, and most of a frame's cost is
-fixed (a one-event frame costs the notifier ~50 µs, six events in one frame ~14 µs each;
-BENCHMARKS.md). Error frames stay single objects.
+the last send; at most 256 events and 512 KiB a frame, see `frames`), in the same order
+single frames would have come. A busy multiplexed socket carries several events per frame
+instead of one frame per event, and most of a frame's cost is fixed (a one-event frame costs
+the notifier ~50 µs, six events in one frame ~14 µs each; BENCHMARKS.md). Error frames stay
+single objects.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from nats.js import JetStreamContext
 from pydantic import BaseModel, Field, ValidationError
 
 from dexec.bus.history import read_order_events
+from dexec_notifier.budget import SubscribeBudget
 from dexec_notifier.client_events import ClientEvent
+from dexec_notifier.frames import batched_frames
 from dexec_notifier.live import LiveHub, SlowConsumer, Watcher
 from dexec_notifier.metrics import WS_BACKFILLS, WS_CONNECTIONS, WS_FRAMES, WS_MESSAGES
 
@@ -37,10 +40,13 @@ log = logging.getLogger(__name__)
 
 CLOSE_DONE = 1000
 CLOSE_SLOW_CONSUMER = 1008
+CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
 MAX_ORDERS_PER_SOCKET = 1_000
-# Live events taken from a socket's queue at once (one frame when batched): bounds a frame.
+# Ids a socket may subscribe at once: a reconnecting client resubscribes a full socket.
+SUBSCRIBE_BURST = 2 * MAX_ORDERS_PER_SOCKET
+# Live events taken from a socket's queue at once: bounds the work of one send.
 MAX_EVENTS_PER_SEND = 256
 
 
@@ -66,6 +72,7 @@ class StreamSession:
         *,
         queue_limit: int,
         send_timeout: float,
+        subscribe_rate: float,
         tenant: str | None = None,
         batch: bool = False,
     ) -> None:
@@ -79,6 +86,8 @@ class StreamSession:
         self._last_seq: dict[str, int] = {}
         self._ended: set[str] = set()  # orders whose terminal event was sent
         self._send_lock = asyncio.Lock()
+        self._subscribe_rate = subscribe_rate
+        self._budget = SubscribeBudget(subscribe_rate, max(SUBSCRIBE_BURST, subscribe_rate))
 
     async def watch_one(self, order_id: str, after_seq: int, close_on_terminal: bool) -> None:
         """A single-order socket: the order's events, then (by default) close on its end."""
@@ -123,6 +132,8 @@ class StreamSession:
             for task in done:
                 exc = task.exception()
                 if isinstance(exc, SlowConsumer | TimeoutError):
+                    # Queued behind the unread data; the server resets the connection if the
+                    # client never takes it (dexec.ws_protocol).
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(
                             self._ws.close(CLOSE_SLOW_CONSUMER, "slow consumer"), 1
@@ -214,7 +225,8 @@ class StreamSession:
         if not texts:
             return
         if self._batch:
-            await self._send_raw(f"[{','.join(texts)}]")
+            for frame in batched_frames(texts):  # several, when a backfill is large
+                await self._send_raw(frame)
         else:
             for text in texts:
                 await self._send_raw(text)
@@ -257,10 +269,19 @@ class StreamSession:
         room = MAX_ORDERS_PER_SOCKET - len(self._last_seq)
         ids = dict.fromkeys(command.order_ids)  # in order, each once
         wanted = [order_id for order_id in ids if order_id not in self._last_seq]
+        fits = wanted[: max(room, 0)]
+        allowed = self._budget.take(len(fits))
         after = command.after_seq
-        missing = await self._subscribe([(i, after.get(i, 0)) for i in wanted[: max(room, 0)]])
+        missing = await self._subscribe([(i, after.get(i, 0)) for i in fits[:allowed]])
         for order_id in missing:
             message = f"no order {order_id}"
             await self._send_raw(error_frame("ORDER_NOT_FOUND", message, orderId=order_id))
+        if refused := fits[allowed:]:
+            await self._send_raw(self._rate_limited(refused))
         if len(wanted) > room:
             await self._send_raw(error_frame("TOO_MANY_ORDERS", "open another socket"))
+
+    def _rate_limited(self, refused: list[str]) -> str:
+        message = f"over {self._subscribe_rate:g} subscriptions a second: subscribe these later"
+        retry_after = self._budget.seconds_until(len(refused))
+        return error_frame("RATE_LIMITED", message, orderIds=refused, retryAfter=retry_after)

@@ -45,6 +45,11 @@ CONNECT_ERRORS = (OSError, InvalidHandshake, TimeoutError)
 # run measures its own retry storm. Queued here, an order waits for a slot instead.
 MAX_OPENING = 64
 OPEN_TIMEOUT_SECONDS = 30
+# The websockets library's default frame limit, as most clients have it. A reconnected socket
+# resubscribes up to SOCKET_CAPACITY orders in one command, whose backfills (~6 MB for 1,000
+# orders) the notifier sends in batched frames of at most 512 KiB (dexec_notifier.frames): a
+# 1009 close in the report means a frame over this limit, a regression in the notifier.
+MAX_FRAME_BYTES = 2**20
 
 
 def reconnect_delay(attempt: int) -> float:
@@ -63,6 +68,7 @@ def connect_options(config: RunConfig) -> dict[str, Any]:
         "proxy": None,  # a local benchmark must not go through an HTTP(S)_PROXY from the env
         "open_timeout": OPEN_TIMEOUT_SECONDS,
         "close_timeout": 1,
+        "max_size": MAX_FRAME_BYTES,
     }
 
 
