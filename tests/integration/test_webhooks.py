@@ -108,6 +108,11 @@ async def test_a_webhook_url_must_be_http(stack: Stack) -> None:
         "http://[::1]:8080/hook",
         "http://169.254.169.254/latest/meta-data/",
         "http://localhost:8080/hook",
+        # The same, in dots and letters IDNA maps to ASCII (the first three as httpx does).
+        "http://127\u30020\u30020\u30021:18999/a",
+        "http://127\uff0e0\uff0e0\uff0e1/b",
+        "http://localhost\u3002/c",
+        "http://\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54/d",
     ],
 )
 async def test_a_webhook_url_to_localhost_or_a_private_address_is_refused(

@@ -104,6 +104,11 @@ def test_tenant_and_webhook_are_carried() -> None:
         "http://localhost:8080/hook",
         "http://hooks.localhost/hook",
         "http://127.0.0.1./hook",
+        # Loopback and localhost once IDNA maps the ideographic or full-width dots, as httpx
+        # and resolvers do.
+        "http://127\u30020\u30020\u30021:18999/a",
+        "http://127\uff0e0\uff0e0\uff0e1/b",
+        "http://localhost\u3002/c",
     ],
 )
 def test_a_webhook_to_localhost_or_a_private_address_is_refused(url: str) -> None:
@@ -116,12 +121,31 @@ def test_a_webhook_to_localhost_or_a_private_address_is_refused(url: str) -> Non
     assert spec.webhook_url == url
 
 
-@pytest.mark.parametrize("host", ["a..b", "x" * 64 + ".example"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "a..b",
+        "x" * 64 + ".example",
+        # localhost in full-width letters: localhost to a resolver, no host to httpx (which
+        # the notifier sends with), so refused even where private targets are allowed.
+        "\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54",
+        "\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com",
+    ],
+)
 def test_a_webhook_host_no_resolver_accepts_is_refused(host: str) -> None:
     body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "webhookUrl": f"http://{host}/"}
-    error = api_error(body)
-    assert (error.status, error.code) == (422, "VALIDATION_ERROR")
-    assert "invalid host name" in error.details[0]["message"]
+    for allow_private in (False, True):
+        with pytest.raises(ApiError) as info:
+            parse_order(body, DEFAULT_BPS, None, allow_private_webhook_targets=allow_private)
+        assert (info.value.status, info.value.code) == (422, "VALIDATION_ERROR")
+        assert "invalid host name" in info.value.details[0]["message"]
+
+
+@pytest.mark.parametrize("host", ["b\u00fccher.example", "example\u3002com"])
+def test_a_webhook_to_a_name_idna_keeps_is_accepted(host: str) -> None:
+    url = f"https://{host}/h"
+    body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "webhookUrl": url}
+    assert parse(body).webhook_url == url
 
 
 def test_a_webhook_host_name_is_not_looked_up_at_submit() -> None:
