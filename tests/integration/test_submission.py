@@ -130,6 +130,12 @@ BAD_BODIES = {
         422,
         "VALIDATION_ERROR",
     ),
+    # Far below 1 bps, where inexact decimal arithmetic would have rounded it to 0 bps.
+    "slippage finer than 1 bps by far": (
+        {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippage": "1e-999999999"},
+        422,
+        "VALIDATION_ERROR",
+    ),
     "array body": ([ORDER], 422, "VALIDATION_ERROR"),
     # A NUL could not be stored (Postgres JSONB refuses it) and would stall the recorder.
     "webhook url with a NUL": (

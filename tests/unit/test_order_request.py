@@ -71,6 +71,43 @@ def test_slippage_fraction_becomes_bps(slippage: str, bps: int) -> None:
     assert spec.slippage_bps == bps
 
 
+@pytest.mark.parametrize(
+    "slippage",
+    [
+        "0.00005",
+        "1e-1000000",
+        # Below the default decimal context's smallest exponent: its product rounded to 0 bps.
+        "1e-999999999",
+        Decimal("1e-999999999"),  # as a JSON number
+        # More digits than the default precision: its product rounded to 50 bps.
+        "0.00500000000000000000000000000001",
+    ],
+)
+def test_a_slippage_finer_than_1_bps_is_refused_however_small(slippage: Any) -> None:
+    error = api_error({"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippage": slippage})
+    assert (error.status, error.code, error.message) == (
+        422,
+        "VALIDATION_ERROR",
+        "slippage finer than 1 bps",
+    )
+
+
+@pytest.mark.parametrize(
+    ("slippage", "bps"),
+    [
+        ("0", 0),  # zero slippage is 0 bps, not the default
+        ("-0", 0),
+        ("0e-999999999", 0),
+        (Decimal("0E-999999999"), 0),
+        ("0.0050000000000000000000000000000000000", 50),  # digits past the precision, all 0
+        ("1.0000000000000000000000000000000000000", 10_000),
+    ],
+)
+def test_a_slippage_of_whole_bps_is_exact_in_any_notation(slippage: Any, bps: int) -> None:
+    spec = parse({"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippage": slippage})
+    assert spec.slippage_bps == bps
+
+
 def test_default_slippage_is_used_when_none_given() -> None:
     spec = parse_order({"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1"}, 75, None)
     assert spec.slippage_bps == 75

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Context, Decimal, Inexact
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -120,11 +120,26 @@ class OrderRequest(BaseModel):
 
     def slippage_in_bps(self, default: int) -> int:
         if self.slippage is not None:
-            bps = self.slippage * 10_000
-            if bps != bps.to_integral_value():
-                raise ApiError(422, "VALIDATION_ERROR", "slippage finer than 1 bps")
-            return int(bps)
+            return fraction_in_bps(self.slippage)
         return default if self.slippage_bps is None else self.slippage_bps
+
+
+def fraction_in_bps(slippage: Decimal) -> int:
+    """A slippage fraction (0 to 1) in whole bps: `0.005` is 50, `0` is 0; finer than 1 bps,
+    however little finer, is a validation error.
+
+    The product must be exact: the default context rounds, so a positive fraction below its
+    smallest exponent (`1e-999999999`) would come out as 0 bps, and one with more digits than
+    its precision (`0.00500000000000000000000000000001`) as 50, both whole numbers of bps.
+    """
+    exact = Context(traps=[Inexact])  # a result it would have to round raises instead
+    try:
+        bps = exact.multiply(slippage, 10_000)
+    except Inexact:
+        bps = None
+    if bps is None or bps != bps.to_integral_value():
+        raise ApiError(422, "VALIDATION_ERROR", "slippage finer than 1 bps")
+    return int(bps)
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
