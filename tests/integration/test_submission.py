@@ -172,6 +172,13 @@ RAW_REQUESTS = {
         400,
         "INVALID_JSON",
     ),
+    # A small body that pydantic's int parsing took hours over, in the API's event loop.
+    "slippageBps as a JSON number with a huge exponent": (
+        b'{"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippageBps": 1e999999999}',
+        "application/json",
+        422,
+        "VALIDATION_ERROR",
+    ),
     "body over the limit": (
         b'{"pad": "' + b"x" * 20_000 + b'"}',
         "application/json",

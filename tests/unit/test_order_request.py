@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from dexec.market.tokens import WSOL_MINT
 from dexec_api.errors import ApiError
-from dexec_api.order_request import parse_json_object, parse_order
+from dexec_api.order_request import parse_json_object, parse_order, whole_number
 
 USDC_MINT = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
 DEFAULT_BPS = 50
@@ -312,6 +312,54 @@ def test_slippage_is_a_number_in_ascii_digits_not_a_boolean(slippage: dict[str, 
 def test_slippage_spellings_that_stay_accepted(slippage: dict[str, Any], bps: int) -> None:
     spec = parse({"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", **slippage})
     assert spec.slippage_bps == bps
+
+
+@pytest.mark.parametrize(
+    ("value", "whole"),
+    [
+        (Decimal("5E+1"), 50),
+        (Decimal("50.000"), 50),
+        (Decimal("-0.0"), 0),
+        (Decimal("1e19"), 10**19),
+        # Past 20 digits, clamped (sign kept): out of the field's bounds all the same.
+        (Decimal("1e20"), 10**20),
+        (Decimal("1e999999999"), 10**20),
+        (Decimal("-1e999999999"), -(10**20)),
+        ("50", "50"),  # not a Decimal: the field's own parsing
+        (50, 50),
+    ],
+)
+def test_whole_number_hands_on_an_int_of_bounded_size(value: Any, whole: Any) -> None:
+    assert whole_number(value) == whole
+    assert type(whole_number(value)) is type(whole)
+
+
+@pytest.mark.parametrize("value", [Decimal("50.5"), Decimal("1e-999999999")])
+def test_whole_number_refuses_a_fraction(value: Decimal) -> None:
+    with pytest.raises(ValueError, match="whole number"):
+        whole_number(value)
+
+
+# Exponents pydantic's own int parsing still gets through in milliseconds; at 1e-999999999 it
+# computed for hours, in C holding the GIL, where no test timeout could stop it (the cases
+# above show whole_number decides those in constant time).
+@pytest.mark.parametrize(
+    ("number", "message"),
+    [
+        (b"1e99999", "less than or equal to 10000"),
+        (b"-1e99999", "greater than or equal to 0"),
+        (b"1e-99999", "whole number"),
+        (b"50.5", "whole number"),
+    ],
+)
+def test_a_json_number_slippage_bps_of_any_exponent_is_a_validation_error(
+    number: bytes, message: str
+) -> None:
+    raw = b'{"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippageBps": %s}' % number
+    error = api_error(parse_json_object(raw))
+    assert (error.status, error.code) == (422, "VALIDATION_ERROR")
+    assert [d["field"] for d in error.details] == ["slippageBps"]
+    assert message in error.details[0]["message"]
 
 
 @pytest.mark.parametrize(

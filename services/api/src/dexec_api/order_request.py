@@ -50,6 +50,28 @@ def plain_number(value: Any) -> Any:
     return value
 
 
+# Past this many digits no int field here is in range (slippageBps is at most 10,000).
+_WHOLE_DIGITS = 20
+
+
+def whole_number(value: Any) -> Any:
+    """Before an int field's own parsing: a Decimal (a JSON number written with a fraction or
+    an exponent) is decided here, in constant time, and handed on as an int.
+
+    Pydantic's int from a Decimal takes time growing with its exponent (`1e-9999999` half a
+    minute, `1e999999999` a billion-digit int), so one small body could hold the API's event
+    loop for hours. A whole number past `_WHOLE_DIGITS` digits is clamped to 10**20 (its sign
+    kept), out of every such field's bounds, which then refuse it with their own message.
+    """
+    if not isinstance(value, Decimal) or not value.is_finite():
+        return value
+    if value != value.to_integral_value():
+        raise ValueError("must be a whole number")
+    if value.adjusted() >= _WHOLE_DIGITS:
+        return 10**_WHOLE_DIGITS if value > 0 else -(10**_WHOLE_DIGITS)
+    return int(value)
+
+
 class OrderRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
@@ -66,6 +88,7 @@ class OrderRequest(BaseModel):
     webhook_url: str | None = Field(None, alias="webhookUrl", max_length=2048)
 
     _plain_numbers = field_validator("slippage_bps", "slippage", mode="before")(plain_number)
+    _whole_numbers = field_validator("slippage_bps", mode="before")(whole_number)
 
     @field_validator("webhook_url")
     @classmethod
