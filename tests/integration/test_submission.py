@@ -179,6 +179,13 @@ RAW_REQUESTS = {
         422,
         "VALIDATION_ERROR",
     ),
+    # Valid JSON, though longer than Python's int reads from text (4,300 digits).
+    "a 5000-digit integer amount": (
+        b'{"tokenIn": "SOL", "tokenOut": "USDC", "amount": %s}' % (b"9" * 5000),
+        "application/json",
+        422,
+        "INVALID_AMOUNT",
+    ),
     "body over the limit": (
         b'{"pad": "' + b"x" * 20_000 + b'"}',
         "application/json",

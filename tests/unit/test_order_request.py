@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -492,6 +493,42 @@ def test_too_precise_amount_for_a_six_decimal_token() -> None:
 def test_bad_json_number_amount(raw: bytes) -> None:
     error = api_error(parse_json_object(raw))
     assert (error.status, error.code) == (422, "INVALID_AMOUNT")
+
+
+# Longer than Python's int reads from text (4,300 digits by default), yet valid JSON.
+HUGE_INTEGER = b"9" * 5000
+
+
+def order_with(field: bytes, number: bytes) -> bytes:
+    """A valid order's raw JSON with `field` set to the JSON number `number`."""
+    return b'{"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "%s": %s}' % (field, number)
+
+
+def test_a_json_integer_amount_of_any_length_is_an_invalid_amount() -> None:
+    limit = sys.get_int_max_str_digits()
+    raw = b'{"tokenIn": "SOL", "tokenOut": "USDC", "amount": %s}' % HUGE_INTEGER
+    error = api_error(parse_json_object(raw))
+    assert (error.status, error.code) == (422, "INVALID_AMOUNT")
+    assert sys.get_int_max_str_digits() == limit  # the process's guard is left as it was
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        (b"slippageBps", "less than or equal to 10000"),
+        (b"slippage", "less than or equal to 1"),
+        (b"tokenOut", "valid string"),
+    ],
+)
+def test_a_json_integer_of_any_length_gets_its_fields_own_error(field: bytes, message: str) -> None:
+    error = api_error(parse_json_object(order_with(field, HUGE_INTEGER)))
+    assert (error.status, error.code) == (422, "VALIDATION_ERROR")
+    assert [d["field"] for d in error.details] == [field.decode()]
+    assert message in error.details[0]["message"]
+
+
+def test_a_json_integer_of_any_length_in_an_unknown_field_is_ignored() -> None:
+    assert parse(parse_json_object(order_with(b"note", HUGE_INTEGER))).amount_in == 10**9
 
 
 @pytest.mark.parametrize("amount", [None, [], {"value": "1"}, True])

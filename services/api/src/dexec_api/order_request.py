@@ -167,8 +167,11 @@ def fraction_in_bps(slippage: Decimal) -> int:
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     try:
-        # Numbers become Decimal, never float: "0.1" SOL stays exactly 0.1.
-        body = json.loads(raw, parse_float=Decimal)
+        # Numbers become Decimal, never float: "0.1" SOL stays exactly 0.1. Integers too: int
+        # refuses text of over 4,300 digits (sys.get_int_max_str_digits, a guard for the whole
+        # process, kept), which would make valid JSON an INVALID_JSON; as a Decimal, each field
+        # judges it (an amount over u64 is INVALID_AMOUNT).
+        body = json.loads(raw, parse_float=Decimal, parse_int=Decimal)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         # RecursionError: nesting deeper than the parser's stack (3 KB of "[" is enough).
         raise ApiError(400, "INVALID_JSON", f"the body is not valid JSON: {exc}") from exc
