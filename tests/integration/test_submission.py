@@ -130,6 +130,12 @@ BAD_BODIES = {
         422,
         "VALIDATION_ERROR",
     ),
+    # Far below 1 bps, where inexact decimal arithmetic would have rounded it to 0 bps.
+    "slippage finer than 1 bps by far": (
+        {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippage": "1e-999999999"},
+        422,
+        "VALIDATION_ERROR",
+    ),
     "array body": ([ORDER], 422, "VALIDATION_ERROR"),
     # A NUL could not be stored (Postgres JSONB refuses it) and would stall the recorder.
     "webhook url with a NUL": (
@@ -165,6 +171,20 @@ RAW_REQUESTS = {
         "application/json",
         400,
         "INVALID_JSON",
+    ),
+    # A small body that pydantic's int parsing took hours over, in the API's event loop.
+    "slippageBps as a JSON number with a huge exponent": (
+        b'{"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippageBps": 1e999999999}',
+        "application/json",
+        422,
+        "VALIDATION_ERROR",
+    ),
+    # Valid JSON, though longer than Python's int reads from text (4,300 digits).
+    "a 5000-digit integer amount": (
+        b'{"tokenIn": "SOL", "tokenOut": "USDC", "amount": %s}' % (b"9" * 5000),
+        "application/json",
+        422,
+        "INVALID_AMOUNT",
     ),
     "body over the limit": (
         b'{"pad": "' + b"x" * 20_000 + b'"}',

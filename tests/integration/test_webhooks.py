@@ -108,6 +108,11 @@ async def test_a_webhook_url_must_be_http(stack: Stack) -> None:
         "http://[::1]:8080/hook",
         "http://169.254.169.254/latest/meta-data/",
         "http://localhost:8080/hook",
+        # The same, in dots and letters IDNA maps to ASCII (the first three as httpx does).
+        "http://127\u30020\u30020\u30021:18999/a",
+        "http://127\uff0e0\uff0e0\uff0e1/b",
+        "http://localhost\u3002/c",
+        "http://\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54/d",
     ],
 )
 async def test_a_webhook_url_to_localhost_or_a_private_address_is_refused(
@@ -240,6 +245,49 @@ async def test_a_queued_webhook_to_a_private_address_is_dropped_not_posted(
             explain=lambda: delivery_states(engine, "queued"),
         )
     assert receiver.received == []
+    assert refused_deliveries() - refused_before == 3
+
+
+async def delivery_attempts(engine: AsyncEngine, order_id: str) -> list[int]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(WebhookDeliveryRow.attempts)
+            .where(WebhookDeliveryRow.order_id == order_id)
+            .order_by(WebhookDeliveryRow.seq)
+        )
+        return list(rows.scalars())
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # localhost in full-width letters: httpx cannot parse the host (InvalidURL).
+        "http://\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54/d",
+        "ftp://hooks.example/h",  # a scheme httpx does not speak (UnsupportedProtocol)
+    ],
+)
+async def test_a_queued_webhook_the_client_cannot_send_is_refused_not_retried(
+    js: JetStreamContext, database_url: str, url: str
+) -> None:
+    """Queued before the API refused such URLs: each event is dropped after its one attempt,
+    even with private targets allowed, instead of being retried until the give-up while the
+    order's later events wait behind it."""
+    refused_before = refused_deliveries()
+    async with dispatching(
+        js, database_url, webhook_backoff_base_seconds=0.1, webhook_allow_private_targets=True
+    ) as (engine, dispatcher):
+        await record_batch(engine, queued_order("unsendable", url))
+        await dispatcher.start()
+
+        async def all_dropped() -> bool:
+            return await delivery_states(engine, "unsendable") == ["dropped"] * 3
+
+        await eventually(
+            all_dropped,
+            what="the unsendable webhooks dropped",
+            explain=lambda: delivery_states(engine, "unsendable"),
+        )
+        assert await delivery_attempts(engine, "unsendable") == [1, 1, 1]
     assert refused_deliveries() - refused_before == 3
 
 

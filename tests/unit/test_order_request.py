@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from dexec.market.tokens import WSOL_MINT
 from dexec_api.errors import ApiError
-from dexec_api.order_request import parse_json_object, parse_order
+from dexec_api.order_request import parse_json_object, parse_order, whole_number
 
 USDC_MINT = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
 DEFAULT_BPS = 50
@@ -71,6 +72,43 @@ def test_slippage_fraction_becomes_bps(slippage: str, bps: int) -> None:
     assert spec.slippage_bps == bps
 
 
+@pytest.mark.parametrize(
+    "slippage",
+    [
+        "0.00005",
+        "1e-1000000",
+        # Below the default decimal context's smallest exponent: its product rounded to 0 bps.
+        "1e-999999999",
+        Decimal("1e-999999999"),  # as a JSON number
+        # More digits than the default precision: its product rounded to 50 bps.
+        "0.00500000000000000000000000000001",
+    ],
+)
+def test_a_slippage_finer_than_1_bps_is_refused_however_small(slippage: Any) -> None:
+    error = api_error({"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippage": slippage})
+    assert (error.status, error.code, error.message) == (
+        422,
+        "VALIDATION_ERROR",
+        "slippage finer than 1 bps",
+    )
+
+
+@pytest.mark.parametrize(
+    ("slippage", "bps"),
+    [
+        ("0", 0),  # zero slippage is 0 bps, not the default
+        ("-0", 0),
+        ("0e-999999999", 0),
+        (Decimal("0E-999999999"), 0),
+        ("0.0050000000000000000000000000000000000", 50),  # digits past the precision, all 0
+        ("1.0000000000000000000000000000000000000", 10_000),
+    ],
+)
+def test_a_slippage_of_whole_bps_is_exact_in_any_notation(slippage: Any, bps: int) -> None:
+    spec = parse({"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippage": slippage})
+    assert spec.slippage_bps == bps
+
+
 def test_default_slippage_is_used_when_none_given() -> None:
     spec = parse_order({"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1"}, 75, None)
     assert spec.slippage_bps == 75
@@ -104,6 +142,11 @@ def test_tenant_and_webhook_are_carried() -> None:
         "http://localhost:8080/hook",
         "http://hooks.localhost/hook",
         "http://127.0.0.1./hook",
+        # Loopback and localhost once IDNA maps the ideographic or full-width dots, as httpx
+        # and resolvers do.
+        "http://127\u30020\u30020\u30021:18999/a",
+        "http://127\uff0e0\uff0e0\uff0e1/b",
+        "http://localhost\u3002/c",
     ],
 )
 def test_a_webhook_to_localhost_or_a_private_address_is_refused(url: str) -> None:
@@ -116,12 +159,31 @@ def test_a_webhook_to_localhost_or_a_private_address_is_refused(url: str) -> Non
     assert spec.webhook_url == url
 
 
-@pytest.mark.parametrize("host", ["a..b", "x" * 64 + ".example"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "a..b",
+        "x" * 64 + ".example",
+        # localhost in full-width letters: localhost to a resolver, no host to httpx (which
+        # the notifier sends with), so refused even where private targets are allowed.
+        "\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54",
+        "\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com",
+    ],
+)
 def test_a_webhook_host_no_resolver_accepts_is_refused(host: str) -> None:
     body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "webhookUrl": f"http://{host}/"}
-    error = api_error(body)
-    assert (error.status, error.code) == (422, "VALIDATION_ERROR")
-    assert "invalid host name" in error.details[0]["message"]
+    for allow_private in (False, True):
+        with pytest.raises(ApiError) as info:
+            parse_order(body, DEFAULT_BPS, None, allow_private_webhook_targets=allow_private)
+        assert (info.value.status, info.value.code) == (422, "VALIDATION_ERROR")
+        assert "invalid host name" in info.value.details[0]["message"]
+
+
+@pytest.mark.parametrize("host", ["b\u00fccher.example", "example\u3002com"])
+def test_a_webhook_to_a_name_idna_keeps_is_accepted(host: str) -> None:
+    url = f"https://{host}/h"
+    body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "webhookUrl": url}
+    assert parse(body).webhook_url == url
 
 
 def test_a_webhook_host_name_is_not_looked_up_at_submit() -> None:
@@ -254,6 +316,54 @@ def test_slippage_spellings_that_stay_accepted(slippage: dict[str, Any], bps: in
 
 
 @pytest.mark.parametrize(
+    ("value", "whole"),
+    [
+        (Decimal("5E+1"), 50),
+        (Decimal("50.000"), 50),
+        (Decimal("-0.0"), 0),
+        (Decimal("1e19"), 10**19),
+        # Past 20 digits, clamped (sign kept): out of the field's bounds all the same.
+        (Decimal("1e20"), 10**20),
+        (Decimal("1e999999999"), 10**20),
+        (Decimal("-1e999999999"), -(10**20)),
+        ("50", "50"),  # not a Decimal: the field's own parsing
+        (50, 50),
+    ],
+)
+def test_whole_number_hands_on_an_int_of_bounded_size(value: Any, whole: Any) -> None:
+    assert whole_number(value) == whole
+    assert type(whole_number(value)) is type(whole)
+
+
+@pytest.mark.parametrize("value", [Decimal("50.5"), Decimal("1e-999999999")])
+def test_whole_number_refuses_a_fraction(value: Decimal) -> None:
+    with pytest.raises(ValueError, match="whole number"):
+        whole_number(value)
+
+
+# Exponents pydantic's own int parsing still gets through in milliseconds; at 1e-999999999 it
+# computed for hours, in C holding the GIL, where no test timeout could stop it (the cases
+# above show whole_number decides those in constant time).
+@pytest.mark.parametrize(
+    ("number", "message"),
+    [
+        (b"1e99999", "less than or equal to 10000"),
+        (b"-1e99999", "greater than or equal to 0"),
+        (b"1e-99999", "whole number"),
+        (b"50.5", "whole number"),
+    ],
+)
+def test_a_json_number_slippage_bps_of_any_exponent_is_a_validation_error(
+    number: bytes, message: str
+) -> None:
+    raw = b'{"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippageBps": %s}' % number
+    error = api_error(parse_json_object(raw))
+    assert (error.status, error.code) == (422, "VALIDATION_ERROR")
+    assert [d["field"] for d in error.details] == ["slippageBps"]
+    assert message in error.details[0]["message"]
+
+
+@pytest.mark.parametrize(
     "body",
     [
         {"tokenIn": "SOL", "inputToken": "SOL", "tokenOut": "USDC", "amount": "1"},
@@ -383,6 +493,42 @@ def test_too_precise_amount_for_a_six_decimal_token() -> None:
 def test_bad_json_number_amount(raw: bytes) -> None:
     error = api_error(parse_json_object(raw))
     assert (error.status, error.code) == (422, "INVALID_AMOUNT")
+
+
+# Longer than Python's int reads from text (4,300 digits by default), yet valid JSON.
+HUGE_INTEGER = b"9" * 5000
+
+
+def order_with(field: bytes, number: bytes) -> bytes:
+    """A valid order's raw JSON with `field` set to the JSON number `number`."""
+    return b'{"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "%s": %s}' % (field, number)
+
+
+def test_a_json_integer_amount_of_any_length_is_an_invalid_amount() -> None:
+    limit = sys.get_int_max_str_digits()
+    raw = b'{"tokenIn": "SOL", "tokenOut": "USDC", "amount": %s}' % HUGE_INTEGER
+    error = api_error(parse_json_object(raw))
+    assert (error.status, error.code) == (422, "INVALID_AMOUNT")
+    assert sys.get_int_max_str_digits() == limit  # the process's guard is left as it was
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        (b"slippageBps", "less than or equal to 10000"),
+        (b"slippage", "less than or equal to 1"),
+        (b"tokenOut", "valid string"),
+    ],
+)
+def test_a_json_integer_of_any_length_gets_its_fields_own_error(field: bytes, message: str) -> None:
+    error = api_error(parse_json_object(order_with(field, HUGE_INTEGER)))
+    assert (error.status, error.code) == (422, "VALIDATION_ERROR")
+    assert [d["field"] for d in error.details] == [field.decode()]
+    assert message in error.details[0]["message"]
+
+
+def test_a_json_integer_of_any_length_in_an_unknown_field_is_ignored() -> None:
+    assert parse(parse_json_object(order_with(b"note", HUGE_INTEGER))).amount_in == 10**9
 
 
 @pytest.mark.parametrize("amount", [None, [], {"value": "1"}, True])

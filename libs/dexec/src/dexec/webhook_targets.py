@@ -3,14 +3,15 @@
 A client chooses the `webhookUrl`, so without this it could make the notifier POST into our
 own network (server-side request forgery): 127.0.0.1, 10.x, the cloud metadata service at
 169.254.169.254, ::1, fc00::/7 ... Pure functions, no DNS: the API judges a URL's host as
-written (`refused_host`); the notifier resolves the name when it connects and judges every
-address it gets (`is_public`).
+written (`refused_host`), in the ASCII form a resolver would be asked about (`ascii_host`); the
+notifier resolves the name when it connects and judges every address it gets (`is_public`).
 """
 
 from __future__ import annotations
 
 import re
 import socket
+from encodings.idna import nameprep
 from ipaddress import IPv4Address, IPv6Address, IPv6Network, ip_address
 
 IPAddress = IPv4Address | IPv6Address
@@ -24,9 +25,15 @@ _NAT64 = IPv6Network("64:ff9b::/96")
 # Numbers a resolver reads as an IPv4 address although `ip_address` does not: 2130706433,
 # 0x7f.1, 127.1, 017700000001 are all 127.0.0.1 to getaddrinfo.
 _LEGACY_IPV4 = re.compile(r"[0-9a-fA-FxX.]+")
+# What IDNA (RFC 3490 3.1, and UTS #46 alike) reads as the dot between labels: full stop,
+# ideographic full stop, full-width full stop, halfwidth ideographic full stop.
+_LABEL_DOTS = re.compile("[.\u3002\uff0e\uff61]")
 
 REFUSED_LOCALHOST = "webhookUrl must not point at localhost"
-INVALID_NAME = "webhookUrl has an invalid host name (an empty or over-long label)"
+INVALID_NAME = (
+    "webhookUrl has an invalid host name (an empty or over-long label, or characters IDNA"
+    " maps to others, such as full-width letters: write the name they stand for)"
+)
 REFUSED_ADDRESS = "webhookUrl must not point at a loopback, private or otherwise non-public address"
 
 
@@ -77,21 +84,49 @@ def literal_address(host: str) -> IPAddress | None:
     return None
 
 
-def is_valid_name(host: str) -> bool:
-    """Whether a resolver can be asked about `host` at all (IDNA: no empty or long labels)."""
+def ascii_host(host: str) -> str | None:
+    """`host` as a resolver is asked about it: ASCII, lower case, "." between labels, and each
+    non-ASCII label mapped and Punycode-encoded by IDNA; None if IDNA cannot encode it (an empty
+    or over-long label, a prohibited character).
+
+    Python's IDNA codec maps with nameprep (RFC 3491: NFKC and case folding), which for what a
+    check must see maps as UTS #46 does in resolvers and browsers: "127。0。0。1" (ideographic
+    full stops) is 127.0.0.1, localhost in full-width letters (U+FF4C ...) is localhost,
+    "①②⑦.0.0.1" is 127.0.0.1. A check of the characters as written would take each for some
+    other name.
+    """
     try:
-        host.encode("idna")
+        return host.encode("idna").decode("ascii").lower()
     except UnicodeError:
+        return None
+
+
+def is_valid_name(host: str) -> bool:
+    """Whether a resolver can be asked about `host`, and every client would ask about the same
+    name: IDNA can encode it, and it has no non-ASCII label IDNA would change (bar its case).
+
+    The notifier's HTTP client (httpx) encodes a host by IDNA 2008 and maps nothing but case,
+    so localhost in full-width letters, which a resolver or a browser reads as localhost, is no
+    host at all to it (InvalidURL). Rather than judge such a host as one name and have it sent
+    as another (or never), it is refused; its client writes the name it stands for, judged as
+    that. Which dot separates the labels changes nothing: httpx splits on the same four. A
+    label IDNA 2008 forbids though IDNA 2003 leaves it as it is (a symbol) passes here, and the
+    notifier refuses it when its client cannot parse the URL.
+    """
+    if ascii_host(host) is None:
         return False
-    return True
+    labels = _LABEL_DOTS.split(host)
+    return all(label.isascii() or nameprep(label) == label.lower() for label in labels)
 
 
 def refused_host(host: str) -> str | None:
     """Why a webhook may not go to `host`, judged by what is written (no DNS); None if it may.
 
-    A name passes here and is judged again, by the addresses it resolves to, when the notifier
-    connects.
+    Judged in the form a resolver would be asked about (`ascii_host`), so no spelling IDNA maps
+    to localhost or to a non-public address gets past. A name passes here and is judged again, by
+    the addresses it resolves to, when the notifier connects.
     """
+    host = ascii_host(host) or host
     if is_localhost_name(host):
         return REFUSED_LOCALHOST
     # A resolver reads "127.0.0.1." as 127.0.0.1.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Context, Decimal, Inexact
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -50,6 +50,28 @@ def plain_number(value: Any) -> Any:
     return value
 
 
+# Past this many digits no int field here is in range (slippageBps is at most 10,000).
+_WHOLE_DIGITS = 20
+
+
+def whole_number(value: Any) -> Any:
+    """Before an int field's own parsing: a Decimal (a JSON number written with a fraction or
+    an exponent) is decided here, in constant time, and handed on as an int.
+
+    Pydantic's int from a Decimal takes time growing with its exponent (`1e-9999999` half a
+    minute, `1e999999999` a billion-digit int), so one small body could hold the API's event
+    loop for hours. A whole number past `_WHOLE_DIGITS` digits is clamped to 10**20 (its sign
+    kept), out of every such field's bounds, which then refuse it with their own message.
+    """
+    if not isinstance(value, Decimal) or not value.is_finite():
+        return value
+    if value != value.to_integral_value():
+        raise ValueError("must be a whole number")
+    if value.adjusted() >= _WHOLE_DIGITS:
+        return 10**_WHOLE_DIGITS if value > 0 else -(10**_WHOLE_DIGITS)
+    return int(value)
+
+
 class OrderRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
@@ -66,6 +88,7 @@ class OrderRequest(BaseModel):
     webhook_url: str | None = Field(None, alias="webhookUrl", max_length=2048)
 
     _plain_numbers = field_validator("slippage_bps", "slippage", mode="before")(plain_number)
+    _whole_numbers = field_validator("slippage_bps", mode="before")(whole_number)
 
     @field_validator("webhook_url")
     @classmethod
@@ -120,17 +143,35 @@ class OrderRequest(BaseModel):
 
     def slippage_in_bps(self, default: int) -> int:
         if self.slippage is not None:
-            bps = self.slippage * 10_000
-            if bps != bps.to_integral_value():
-                raise ApiError(422, "VALIDATION_ERROR", "slippage finer than 1 bps")
-            return int(bps)
+            return fraction_in_bps(self.slippage)
         return default if self.slippage_bps is None else self.slippage_bps
+
+
+def fraction_in_bps(slippage: Decimal) -> int:
+    """A slippage fraction (0 to 1) in whole bps: `0.005` is 50, `0` is 0; finer than 1 bps,
+    however little finer, is a validation error.
+
+    The product must be exact: the default context rounds, so a positive fraction below its
+    smallest exponent (`1e-999999999`) would come out as 0 bps, and one with more digits than
+    its precision (`0.00500000000000000000000000000001`) as 50, both whole numbers of bps.
+    """
+    exact = Context(traps=[Inexact])  # a result it would have to round raises instead
+    try:
+        bps = exact.multiply(slippage, 10_000)
+    except Inexact:
+        bps = None
+    if bps is None or bps != bps.to_integral_value():
+        raise ApiError(422, "VALIDATION_ERROR", "slippage finer than 1 bps")
+    return int(bps)
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     try:
-        # Numbers become Decimal, never float: "0.1" SOL stays exactly 0.1.
-        body = json.loads(raw, parse_float=Decimal)
+        # Numbers become Decimal, never float: "0.1" SOL stays exactly 0.1. Integers too: int
+        # refuses text of over 4,300 digits (sys.get_int_max_str_digits, a guard for the whole
+        # process, kept), which would make valid JSON an INVALID_JSON; as a Decimal, each field
+        # judges it (an amount over u64 is INVALID_AMOUNT).
+        body = json.loads(raw, parse_float=Decimal, parse_int=Decimal)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         # RecursionError: nesting deeper than the parser's stack (3 KB of "[" is enough).
         raise ApiError(400, "INVALID_JSON", f"the body is not valid JSON: {exc}") from exc

@@ -13,7 +13,8 @@ An event still undelivered `webhook_give_up_seconds` after it happened is droppe
 so one dead receiver cannot stall forever (nor for NATS being unreachable: see below). A
 target the deployment refuses (`dexec.webhook_targets`: localhost, or a name or address that
 is not public, unless `webhook_allow_private_targets`) is dropped at once, never retried; the
-client checks it when it connects (`webhook_client`). Each POST of a sampled order is a span in
+client checks it when it connects (`webhook_client`). So is a URL the client cannot parse
+(or whose scheme it does not speak). Each POST of a sampled order is a span in
 the order's trace.
 
 "Earliest undelivered" sees only the events already recorded, and recorder replicas commit
@@ -385,11 +386,17 @@ class WebhookDispatcher:
         except RefusedTarget as refusal:
             log.warning("webhook target refused, event %s dropped: %s", delivery.msg_id, refusal)
             return Sent.REFUSED
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            # A URL the client cannot even parse (a host IDNA 2008 refuses, queued before the
+            # API refused such hosts), or whose scheme it does not speak, never will be sent:
+            # retrying it would only hold the order's later events back until the give-up.
+            # (InvalidURL is no HTTPError; UnsupportedProtocol is one, hence caught first.)
+            log.warning("webhook URL unusable, event %s dropped: %s", delivery.msg_id, exc)
+            return Sent.REFUSED
         except TimeoutError:
             log.info("webhook POST took longer than %.1f s in all", limit)
             return Sent.FAILED
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            # InvalidURL is no HTTPError: uncaught, the row's next attempt would never move.
+        except httpx.HTTPError as exc:
             log.info("webhook POST failed: %r", exc)
             return Sent.FAILED
         except Exception:
