@@ -141,36 +141,48 @@ async def _not_recorded_yet(
     js: JetStreamContext, order_id: str, tenant: str | None
 ) -> dict[str, Any]:
     """An order Postgres does not have: the recorder may not have written it yet."""
-    try:
-        current = await _from_stream(js, order_id)
-    except NatsError as exc:
-        raise ApiError(
-            503,
-            "BUS_UNAVAILABLE",
-            "the order is not recorded yet and the stream cannot be read now: retry",
-            {"orderId": order_id},
-            {"Retry-After": "1"},
-        ) from exc
-    if current is None or not _visible(current[0], tenant):
-        raise not_found(order_id)
-    return order_json(*current)
+    unreadable = ApiError(
+        503,
+        "BUS_UNAVAILABLE",
+        "the order is not recorded yet and the stream cannot be read now: retry",
+        {"orderId": order_id},
+        {"Retry-After": "1"},
+    )
+    return await _answer_from_stream(
+        js, order_id, tenant, unreadable=unreadable, missing=not_found(order_id)
+    )
 
 
 async def _without_postgres(
     js: JetStreamContext, order_id: str, tenant: str | None
 ) -> dict[str, Any]:
     """The order from the stream alone, while Postgres cannot be read."""
+    unreadable = database_unavailable(
+        "Postgres is not answering and the stream cannot be read now: retry", order_id
+    )
+    # Not a 404 when the stream lacks it: an order older than its retention is in Postgres only.
+    missing = database_unavailable(
+        "Postgres is not answering and the stream does not hold this order: retry", order_id
+    )
+    return await _answer_from_stream(js, order_id, tenant, unreadable=unreadable, missing=missing)
+
+
+async def _answer_from_stream(
+    js: JetStreamContext,
+    order_id: str,
+    tenant: str | None,
+    *,
+    unreadable: ApiError,
+    missing: ApiError,
+) -> dict[str, Any]:
+    """The order folded from the stream; `unreadable` if NATS cannot be read now, `missing` if
+    the stream has no such order; another tenant's order is not found."""
     try:
         current = await _from_stream(js, order_id)
     except NatsError as exc:
-        raise database_unavailable(
-            "Postgres is not answering and the stream cannot be read now: retry", order_id
-        ) from exc
+        raise unreadable from exc
     if current is None:
-        # Not a 404: an order older than the stream's retention is in Postgres only.
-        raise database_unavailable(
-            "Postgres is not answering and the stream does not hold this order: retry", order_id
-        )
+        raise missing
     if not _visible(current[0], tenant):
         raise not_found(order_id)
     return order_json(*current)
