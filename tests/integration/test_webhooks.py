@@ -158,6 +158,15 @@ async def delivery_states(engine: AsyncEngine, order_id: str) -> list[str]:
         return list(rows.scalars())
 
 
+async def until_dropped(engine: AsyncEngine, order_id: str, count: int, what: str) -> None:
+    """Wait until the order has `count` deliveries, every one dropped."""
+
+    async def all_dropped() -> bool:
+        return await delivery_states(engine, order_id) == ["dropped"] * count
+
+    await eventually(all_dropped, what=what, explain=lambda: delivery_states(engine, order_id))
+
+
 def own_private_name() -> tuple[str, str]:
     """This machine's host name and its first address, when every address the name resolves to
     is a private one (so in /etc/hosts of most machines and containers)."""
@@ -184,14 +193,8 @@ async def test_a_name_that_resolves_to_a_private_address_gets_no_webhook(start) 
         order_id = response.json()["orderId"]
         streamed = await stack.watch(order_id)
 
-        async def all_dropped() -> bool:
-            states = await delivery_states(stack.db, order_id)
-            return states == ["dropped"] * len(streamed)
-
-        await eventually(
-            all_dropped,
-            what=f"the webhooks to {name} ({address}) dropped",
-            explain=lambda: delivery_states(stack.db, order_id),
+        await until_dropped(
+            stack.db, order_id, len(streamed), f"the webhooks to {name} ({address}) dropped"
         )
     assert receiver.received == []
     assert refused_deliveries() - refused_before == len(streamed)
@@ -236,14 +239,7 @@ async def test_a_queued_webhook_to_a_private_address_is_dropped_not_posted(
         await record_batch(engine, queued_order("queued", receiver.url))
         await dispatcher.start()
 
-        async def all_dropped() -> bool:
-            return await delivery_states(engine, "queued") == ["dropped"] * 3
-
-        await eventually(
-            all_dropped,
-            what="the queued webhooks dropped",
-            explain=lambda: delivery_states(engine, "queued"),
-        )
+        await until_dropped(engine, "queued", 3, "the queued webhooks dropped")
     assert receiver.received == []
     assert refused_deliveries() - refused_before == 3
 
@@ -279,14 +275,7 @@ async def test_a_queued_webhook_the_client_cannot_send_is_refused_not_retried(
         await record_batch(engine, queued_order("unsendable", url))
         await dispatcher.start()
 
-        async def all_dropped() -> bool:
-            return await delivery_states(engine, "unsendable") == ["dropped"] * 3
-
-        await eventually(
-            all_dropped,
-            what="the unsendable webhooks dropped",
-            explain=lambda: delivery_states(engine, "unsendable"),
-        )
+        await until_dropped(engine, "unsendable", 3, "the unsendable webhooks dropped")
         assert await delivery_attempts(engine, "unsendable") == [1, 1, 1]
     assert refused_deliveries() - refused_before == 3
 
@@ -319,14 +308,7 @@ async def test_a_post_whose_answer_never_ends_fails_at_the_timeout_and_is_never_
         assert first.closed is not None, "the first POST still runs beside the second"
         assert first.closed <= second.arrived
 
-        async def given_up() -> bool:
-            return await delivery_states(engine, "trickled") == ["dropped"]
-
-        await eventually(
-            given_up,
-            what="the event given up on",
-            explain=lambda: delivery_states(engine, "trickled"),
-        )
+        await until_dropped(engine, "trickled", 1, "the event given up on")
 
         async def all_ended() -> bool:
             return not receiver.open
