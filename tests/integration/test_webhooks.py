@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from ipaddress import ip_address
 from pathlib import Path
+from typing import Any
 
 import nats
 import orjson
@@ -148,14 +149,19 @@ async def dispatching(
         await engine.dispose()
 
 
-async def delivery_states(engine: AsyncEngine, order_id: str) -> list[str]:
+async def delivery_column(engine: AsyncEngine, order_id: str, column: Any) -> list[Any]:
+    """One column of the order's webhook deliveries, in stream order."""
     async with engine.connect() as conn:
         rows = await conn.execute(
-            select(WebhookDeliveryRow.state)
+            select(column)
             .where(WebhookDeliveryRow.order_id == order_id)
             .order_by(WebhookDeliveryRow.seq)
         )
         return list(rows.scalars())
+
+
+async def delivery_states(engine: AsyncEngine, order_id: str) -> list[str]:
+    return await delivery_column(engine, order_id, WebhookDeliveryRow.state)
 
 
 async def until_dropped(engine: AsyncEngine, order_id: str, count: int, what: str) -> None:
@@ -245,13 +251,7 @@ async def test_a_queued_webhook_to_a_private_address_is_dropped_not_posted(
 
 
 async def delivery_attempts(engine: AsyncEngine, order_id: str) -> list[int]:
-    async with engine.connect() as conn:
-        rows = await conn.execute(
-            select(WebhookDeliveryRow.attempts)
-            .where(WebhookDeliveryRow.order_id == order_id)
-            .order_by(WebhookDeliveryRow.seq)
-        )
-        return list(rows.scalars())
+    return await delivery_column(engine, order_id, WebhookDeliveryRow.attempts)
 
 
 @pytest.mark.parametrize(
