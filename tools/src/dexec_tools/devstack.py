@@ -5,8 +5,9 @@ across runs, applies the migrations, starts the api, router, executor and notifi
 child processes and waits until the HTTP services are ready. Ctrl-C (or SIGTERM) stops the
 services in reverse order, then Postgres and NATS.
 
-Postgres runs with `fast=True` (fsync, synchronous_commit and full_page_writes off): fine for a
-dev database, which survives a crash of the server but not necessarily of the machine.
+Postgres runs with `fast=True` (fsync and full_page_writes off): fine for a dev database,
+which keeps every acknowledged commit through a crash of the server but not necessarily of
+the machine.
 
 Webhooks may go to receivers on this machine or network (`LOCAL_DEFAULTS`: private targets
 allowed, which production refuses); a `DEXEC_*` variable in the environment overrides that.
