@@ -12,6 +12,9 @@ from dexec.settings import CommonSettings
 from tests.support.backends import PostgresBackend, nats_backend, postgres_backend
 from tests.support.stack import Stack, start_stack
 
+# A test about to time out prints what each of its asyncio tasks is waiting for.
+pytest_plugins = ["tests.support.hang_report"]
+
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresBackend]:
