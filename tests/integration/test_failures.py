@@ -46,6 +46,7 @@ async def test_transient_failure_is_retried_with_backoff_then_succeeds(start) ->
         "building",
         "submitted",
         "retrying",
+        "submitted",
         "confirmed",
     ]
     retry = messages[5]
@@ -56,7 +57,11 @@ async def test_transient_failure_is_retried_with_backoff_then_succeeds(start) ->
     # The second attempt came no sooner than the backoff allowed.
     assert (at(messages[6]) - at(retry)).total_seconds() >= BACKOFF
     # The 429 meant the transaction never reached the chain, so the same signed
-    # transaction was sent again: one signature, and it is the confirmed one.
+    # transaction was sent again, submitted again for the second attempt before it was: one
+    # signature, and it is the confirmed one.
+    resubmitted = messages[6]
+    assert resubmitted["attempt"] == 2
+    assert resubmitted["data"]["signature"] == messages[4]["data"]["signature"]
     assert messages[-1]["data"]["txHash"] == messages[4]["data"]["signature"]
 
     async def confirmed_with_attempts() -> Any:

@@ -5,8 +5,17 @@ redelivery the executor reads the order's events and resumes the signature it al
 published; it signs anew only when the chain records that it expired without landing
 (`SimulatedChain.settle_expired`): a send of it still in flight can then no longer land.
 
+A delivery that stopped answering (paused, or cut off from NATS) past the ack wait is
+redelivered while it may still wake up, so two deliveries can hold an order at once. Each
+reads the order's latest events and publishes everything after them through a fence
+(`dexec.bus.fence`): `building`, the `submitted` it writes ahead of every send (a resumed
+signature is submitted again, for the new attempt), and the worker's `retrying` or `failed`.
+So whichever of the two publishes second is refused, and stops (`Superseded`) instead of
+failing an order the other is confirming, or signing beside one that already failed.
+`confirmed` is never refused: the chain's outcome is the truth.
+
 Metrics: building → submitted (this attempt's build and sign) and submitted → confirmed (from
-the submission that landed, so a resumed or retried send counts its whole wait).
+the latest submission of the signature that landed).
 """
 
 from __future__ import annotations
@@ -23,8 +32,9 @@ from opentelemetry.trace import SpanKind
 from dexec import tracing
 from dexec.bus.connection import connect, disconnect, ensure_stream
 from dexec.bus.errors import PermanentError, StageError, Superseded, TransientError
+from dexec.bus.fence import OrderFence, emit_fenced
 from dexec.bus.history import StoredEvent, read_latest_events, read_order_events
-from dexec.bus.publisher import SubjectMoved, emit, emit_deferred
+from dexec.bus.publisher import SubjectMoved, emit
 from dexec.bus.subjects import EXECUTOR_CONSUMER
 from dexec.bus.worker import ConsumerWorker, Delivery, Stage
 from dexec.market.chain import ChainError, Outcome, SignedSwap, SimulatedChain
@@ -36,9 +46,14 @@ from dexec_executor.settings import ExecutorSettings
 
 log = logging.getLogger(__name__)
 
-EARLIER_WORK = TERMINAL_EVENTS | {EventType.SUBMITTED}
-# Execution is done once the order has ended; `handle` reads that (with the latest
-# submission, `EARLIER_WORK`) on every delivery, so the worker need not read it first.
+# Every kind's latest event: the order's end, its latest submission, and (the highest
+# sequence among them) the fence to publish after.
+LATEST_OF_EACH = tuple(EventType)
+# Reads of the order before `building` is stored through the fence: each retry follows an
+# event another delivery stored meanwhile.
+ANNOUNCE_TRIES = 3
+# Execution is done once the order has ended; `handle` reads that on every delivery, so the
+# worker need not read it first.
 EXECUTOR_STAGE = Stage(
     "executor",
     OrderStatus.BUILDING,
@@ -57,8 +72,8 @@ class Signature:
     """The transaction a delivery sends: signed by it, or resumed from an earlier one."""
 
     tx: SignedSwap
-    submitted_at: float  # when its `submitted` was published (a Unix time)
-    signed_at: int  # the attempt that signed it
+    submitted_at: float  # when its latest `submitted` was published (a Unix time)
+    fresh: bool  # signed by this delivery: no earlier one has sent it
     landed: Outcome | None  # its outcome, if an earlier delivery's send of it landed
 
 
@@ -114,24 +129,18 @@ class ExecutorService:
         assert self.chain is not None
         order_id = event.order_id
         route: Route = event.payload()
-        # Only what a previous delivery may have done matters: its latest submission and its
-        # end, one `multi_last` request (a third of what the whole history costs the server).
-        stored = await read_latest_events(self.js, order_id, EARLIER_WORK)
-        if any(past.event.event in TERMINAL_EVENTS for past in stored):
+        stored = await self._announce(order_id, delivery)
+        if stored is None:
             return  # a previous delivery finished the order; this one only needs its ack
-        # `building` goes out now and is confirmed before the send, after signing (and the
-        # write-ahead `submitted`, which the stream stores after it).
-        building = await emit_deferred(
-            self.js, order_id, EventType.BUILDING, attempt=delivery.attempt
-        )
-        signature = await self._resume_or_sign(order_id, route, stored, delivery.attempt)
-        await building.acked()
+        signature = await self._resume_or_sign(order_id, route, stored, delivery)
         try:
             outcome = await self._send_and_confirm(signature, delivery)
         except ChainError as exc:
             error = stage_error(exc)
-            if not self._ends_order(error, delivery.attempt) or not await self._may_be_in_flight(
-                order_id, signature.signed_at, delivery.attempt
+            if (
+                not self._ends_order(error, delivery.attempt)
+                or signature.fresh
+                or not await self._may_be_in_flight(order_id, signature.tx, delivery.attempt)
             ):
                 raise error from exc
             # An earlier delivery's send of this signature may still land: before the order
@@ -150,9 +159,7 @@ class ExecutorService:
             # Not on the chain yet: send it. An earlier send of it still in flight writes the
             # same key, so the transaction lands once.
             with tracing.child_span(SCOPE, "send transaction", SpanKind.CLIENT):
-                # Signed just now: not on the chain.
-                fresh = signature.signed_at == delivery.attempt
-                landed = await self.chain.send(tx, delivery.attempt, fresh=fresh)
+                landed = await self.chain.send(tx, delivery.attempt, fresh=signature.fresh)
         # else an earlier delivery's send landed: sending again could only fail (a 429 on
         # the last attempt would report an executed swap as failed), so only confirm it.
         await delivery.keep_alive()
@@ -163,20 +170,25 @@ class ExecutorService:
         """Whether the worker will end the order `failed` on this error."""
         return isinstance(error, PermanentError) or attempt >= self.settings.retry_max_attempts
 
-    async def _may_be_in_flight(self, order_id: str, signed_at: int, attempt: int) -> bool:
-        """Whether a delivery before this one that had the signature (signed at attempt
-        `signed_at`) may still have a send of it on its way. One that ended with `retrying`
-        had finished its send; one that stopped answering (and was redelivered) or met a bus
-        error may not have."""
-        if signed_at == attempt:
-            return False
+    async def _may_be_in_flight(self, order_id: str, tx: SignedSwap, attempt: int) -> bool:
+        """Whether a delivery before this one, since `tx` was first submitted, may still have
+        a send of it on its way. One that ended with `retrying` had finished its send; one
+        that stopped answering (and was redelivered) or met a bus error may not have."""
+        events = [past.event for past in await read_order_events(self.js, order_id)]
+        first = min(
+            (
+                e.attempt
+                for e in events
+                if e.event == EventType.SUBMITTED and e.data.get("signature") == tx.signature
+            ),
+            default=attempt,
+        )
         retried = {
-            past.event.attempt
-            for past in await read_order_events(self.js, order_id)
-            if past.event.event == EventType.RETRYING
-            and past.event.data.get("stage") == EXECUTOR_STAGE.name
+            e.attempt
+            for e in events
+            if e.event == EventType.RETRYING and e.data.get("stage") == EXECUTOR_STAGE.name
         }
-        return any(earlier not in retried for earlier in range(signed_at, attempt))
+        return any(earlier not in retried for earlier in range(first, attempt))
 
     async def _confirm(self, tx: SignedSwap, delivery: Delivery, landed: Outcome | None) -> Outcome:
         """Wait for confirmation, telling JetStream the order is still being worked on."""
@@ -191,18 +203,36 @@ class ExecutorService:
         finally:
             waiting.cancel()
 
+    async def _announce(self, order_id: str, delivery: Delivery) -> list[StoredEvent] | None:
+        """The order's latest event of each kind, with this delivery's fence set after them
+        and `building` published through it (a redelivery's is a duplicate, dropped by its
+        msg id). None if the order has ended."""
+        for _ in range(ANNOUNCE_TRIES):
+            stored = await read_latest_events(self.js, order_id, LATEST_OF_EACH)
+            if any(past.event.event in TERMINAL_EVENTS for past in stored):
+                return None
+            delivery.fence = OrderFence(order_id, stored[-1].seq if stored else 0)
+            try:
+                await emit_fenced(
+                    self.js, delivery.fence, EventType.BUILDING, attempt=delivery.attempt
+                )
+            except SubjectMoved:
+                continue  # another delivery stored an event since the read: read again
+            return stored
+        raise Superseded(order_id)
+
     async def _resume_or_sign(
-        self, order_id: str, route: Route, stored: list[StoredEvent], attempt: int
+        self, order_id: str, route: Route, stored: list[StoredEvent], delivery: Delivery
     ) -> Signature:
         """The transaction to send: the latest submitted one unless the chain records that it
-        never landed, else one signed (and submitted) now.
+        never landed, else one signed now. Unless it already landed, it is submitted (again)
+        through the fence before it is sent.
 
-        Raises `Superseded` if another delivery of the order published a submission since
-        `stored` was read: a second signature must never go out beside one that may land."""
+        Raises `Superseded` if another delivery published since `stored` was read: a
+        signature must never go out beside one that may land, nor after the order failed."""
         assert self.chain is not None
         building_started = time.perf_counter()
         submitted = [past for past in stored if past.event.event == EventType.SUBMITTED]
-        last_submitted_seq = submitted[-1].seq if submitted else 0
         if submitted:
             last_event = submitted[-1].event
             last: Submission = last_event.payload()
@@ -215,26 +245,28 @@ class ExecutorService:
                 landed = await self.chain.settle_expired(tx)
             if landed is not None or not expired:
                 log.info("resuming signature %s", tx.signature, extra={"order_id": order_id})
-                return Signature(tx, last_event.at.timestamp(), last_event.attempt, landed)
+                if landed is None:  # this delivery will send it: others must know
+                    await self._submit(tx, delivery)
+                return Signature(tx, last_event.at.timestamp(), False, landed)
         tx = self.chain.sign(order_id, route)
+        await self._submit(tx, delivery)
+        BUILDING_TO_SUBMITTED.observe(time.perf_counter() - building_started)
+        return Signature(tx, time.time(), True, None)
+
+    async def _submit(self, tx: SignedSwap, delivery: Delivery) -> None:
+        """Write `submitted` ahead of this delivery's send of `tx`, through its fence."""
+        assert delivery.fence is not None
         submission = Submission(
             signature=tx.signature,
             blockhash=tx.blockhash,
             last_valid_block_height=tx.last_valid_block_height,
         )
         try:
-            await emit(
-                self.js,
-                order_id,
-                EventType.SUBMITTED,
-                submission,
-                attempt=attempt,
-                expected_last_seq=last_submitted_seq,
+            await emit_fenced(
+                self.js, delivery.fence, EventType.SUBMITTED, submission, attempt=delivery.attempt
             )
         except SubjectMoved as exc:
-            raise Superseded(order_id) from exc
-        BUILDING_TO_SUBMITTED.observe(time.perf_counter() - building_started)
-        return Signature(tx, time.time(), attempt, None)
+            raise Superseded(tx.order_id) from exc
 
     async def _finish(self, order_id: str, outcome: Outcome) -> None:
         if not outcome.ok:

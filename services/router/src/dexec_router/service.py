@@ -12,7 +12,7 @@ from nats.js import JetStreamContext
 
 from dexec.bus.connection import connect, disconnect, ensure_stream
 from dexec.bus.errors import PermanentError, TransientError
-from dexec.bus.publisher import SubjectMoved, emit, emit_deferred, guard_subject
+from dexec.bus.publisher import Condition, SubjectMoved, emit, emit_deferred
 from dexec.bus.subjects import ROUTER_CONSUMER
 from dexec.bus.worker import ConsumerWorker, Delivery, Stage
 from dexec.market.chain import SlotClock
@@ -123,7 +123,7 @@ class RouterService:
                 route,
                 attempt=delivery.attempt,
                 status=OrderStatus.ROUTING,
-                unless_stored=guard_subject(js, EventType.FAILED, order_id),
+                condition=Condition.unless_stored(EventType.FAILED, order_id),
             )
         except SubjectMoved:
             log.info("not routed: the order failed meanwhile", extra={"order_id": order_id})

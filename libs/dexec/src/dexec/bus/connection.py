@@ -24,6 +24,13 @@ from dexec.settings import CommonSettings
 log = logging.getLogger(__name__)
 
 STREAM_NAME_IN_USE = 10058
+# Publishes conditioned on another subject, or on a wildcard (`Condition`), and batched
+# direct gets arrived in NATS 2.11.
+MIN_SERVER_VERSION = (2, 11)
+
+
+class UnsupportedServer(RuntimeError):
+    """The NATS server is older than dexec needs."""
 
 
 async def connect(
@@ -45,7 +52,7 @@ async def connect(
     async def on_reconnect() -> None:
         log.info("nats reconnected")
 
-    return await nats.connect(
+    nc = await nats.connect(
         settings.nats_url,
         name=name,
         max_reconnect_attempts=-1,
@@ -57,6 +64,13 @@ async def connect(
         reconnected_cb=on_reconnect,
         **({} if hold_while_disconnected else {"pending_size": 0}),
     )
+    version = nc.connected_server_version
+    if (version.major, version.minor) < MIN_SERVER_VERSION:
+        await nc.close()
+        needed = ".".join(map(str, MIN_SERVER_VERSION))
+        running = f"{version.major}.{version.minor}.{version.patch}"
+        raise UnsupportedServer(f"dexec needs NATS {needed} or later; this server is {running}")
+    return nc
 
 
 async def disconnect(nc: Client) -> None:

@@ -37,5 +37,6 @@ class PermanentError(StageError):
 
 
 class Superseded(Exception):
-    """A later delivery of the same message has taken the order over (it published what this
-    one was about to): this delivery stops, and neither acks nor naks what it no longer owns."""
+    """Another delivery of the same message has taken the order over (it published since this
+    one last read the order): this delivery stops. Unless the order is done by then, it
+    neither acks nor naks what it no longer owns."""

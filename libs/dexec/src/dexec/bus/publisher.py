@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
@@ -23,17 +24,16 @@ from opentelemetry.trace import SpanKind
 
 from dexec import tracing
 from dexec.bus.errors import WRONG_LAST_SEQUENCE
-from dexec.bus.subjects import STREAM, event_subject
+from dexec.bus.subjects import STREAM, event_subject, order_subjects
 from dexec.metrics import PUBLISHED
 from dexec.orders.events import CamelModel, OrderEvent
 from dexec.orders.states import EVENT_STATUS, EventType, OrderStatus
 
 MSG_ID_HEADER = "Nats-Msg-Id"
 EXPECTED_LAST_SUBJECT_SEQ_HEADER = "Nats-Expected-Last-Subject-Sequence"
-# Which subject that condition is on, when not the one published to (NATS 2.11 and later;
-# an older server ignores it and would apply the condition to the published subject).
+# Which subject (a wildcard is allowed) that condition is on: NATS 2.11 and later, which
+# `dexec.bus.connection.connect` requires.
 EXPECTED_SUBJECT_HEADER = "Nats-Expected-Last-Subject-Sequence-Subject"
-CONDITION_ON_ANOTHER_SUBJECT_SINCE = (2, 11)
 # How long a deferred publish waits for its ack (JetStream's own default request timeout).
 ACK_TIMEOUT_SECONDS = 5.0
 _SPAN_NAMES = {event: f"publish {event}" for event in EventType}
@@ -43,16 +43,31 @@ class SubjectMoved(Exception):
     """A conditional publish was refused: the subject has a message it did not expect."""
 
 
-def conditions_on_other_subjects(js: JetStreamContext) -> bool:
-    """Whether the server can condition a publish on another subject (`unless_stored`)."""
-    version = js._nc.connected_server_version  # the context keeps its connection privately
-    return (version.major, version.minor) >= CONDITION_ON_ANOTHER_SUBJECT_SINCE
+@dataclass(frozen=True)
+class Condition:
+    """Store the event only if the last message on `subject` has stream sequence `last_seq`
+    (0: there is none); else the server refuses it (`SubjectMoved`). The server checks one
+    condition per publish, before it looks for a duplicate msg id: a copy of a stored event
+    is refused too if the condition no longer holds."""
 
+    subject: str
+    last_seq: int
 
-def guard_subject(js: JetStreamContext, guard: EventType, order_id: str) -> str | None:
-    """`unless_stored` for "unless the order has a `guard` event"; None (publish as before)
-    where the server cannot check another subject."""
-    return event_subject(guard, order_id) if conditions_on_other_subjects(js) else None
+    @classmethod
+    def unless_stored(cls, event: EventType, order_id: str) -> Condition:
+        """Unless the order has a `event` event."""
+        return cls(event_subject(event, order_id), 0)
+
+    @classmethod
+    def nothing_since(cls, order_id: str, seq: int) -> Condition:
+        """Unless any event of the order was stored after stream sequence `seq`."""
+        return cls(order_subjects(order_id), seq)
+
+    def headers(self) -> dict[str, str]:
+        return {
+            EXPECTED_LAST_SUBJECT_SEQ_HEADER: str(self.last_seq),
+            EXPECTED_SUBJECT_HEADER: self.subject,
+        }
 
 
 class PendingAck:
@@ -90,25 +105,16 @@ async def publish_event(
     event: OrderEvent,
     timeout: float | None = None,
     *,
-    expected_last_seq: int | None = None,
-    unless_stored: str | None = None,
+    condition: Condition | None = None,
 ) -> PubAck:
     """Publish and wait for the stream's ack: once this returns, the transition is durable.
 
     `timeout` bounds the wait (the JetStream context's default if None); publishing the same
-    event again is safe, since the stream drops the copy by its msg id. Two conditions, else
-    `SubjectMoved`: `expected_last_seq`, store it only if the event's subject (this kind of
-    event of this order) last had that stream sequence (0: none yet); `unless_stored`, only
-    if the stream has no message on that other subject (the caller checks the server can,
-    `conditions_on_other_subjects`). The server takes one condition per publish."""
+    event again is safe, since the stream drops the copy by its msg id. With a `condition`,
+    `SubjectMoved` if the server refuses it."""
     subject, headers = event_subject(event.event, event.order_id), _headers(event)
-    if expected_last_seq is not None and unless_stored is not None:
-        raise ValueError("a publish takes one condition")
-    if expected_last_seq is not None:
-        headers[EXPECTED_LAST_SUBJECT_SEQ_HEADER] = str(expected_last_seq)
-    if unless_stored is not None:
-        headers[EXPECTED_LAST_SUBJECT_SEQ_HEADER] = "0"
-        headers[EXPECTED_SUBJECT_HEADER] = unless_stored
+    if condition is not None:
+        headers.update(condition.headers())
     with _producer_span(event, subject, headers):
         try:
             ack = await js.publish(
@@ -130,16 +136,12 @@ async def emit(
     *,
     attempt: int = 1,
     status: OrderStatus | None = None,
-    expected_last_seq: int | None = None,
-    unless_stored: str | None = None,
+    condition: Condition | None = None,
 ) -> PubAck:
     """Publish one transition; `status` is needed only for events that keep the status;
-    `expected_last_seq` or `unless_stored` makes it conditional (`publish_event`)."""
+    `condition` makes it conditional (`publish_event`)."""
     return await publish_event(
-        js,
-        build_event(order_id, event, payload, attempt, status),
-        expected_last_seq=expected_last_seq,
-        unless_stored=unless_stored,
+        js, build_event(order_id, event, payload, attempt, status), condition=condition
     )
 
 

@@ -13,8 +13,11 @@ twice on a redelivery.) Without this a
 router re-planning a routed order could publish `failed` for an order the executor was
 executing, or had confirmed. Another delivery can still finish the stage between that read
 and the publish, so `retrying` and `failed` are also conditional publishes: stored only while
-the order has no `Stage.guard` event (the router's `routed`, the executor's `confirmed`);
-refused, the message is acked as done.
+the order has no `Stage.guard` event (the router's `routed`, the executor's `confirmed`),
+or, once the handler has set the delivery's fence (`Delivery.fence`), only while nothing of
+the order was stored since the last event the delivery knows of. Refused, the message is
+acked if the stream shows the stage done; else another delivery holds the order, and this
+one leaves the message to it, neither acked nor nak'ed.
 
 Each message is handled in a span of the stage's scope (`dexec.router`, `dexec.executor`)
 that continues the trace its `traceparent` carries, with the order id set for the logs; the
@@ -39,8 +42,9 @@ from pydantic import ValidationError
 
 from dexec import tracing
 from dexec.bus.errors import PermanentError, StageError, Superseded, TransientError
+from dexec.bus.fence import OrderFence
 from dexec.bus.history import read_latest_events
-from dexec.bus.publisher import SubjectMoved, emit, guard_subject
+from dexec.bus.publisher import Condition, SubjectMoved, emit
 from dexec.bus.pull import PullLoop
 from dexec.bus.subjects import ConsumerSpec
 from dexec.metrics import EVENTS_CONSUMED, ORDER_FAILURES, ORDER_RETRIES, Children
@@ -69,6 +73,9 @@ class Delivery:
     ack_wait: float
     # When JetStream's ack timer last (re)started: on delivery, then at each in_progress.
     timer_started: float = field(default_factory=time.monotonic)
+    # Set by a handler that publishes through a fence (`dexec.bus.fence`): the worker's own
+    # `retrying` and `failed` then go through it too.
+    fence: OrderFence | None = None
 
     async def in_progress(self) -> None:
         """Reset the ack timer during slow work, so JetStream does not redeliver it."""
@@ -182,19 +189,21 @@ class ConsumerWorker:
             await msg.ack()
             self.processed += 1
             return
+        delivery = Delivery(msg, attempt, self._settings.ack_wait_seconds)
         try:
-            await self._handler(event, Delivery(msg, attempt, self._settings.ack_wait_seconds))
+            await self._handler(event, delivery)
             await msg.ack()
         except Superseded:
-            log.info(
-                "%s: a later delivery has the order; this one stops",
-                self._stage.name,
-                extra={"order_id": event.order_id},
-            )
-            return
-        except PermanentError as exc:
             if not await self._already_done(event):
-                await self._give_up(event, exc, attempt)
+                self._leave(event)
+                return
+            await msg.ack()  # the other delivery finished the order meanwhile
+        except PermanentError as exc:
+            if not await self._already_done(event) and not await self._give_up(
+                event, exc, delivery
+            ):
+                self._leave(event)
+                return
             await msg.term()
         except INFRASTRUCTURE_ERRORS:
             raise
@@ -203,16 +212,32 @@ class ConsumerWorker:
             if await self._already_done(event):
                 await msg.ack()
             elif attempt >= self._settings.retry_max_attempts:
-                await self._give_up(event, error, attempt)
+                if not await self._give_up(event, error, delivery):
+                    self._leave(event)
+                    return
                 await msg.term()
             else:
                 delay = backoff_delay(attempt, self._settings.retry_backoff_base_seconds)
-                if not await self._retry(event, error, attempt, delay):
+                retried = await self._retry(event, error, delivery, delay)
+                if retried is None:
+                    self._leave(event)
+                    return
+                if not retried:
                     await msg.ack()
                 else:
                     await msg.nak(delay=delay)
                     return  # it comes back: not finished here
         self.processed += 1
+
+    def _leave(self, event: OrderEvent) -> None:
+        """The order moved on without this delivery (another one holds it): this one stops,
+        and neither acks nor naks. If no other delivery acks the message, JetStream
+        redelivers it after the ack wait."""
+        log.info(
+            "%s: another delivery has the order; this one stops",
+            self._stage.name,
+            extra={"order_id": event.order_id},
+        )
 
     async def _already_done(self, event: OrderEvent) -> bool:
         """Whether the stream shows this stage's work on the order done (by any delivery)."""
@@ -226,46 +251,53 @@ class ConsumerWorker:
             )
         return bool(done)
 
-    async def _emit_unless_done(
+    async def _emit_unless_moved(
         self,
         event: OrderEvent,
         kind: EventType,
         payload: Retry | Failure,
-        attempt: int,
+        delivery: Delivery,
         status: OrderStatus | None = None,
     ) -> PubAck | None:
-        """Publish `retrying` or `failed` unless the stage's guard event is stored by then
-        (None: it was, and nothing was published)."""
+        """Publish `retrying` or `failed` through the delivery's fence, or (before it has one)
+        unless the stage's guard event is stored. None: refused, nothing was published."""
         guard = self._stage.guard
-        unless = guard_subject(self._js, guard, event.order_id) if guard else None
+        if delivery.fence is not None:
+            condition: Condition | None = delivery.fence.condition()
+        else:
+            condition = Condition.unless_stored(guard, event.order_id) if guard else None
         try:
-            return await emit(
+            ack = await emit(
                 self._js,
                 event.order_id,
                 kind,
                 payload,
-                attempt=attempt,
+                attempt=delivery.attempt,
                 status=status,
-                unless_stored=unless,
+                condition=condition,
             )
         except SubjectMoved:
             log.info(
-                "%s: the order went past this stage meanwhile (%s); acking",
+                "%s: the order moved on meanwhile; not publishing %s",
                 self._stage.name,
-                guard,
+                kind,
                 extra={"order_id": event.order_id},
             )
             return None
+        if delivery.fence is not None and not ack.duplicate:
+            delivery.fence.seq = ack.seq
+        return ack
 
     async def _retry(
-        self, event: OrderEvent, error: StageError, attempt: int, delay: float
-    ) -> bool:
-        """Publish `retrying`; False if the stage turned out done (nothing to retry)."""
+        self, event: OrderEvent, error: StageError, delivery: Delivery, delay: float
+    ) -> bool | None:
+        """Publish `retrying`: True if it was, False if it was refused because the stage is
+        done (nothing to retry), None if refused while it is not (another delivery has it)."""
         log.info(
             "retrying %s after %s (attempt %d, in %.2fs)",
             self._stage.name,
             error.code,
-            attempt,
+            delivery.attempt,
             delay,
             extra={"order_id": event.order_id},
         )
@@ -273,30 +305,33 @@ class ConsumerWorker:
             stage=self._stage.name, code=error.code, reason=error.reason, delay_seconds=delay
         )
         status = error.status or self._stage.status
-        ack = await self._emit_unless_done(event, EventType.RETRYING, retry, attempt, status)
+        ack = await self._emit_unless_moved(event, EventType.RETRYING, retry, delivery, status)
         if ack is None:
-            return False
+            return False if await self._already_done(event) else None
         if not ack.duplicate:  # a redelivered attempt was counted the first time
             self._retries[error.code].inc()
         _mark_span(error, "retrying")
         return True
 
-    async def _give_up(self, event: OrderEvent, error: StageError, attempt: int) -> None:
+    async def _give_up(self, event: OrderEvent, error: StageError, delivery: Delivery) -> bool:
+        """Publish `failed`. False if it was refused while the stage is not done: another
+        delivery has the order (True: the message is finished, failed or done)."""
         failure = Failure(
             code=error.code,
             reason=error.reason,
-            attempts=attempt,
+            attempts=delivery.attempt,
             details={"stage": self._stage.name, **error.details},
         )
-        ack = await self._emit_unless_done(event, EventType.FAILED, failure, attempt)
+        ack = await self._emit_unless_moved(event, EventType.FAILED, failure, delivery)
         if ack is None:
-            return
+            return await self._already_done(event)
         log.warning(
             "order failed in %s: %s", self._stage.name, error, extra={"order_id": event.order_id}
         )
         if not ack.duplicate:
             self._failures[error.code].inc()
         _mark_span(error, "failed")
+        return True
 
 
 def _events_of(spec: ConsumerSpec) -> list[EventType]:
