@@ -9,14 +9,14 @@ import nats
 from nats.js.errors import KeyWrongLastSequenceError
 
 from dexec.bus.history import read_order_events
-from dexec.bus.publisher import emit
-from dexec.bus.subjects import CHAIN_BUCKET
+from dexec.bus.publisher import build_event, emit
+from dexec.bus.subjects import CHAIN_BUCKET, event_subject
 from dexec.market.chain import NeverLanded, SimulatedChain, decode_record
 from dexec.market.market import Market
 from dexec.orders.events import OrderEvent, Submission
 from dexec.orders.states import EventType
 from dexec_executor.settings import ExecutorSettings
-from tests.support.chain import FirstCreateHeld, landed_outcomes
+from tests.support.chain import FirstCreateHeld, landed_outcomes, landed_per_order
 from tests.support.stack import Stack, service_values, start_executor
 from tests.support.waiting import eventually
 
@@ -120,3 +120,41 @@ async def test_a_send_that_reaches_the_chain_after_its_signature_was_replaced_do
     # The late write found the chain's record that the first signature never landed.
     assert isinstance(first_record, NeverLanded)
     assert isinstance(refused, KeyWrongLastSequenceError)
+
+
+async def test_an_order_whose_router_published_after_routed_is_still_executed(
+    start: Callable[..., Any], nats_url: str, database_url: str
+) -> None:
+    """A router delivery that ran very late leaves a `routing` after `routed`. The executor's first
+    read (only the kinds an executor leaves) misses it, so its fenced `building` is refused;
+    it must read every kind and go on, not give the order up."""
+    stack: Stack = await start(without=frozenset({"executor"}))
+    order_id = (await stack.submit(ORDER)).json()["orderId"]
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+
+        async def routed() -> bool:
+            events = [s.event.event for s in await read_order_events(js, order_id)]
+            return EventType.ROUTED in events
+
+        await eventually(routed, what="the order routed")
+        # The late router's `routing`, past the duplicate window (its msg id would drop it).
+        late = build_event(order_id, EventType.ROUTING, attempt=2)
+        await js.publish(
+            event_subject(EventType.ROUTING, order_id),
+            late.to_json(),
+            headers={"Nats-Msg-Id": f"{order_id}:routing:late"},
+        )
+        executor = await start_executor(nats_url, database_url)
+        try:
+            messages = await stack.watch(order_id)
+        finally:
+            await executor.stop()
+        events = [s.event.event for s in await read_order_events(js, order_id)]
+    finally:
+        await nc.close()
+
+    assert messages[-1]["event"] == "confirmed"
+    assert events[-3:] == [EventType.BUILDING, EventType.SUBMITTED, EventType.CONFIRMED]
+    assert await landed_per_order(nats_url) == {order_id: 1}

@@ -46,8 +46,18 @@ from dexec_executor.settings import ExecutorSettings
 
 log = logging.getLogger(__name__)
 
-# Every kind's latest event: the order's end, its latest submission, and (the highest
-# sequence among them) the fence to publish after.
+# What an earlier delivery may have left after `routed`: its end, its latest submission and
+# retry. With the routed event's own sequence, the highest of theirs is the fence; none
+# is stored on a first delivery, so the read carries no event back (`routed` is 4.6 KB).
+AFTER_ROUTED = (
+    EventType.BUILDING,
+    EventType.SUBMITTED,
+    EventType.RETRYING,
+    EventType.CONFIRMED,
+    EventType.FAILED,
+)
+# Every kind's latest event, read when an event of another kind turns out to follow `routed`
+# (a router delivery that ran late) and the fence built from AFTER_ROUTED was refused.
 LATEST_OF_EACH = tuple(EventType)
 # Reads of the order before `building` is stored through the fence: each retry follows an
 # event another delivery stored meanwhile.
@@ -204,20 +214,25 @@ class ExecutorService:
             waiting.cancel()
 
     async def _announce(self, order_id: str, delivery: Delivery) -> list[StoredEvent] | None:
-        """The order's latest event of each kind, with this delivery's fence set after them
-        and `building` published through it (a redelivery's is a duplicate, dropped by its
-        msg id). None if the order has ended."""
+        """The order's latest events since `routed`, with this delivery's fence set after
+        them and `building` published through it (a redelivery's is a duplicate, dropped by
+        its msg id). None if the order has ended."""
+        routed_seq = delivery.msg.metadata.sequence.stream
+        kinds = AFTER_ROUTED
         for _ in range(ANNOUNCE_TRIES):
-            stored = await read_latest_events(self.js, order_id, LATEST_OF_EACH)
+            stored = await read_latest_events(self.js, order_id, kinds)
             if any(past.event.event in TERMINAL_EVENTS for past in stored):
                 return None
-            delivery.fence = OrderFence(order_id, stored[-1].seq if stored else 0)
+            delivery.fence = OrderFence(order_id, max([routed_seq, *(p.seq for p in stored)]))
             try:
                 await emit_fenced(
                     self.js, delivery.fence, EventType.BUILDING, attempt=delivery.attempt
                 )
             except SubjectMoved:
-                continue  # another delivery stored an event since the read: read again
+                # Another delivery stored an event since the read, or one of a kind not read
+                # follows `routed`: read again, every kind.
+                kinds = LATEST_OF_EACH
+                continue
             return stored
         raise Superseded(order_id)
 
