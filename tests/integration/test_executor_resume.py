@@ -6,11 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 import nats
+from nats.js import JetStreamContext
 from nats.js.errors import KeyWrongLastSequenceError
 
 from dexec.bus.history import read_order_events
 from dexec.bus.publisher import build_event, emit
-from dexec.bus.subjects import CHAIN_BUCKET, event_subject
+from dexec.bus.subjects import CHAIN_BUCKET, EXECUTOR_CONSUMER, STREAM, event_subject
 from dexec.market.chain import NeverLanded, SimulatedChain, decode_record
 from dexec.market.market import Market
 from dexec.orders.events import OrderEvent, Submission
@@ -158,3 +159,57 @@ async def test_an_order_whose_router_published_after_routed_is_still_executed(
     assert messages[-1]["event"] == "confirmed"
     assert events[-3:] == [EventType.BUILDING, EventType.SUBMITTED, EventType.CONFIRMED]
     assert await landed_per_order(nats_url) == {order_id: 1}
+
+
+async def test_a_recreated_executor_durable_does_not_execute_an_order_again(
+    start: Callable[..., Any], nats_url: str, database_url: str
+) -> None:
+    """A recreated durable delivers every `routed` again, each as a first delivery, which
+    reads nothing before its fenced `building`: that is refused, since the order's events
+    follow `routed`, and the order is found ended. Past the duplicate window, so the msg ids
+    of the order's events would no longer drop a second `building` or `submitted`."""
+    stack: Stack = await start(without=frozenset({"executor"}))
+    first = await start_executor(nats_url, database_url)
+    try:
+        order_id = (await stack.submit(ORDER)).json()["orderId"]
+        assert (await stack.watch(order_id))[-1]["event"] == "confirmed"
+    finally:
+        await first.stop()
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        await js.delete_consumer(STREAM, EXECUTOR_CONSUMER.durable)
+        await _forget_msg_ids(js)
+        again = await start_executor(nats_url, database_url)  # recreates the durable
+        try:
+
+            async def replayed() -> bool:
+                return again.processed == 1
+
+            await eventually(replayed, what="the order's routed delivered again and acked")
+        finally:
+            await again.stop()
+        events = [s.event.event for s in await read_order_events(js, order_id)]
+    finally:
+        await nc.close()
+
+    assert events.count(EventType.BUILDING) == 1
+    assert events.count(EventType.SUBMITTED) == 1
+    assert events.count(EventType.CONFIRMED) == 1
+    assert await landed_per_order(nats_url) == {order_id: 1}
+
+
+async def _forget_msg_ids(js: JetStreamContext) -> None:
+    """Shorten the stream's duplicate window to 1 s until the server has forgotten the msg
+    ids stored so far (a probe's id stops being a duplicate), as if that long had passed.
+    The next service to start sets the window back."""
+    config = (await js.stream_info(STREAM)).config
+    config.duplicate_window = 1.0
+    await js.update_stream(config)
+    probe = {"Nats-Msg-Id": "dedupe-probe"}
+    await js.publish("orders.probe.window", b"", headers=probe)
+
+    async def forgotten() -> bool:
+        return not (await js.publish("orders.probe.window", b"", headers=probe)).duplicate
+
+    await eventually(forgotten, what="the duplicate window passed")

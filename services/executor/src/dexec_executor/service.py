@@ -47,8 +47,7 @@ from dexec_executor.settings import ExecutorSettings
 log = logging.getLogger(__name__)
 
 # What an earlier delivery may have left after `routed`: its end, its latest submission and
-# retry. With the routed event's own sequence, the highest of theirs is the fence; none
-# is stored on a first delivery, so the read carries no event back (`routed` is 4.6 KB).
+# retry. With the routed event's own sequence, the highest of theirs is the fence.
 AFTER_ROUTED = (
     EventType.BUILDING,
     EventType.SUBMITTED,
@@ -59,9 +58,9 @@ AFTER_ROUTED = (
 # Every kind's latest event, read when an event of another kind turns out to follow `routed`
 # (a router delivery that ran late) and the fence built from AFTER_ROUTED was refused.
 LATEST_OF_EACH = tuple(EventType)
-# Reads of the order before `building` is stored through the fence: each retry follows an
-# event another delivery stored meanwhile.
-ANNOUNCE_TRIES = 3
+# Tries to store `building` through the fence: a first delivery's unread, then after a read
+# of AFTER_ROUTED, then of every kind, and one more for an event stored meanwhile.
+ANNOUNCE_TRIES = 4
 # Execution is done once the order has ended; `handle` reads that on every delivery, so the
 # worker need not read it first.
 EXECUTOR_STAGE = Stage(
@@ -216,22 +215,28 @@ class ExecutorService:
     async def _announce(self, order_id: str, delivery: Delivery) -> list[StoredEvent] | None:
         """The order's latest events since `routed`, with this delivery's fence set after
         them and `building` published through it (a redelivery's is a duplicate, dropped by
-        its msg id). None if the order has ended."""
+        its msg id). None if the order has ended.
+
+        A first delivery reads nothing: its fence is `routed` itself, so `building` is stored
+        only if nothing followed `routed`, and then no executor has worked on the order. Only
+        if it is refused (a durable recreated after the order ran, say) does it read."""
         routed_seq = delivery.msg.metadata.sequence.stream
-        kinds = AFTER_ROUTED
+        stored: list[StoredEvent] = []
+        kinds: tuple[EventType, ...] | None = AFTER_ROUTED if delivery.attempt > 1 else None
         for _ in range(ANNOUNCE_TRIES):
-            stored = await read_latest_events(self.js, order_id, kinds)
-            if any(past.event.event in TERMINAL_EVENTS for past in stored):
-                return None
+            if kinds is not None:
+                stored = await read_latest_events(self.js, order_id, kinds)
+                if any(past.event.event in TERMINAL_EVENTS for past in stored):
+                    return None
             delivery.fence = OrderFence(order_id, max([routed_seq, *(p.seq for p in stored)]))
             try:
                 await emit_fenced(
                     self.js, delivery.fence, EventType.BUILDING, attempt=delivery.attempt
                 )
             except SubjectMoved:
-                # Another delivery stored an event since the read, or one of a kind not read
-                # follows `routed`: read again, every kind.
-                kinds = LATEST_OF_EACH
+                # Something follows `routed`: another delivery's work (read it), or, once
+                # that read did not explain it, an event of a kind not read (read every kind).
+                kinds = AFTER_ROUTED if kinds is None else LATEST_OF_EACH
                 continue
             return stored
         raise Superseded(order_id)
