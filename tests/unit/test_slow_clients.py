@@ -53,7 +53,7 @@ class StuckSocket:
 
 async def test_a_send_that_blocks_past_the_timeout_closes_the_socket_with_1008() -> None:
     ws = StuckSocket()
-    limits = {"queue_limit": 10, "send_timeout": 0.05, "subscribe_rate": 1}
+    limits = {"queue_limit": 10, "send_timeout": 0.05, "subscribe_rate": 1, "subscribe_burst": 10}
     session = StreamSession(ws, js=None, hub=None, **limits)  # type: ignore[arg-type]
     session._last_seq["o"] = 0
     session._watcher.offer(stored(1))

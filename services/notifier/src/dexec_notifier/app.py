@@ -100,6 +100,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             queue_limit=settings.ws_queue_limit,
             send_timeout=settings.ws_send_timeout_seconds,
             subscribe_rate=settings.ws_subscribe_rate,
+            subscribe_burst=settings.ws_subscribe_burst,
             tenant=tenant,
             batch=batch,
         )

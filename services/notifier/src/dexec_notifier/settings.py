@@ -24,9 +24,11 @@ class NotifierSettings(CommonSettings, AuthSettings, WebhookTargetSettings):
     # Protocol-level ping/pong keepalive; a client that misses a pong is disconnected.
     ws_ping_interval_seconds: float = Field(20.0, gt=0)
     # Order ids one multiplexed socket may subscribe per second on average, each a backfill to
-    # read (`budget`); it may take twice its capacity (2,000) at once, as a reconnecting client
-    # resubscribes all its orders. Beyond, the ids are refused with RATE_LIMITED.
+    # read (`budget`), and at once: by default twice a socket's capacity of 1,000, as a
+    # reconnecting client resubscribes all its orders. Beyond, the ids are refused with
+    # RATE_LIMITED.
     ws_subscribe_rate: float = Field(1_000.0, gt=0)
+    ws_subscribe_burst: int = Field(2_000, ge=1)
     # Single-order sockets close with 1000 after the order's terminal event.
     ws_close_on_terminal: bool = True
     # Backfills come from the live consumer's cache of recent orders' events (the stream is

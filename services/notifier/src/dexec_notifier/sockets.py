@@ -44,8 +44,6 @@ CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
 MAX_ORDERS_PER_SOCKET = 1_000
-# Ids a socket may subscribe at once: a reconnecting client resubscribes a full socket.
-SUBSCRIBE_BURST = 2 * MAX_ORDERS_PER_SOCKET
 # Live events taken from a socket's queue at once: bounds the work of one send.
 MAX_EVENTS_PER_SEND = 256
 
@@ -73,6 +71,7 @@ class StreamSession:
         queue_limit: int,
         send_timeout: float,
         subscribe_rate: float,
+        subscribe_burst: int,
         tenant: str | None = None,
         batch: bool = False,
     ) -> None:
@@ -87,7 +86,7 @@ class StreamSession:
         self._ended: set[str] = set()  # orders whose terminal event was sent
         self._send_lock = asyncio.Lock()
         self._subscribe_rate = subscribe_rate
-        self._budget = SubscribeBudget(subscribe_rate, max(SUBSCRIBE_BURST, subscribe_rate))
+        self._budget = SubscribeBudget(subscribe_rate, max(subscribe_burst, subscribe_rate))
 
     async def watch_one(self, order_id: str, after_seq: int, close_on_terminal: bool) -> None:
         """A single-order socket: the order's events, then (by default) close on its end."""
