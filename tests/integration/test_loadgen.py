@@ -169,6 +169,23 @@ async def test_rate_limited_orders_are_retried_with_their_key_until_accepted(
     assert await stack.scalar("select count(*) from orders") == ORDERS
 
 
+async def test_subscriptions_refused_for_their_rate_are_sent_again_when_allowed(
+    start: Callable[..., Any], tmp_path: Path
+) -> None:
+    # One socket per worker, 100 orders each, against 20 subscriptions a second (20 at once):
+    # many of a worker's ids are refused with RATE_LIMITED at first.
+    stack: Stack = await start(ws_subscribe_rate=20, ws_subscribe_burst=20)
+
+    code, _, report = await run_loadgen(
+        stack, tmp_path / "report.json", "--sockets-per-worker", "1"
+    )
+
+    assert report["events"]["error_frames"].get("RATE_LIMITED", 0) > 0
+    assert code == 0
+    report["events"]["error_frames"].pop("RATE_LIMITED")
+    assert_every_order_seen_once(report)
+
+
 async def test_with_api_keys_on_the_key_goes_with_every_post_and_socket(
     start: Callable[..., Any], tmp_path: Path
 ) -> None:

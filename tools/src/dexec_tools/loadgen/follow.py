@@ -101,6 +101,10 @@ class Ledger:
         self.reconnects = 0
         self.sockets_opened = 0
         self._on_progress = on_progress
+        # Ids the notifier refused to subscribe (RATE_LIMITED) in the last frame recorded,
+        # and how long it asked to wait: `take_refused` hands them to the socket to retry.
+        self._refused: list[str] = []
+        self._retry_after = 0.0
 
     def add(self, order: OrderSample) -> None:
         assert order.order_id is not None
@@ -151,11 +155,23 @@ class Ledger:
         if not isinstance(error, dict):
             self.error_frames["UNEXPECTED_MESSAGE"] += 1
             return None
-        self.error_frames[str(error.get("code"))] += 1
+        code = str(error.get("code"))
+        self.error_frames[code] += 1
+        if code == "RATE_LIMITED":
+            refused = error.get("orderIds") or []
+            self._refused.extend(i for i in refused if i in self.by_id)
+            self._retry_after = max(self._retry_after, float(error.get("retryAfter") or 0))
+            return None
         order = self.by_id.get(error.get("orderId"))  # type: ignore[arg-type]
-        if order is not None and error.get("code") == "ORDER_NOT_FOUND":
+        if order is not None and code == "ORDER_NOT_FOUND":
             return self.not_found(order)
         return None
+
+    def take_refused(self) -> tuple[list[str], float]:
+        """The ids refused with RATE_LIMITED since the last call, and the wait asked for."""
+        refused, wait = self._refused, self._retry_after
+        self._refused, self._retry_after = [], 0.0
+        return refused, wait
 
     def not_found(self, order: OrderSample) -> OrderSample | None:
         """The notifier does not know an order the API accepted: stop waiting for it."""
@@ -203,17 +219,32 @@ class MuxSocket:
         self._active: set[str] = set()  # subscribed on the server
         self._to_subscribe: list[str] = []
         self._to_unsubscribe: list[str] = []
+        self._retrying: set[str] = set()  # refused (RATE_LIMITED), waiting to subscribe again
         self._wake = asyncio.Event()
         self.connected = asyncio.Event()
         self._task = asyncio.create_task(self._run())
 
     @property
     def load(self) -> int:
-        return len(self._active) + len(self._to_subscribe) + len(self._to_unsubscribe)
+        return (
+            len(self._active)
+            + len(self._to_subscribe)
+            + len(self._to_unsubscribe)
+            + len(self._retrying)
+        )
 
     def subscribe(self, order_id: str) -> None:
         self._to_subscribe.append(order_id)
         self._wake.set()
+
+    def _retry(self, refused: list[str]) -> None:
+        """Queue refused ids again, but for orders that ended meanwhile (on a reconnect's
+        resubscription, say)."""
+        again = [i for i in refused if i in self._retrying and not self._ledger.by_id[i].terminal]
+        self._retrying.difference_update(refused)
+        self._to_subscribe.extend(again)
+        if again:
+            self._wake.set()
 
     async def close(self) -> None:
         self._task.cancel()
@@ -265,6 +296,12 @@ class MuxSocket:
                         self._active.discard(settled.order_id)
                         self._to_unsubscribe.append(settled.order_id)
                         self._wake.set()
+                refused, wait = self._ledger.take_refused()
+                if refused:
+                    # Not subscribed: subscribe them again once the notifier has room.
+                    self._active.difference_update(refused)
+                    self._retrying.update(refused)
+                    asyncio.get_running_loop().call_later(wait, self._retry, refused)
         finally:
             sender.cancel()
             # Collect the sender's end (cancelled, or the send that hit the closed socket).
@@ -296,10 +333,11 @@ class MuxSocket:
         return orjson.dumps(command).decode()
 
     def _give_up(self) -> None:
-        for order_id in (*self._active, *self._to_subscribe):
+        for order_id in (*self._active, *self._to_subscribe, *self._retrying):
             self._ledger.abandon(self._ledger.by_id[order_id])
         self._active.clear()
         self._to_subscribe.clear()
+        self._retrying.clear()
 
 
 class MultiplexFollower:
