@@ -260,6 +260,8 @@ async def delivery_attempts(engine: AsyncEngine, order_id: str) -> list[int]:
         # localhost in full-width letters: httpx cannot parse the host (InvalidURL).
         "http://\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54/d",
         "ftp://hooks.example/h",  # a scheme httpx does not speak (UnsupportedProtocol)
+        # A snowman label as IDNA 2003 encodes it: IDNA 2008, in httpx, raises idna's error.
+        "http://xn--n3h.example/d",
     ],
 )
 async def test_a_queued_webhook_the_client_cannot_send_is_refused_not_retried(

@@ -179,6 +179,18 @@ def test_a_webhook_host_no_resolver_accepts_is_refused(host: str) -> None:
         assert "invalid host name" in info.value.details[0]["message"]
 
 
+@pytest.mark.parametrize("host", ["\u2603.example", "xn--n3h.example"])
+def test_a_webhook_host_the_notifiers_client_cannot_parse_is_refused(host: str) -> None:
+    """IDNA 2003 encodes a snowman label (as `xn--n3h`); IDNA 2008, which the notifier's HTTP
+    client follows, forbids it: such a URL could never be sent."""
+    body = {"tokenIn": "SOL", "tokenOut": "USDC", "webhookUrl": f"https://{host}/h", "amount": "1"}
+    for allow_private in (False, True):
+        with pytest.raises(ApiError) as info:
+            parse_order(body, DEFAULT_BPS, None, allow_private_webhook_targets=allow_private)
+        assert (info.value.status, info.value.code) == (422, "VALIDATION_ERROR")
+        assert "webhookUrl cannot be sent to" in info.value.details[0]["message"]
+
+
 @pytest.mark.parametrize("host", ["b\u00fccher.example", "example\u3002com"])
 def test_a_webhook_to_a_name_idna_keeps_is_accepted(host: str) -> None:
     url = f"https://{host}/h"

@@ -3,8 +3,9 @@
 A client chooses the `webhookUrl`, so without this it could make the notifier POST into our
 own network (server-side request forgery): 127.0.0.1, 10.x, the cloud metadata service at
 169.254.169.254, ::1, fc00::/7 ... Pure functions, no DNS: the API judges a URL's host as
-written (`refused_host`), in the ASCII form a resolver would be asked about (`ascii_host`); the
-notifier resolves the name when it connects and judges every address it gets (`is_public`).
+written (`refused_host`), in the ASCII form a resolver would be asked about (`ascii_host`), and
+refuses one the notifier's HTTP client could not send to (`unsendable`); the notifier
+resolves the name when it connects and judges every address it gets (`is_public`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import re
 import socket
 from encodings.idna import nameprep
 from ipaddress import IPv4Address, IPv6Address, IPv6Network, ip_address
+
+import httpx
 
 IPAddress = IPv4Address | IPv6Address
 
@@ -110,13 +113,24 @@ def is_valid_name(host: str) -> bool:
     host at all to it (InvalidURL). Rather than judge such a host as one name and have it sent
     as another (or never), it is refused; its client writes the name it stands for, judged as
     that. Which dot separates the labels changes nothing: httpx splits on the same four. A
-    label IDNA 2008 forbids though IDNA 2003 leaves it as it is (a symbol) passes here, and the
-    notifier refuses it when its client cannot parse the URL.
+    label IDNA 2008 forbids though IDNA 2003 leaves it as it is (a symbol) passes here:
+    `unsendable` refuses it.
     """
     if ascii_host(host) is None:
         return False
     labels = _LABEL_DOTS.split(host)
     return all(label.isascii() or nameprep(label) == label.lower() for label in labels)
+
+
+def unsendable(url: str) -> str | None:
+    """Why the notifier's HTTP client (httpx) cannot parse `url`, None if it can: a host IDNA
+    2008 forbids, written in Unicode (`☃.example`) or as the ASCII form IDNA 2003 gives it
+    (`xn--n3h.example`, on which httpx raises idna's own error, a UnicodeError)."""
+    try:
+        httpx.URL(url).host  # noqa: B018 - the host is decoded (and checked) when read
+    except (httpx.InvalidURL, UnicodeError) as exc:
+        return str(exc)
+    return None
 
 
 def refused_host(host: str) -> str | None:

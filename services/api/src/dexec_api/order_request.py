@@ -32,7 +32,7 @@ from dexec.market.tokens import (
     to_base_units,
 )
 from dexec.orders.events import OrderSpec
-from dexec.webhook_targets import INVALID_NAME, is_valid_name, refused_host
+from dexec.webhook_targets import INVALID_NAME, is_valid_name, refused_host, unsendable
 from dexec_api.errors import ApiError, validation_details
 
 # Validation context key: true when webhooks may go to private targets (the setting).
@@ -106,6 +106,8 @@ class OrderRequest(BaseModel):
                 raise ValueError("webhookUrl has an invalid port") from exc
             if not is_valid_name(parts.hostname):
                 raise ValueError(INVALID_NAME)
+            if (reason := unsendable(url)) is not None:
+                raise ValueError(f"webhookUrl cannot be sent to: {reason}")
             # Refused unless the context allows private targets. By the host as written: a DNS
             # lookup would slow every submit; the notifier judges names when it connects.
             if not (info.context or {}).get(PRIVATE_WEBHOOKS):

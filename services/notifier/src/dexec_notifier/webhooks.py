@@ -386,9 +386,10 @@ class WebhookDispatcher:
         except RefusedTarget as refusal:
             log.warning("webhook target refused, event %s dropped: %s", delivery.msg_id, refusal)
             return Sent.REFUSED
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol, UnicodeError) as exc:
             # A URL the client cannot even parse (a host IDNA 2008 refuses, queued before the
-            # API refused such hosts), or whose scheme it does not speak, never will be sent:
+            # API refused such hosts: httpx raises InvalidURL, or idna's own UnicodeError for
+            # an `xn--` label), or whose scheme it does not speak, never will be sent:
             # retrying it would only hold the order's later events back until the give-up.
             # (InvalidURL is no HTTPError; UnsupportedProtocol is one, hence caught first.)
             log.warning("webhook URL unusable, event %s dropped: %s", delivery.msg_id, exc)
