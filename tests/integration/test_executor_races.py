@@ -158,7 +158,9 @@ class LateWaker:
 
         chain.send = paused_send  # type: ignore[method-assign]
         worker._handle = tracked_handle  # type: ignore[method-assign]
-        held = getattr(chain if hold_point == "wait_confirmed" else executor, hold_point)
+        # The chain's wait for a confirmation, or one of the executor's own steps.
+        owner: object = chain if hasattr(chain, hold_point) else executor
+        held = getattr(owner, hold_point)
 
         async def held_second(*args: Any, **kwargs: Any) -> Any:
             # The call made while the first delivery is paused is the redelivery's.
@@ -167,7 +169,7 @@ class LateWaker:
                 await self.go_on.wait()
             return await held(*args, **kwargs)
 
-        setattr(chain if hold_point == "wait_confirmed" else executor, hold_point, held_second)
+        setattr(owner, hold_point, held_second)
 
     def release(self) -> None:
         self.wake.set()

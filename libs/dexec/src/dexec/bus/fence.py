@@ -29,6 +29,12 @@ class OrderFence:
     def condition(self) -> Condition:
         return Condition.nothing_since(self.order_id, self.seq)
 
+    def passed(self, ack: PubAck) -> None:
+        """Move the fence on to the event a publish through it stored. A duplicate (an event
+        of this msg id was stored before, at or below the fence) stored nothing: it stays."""
+        if not ack.duplicate:
+            self.seq = ack.seq
+
 
 async def emit_fenced(
     js: JetStreamContext,
@@ -50,8 +56,5 @@ async def emit_fenced(
         status=status,
         condition=fence.condition(),
     )
-    # A duplicate (an event of this msg id was stored before, at or below the fence) stored
-    # nothing: the fence stays.
-    if not ack.duplicate:
-        fence.seq = ack.seq
+    fence.passed(ack)
     return ack

@@ -1,9 +1,9 @@
 """Reading one order's events straight from the stream (the source of truth).
 
-On NATS 2.11 and later a batched direct get returns many events in one round trip: a request
-to `$JS.API.DIRECT.GET.<stream>` is answered with one message per event and then an
-end-of-batch status (204), or 404 when there is none. The replies come to one wildcard inbox
-per connection, told apart by their last token. Older servers get one direct get per event.
+A batched direct get (NATS 2.11 and later, which `dexec.bus.connection.connect` requires)
+returns many events in one round trip: a request to `$JS.API.DIRECT.GET.<stream>` is answered
+with one message per event and then an end-of-batch status (204), or 404 when there is none.
+The replies come to one wildcard inbox per connection, told apart by their last token.
 
 Two reads; both find an order's events in the server's subject index, asking for literal subjects
 (`orders.<event>.<orderId>`): ~0.25 ms of server CPU per request whatever the stream's size. A
@@ -45,8 +45,6 @@ BATCH = 64
 REPLY_TIMEOUT_SECONDS = 5.0
 END_OF_BATCH = "204"
 NOT_FOUND = "404"
-# Batched direct gets arrived in NATS 2.11.
-BATCH_GET_SINCE = (2, 11)
 
 
 @dataclass(frozen=True)
@@ -98,14 +96,7 @@ class HistoryReader:
             reader = cls._readers[nc] = cls(js, nc)
         return reader
 
-    @property
-    def _batches(self) -> bool:
-        version = self._nc.connected_server_version
-        return (version.major, version.minor) >= BATCH_GET_SINCE
-
     async def read(self, order_id: str, after_seq: int = 0) -> list[StoredEvent]:
-        if not self._batches:
-            return await self.read_one_by_one(order_id, after_seq)
         # How many events each of the order's subjects holds, as of one stream sequence: the
         # server counts them from its subject index, and the reads below stop at that sequence
         # so that an event published meanwhile cannot hide an earlier one of its kind.
@@ -128,8 +119,6 @@ class HistoryReader:
         )
 
     async def read_latest(self, order_id: str, kinds: Iterable[EventType]) -> list[StoredEvent]:
-        if not self._batches:
-            return await self.read_latest_one_by_one(order_id, kinds)
         subjects = [event_subject(kind, order_id) for kind in kinds]
         events: list[StoredEvent] = []
         # One subject gives at most one message, so one batch holds them all.
@@ -179,7 +168,7 @@ class HistoryReader:
             replies.put_nowait(msg)
 
     async def read_one_by_one(self, order_id: str, after_seq: int = 0) -> list[StoredEvent]:
-        """One direct get per event: servers before 2.11 (and the reference in tests)."""
+        """One direct get per event: the reference the batched read is tested against."""
         events: list[StoredEvent] = []
         seq = after_seq + 1
         while True:
@@ -195,7 +184,7 @@ class HistoryReader:
     async def read_latest_one_by_one(
         self, order_id: str, kinds: Iterable[EventType]
     ) -> list[StoredEvent]:
-        """One direct get per kind: servers before 2.11 (and the reference in tests)."""
+        """One direct get per kind: the reference the batched read is tested against."""
         events: list[StoredEvent] = []
         for kind in kinds:
             with contextlib.suppress(NotFoundError):

@@ -284,8 +284,8 @@ class ConsumerWorker:
                 extra={"order_id": event.order_id},
             )
             return None
-        if delivery.fence is not None and not ack.duplicate:
-            delivery.fence.seq = ack.seq
+        if delivery.fence is not None:
+            delivery.fence.passed(ack)
         return ack
 
     async def _retry(
