@@ -40,7 +40,7 @@ from dexec.bus.worker import ConsumerWorker, Delivery, Stage
 from dexec.market.chain import ChainError, Outcome, SignedSwap, SimulatedChain
 from dexec.market.market import Market
 from dexec.metrics import STAGE_DURATION, StageName
-from dexec.orders.events import Execution, OrderEvent, Route, Submission
+from dexec.orders.events import Execution, OrderEvent, Submission, SwapPlan
 from dexec.orders.states import TERMINAL_EVENTS, EventType, OrderStatus
 from dexec_executor.settings import ExecutorSettings
 
@@ -137,7 +137,8 @@ class ExecutorService:
     async def handle(self, event: OrderEvent, delivery: Delivery) -> None:
         assert self.chain is not None
         order_id = event.order_id
-        route: Route = event.payload()
+        # Only the swap: the router's quotes and candidates are for the record, not for us.
+        route = SwapPlan.model_validate(event.data)
         stored = await self._announce(order_id, delivery)
         if stored is None:
             return  # a previous delivery finished the order; this one only needs its ack
@@ -242,7 +243,7 @@ class ExecutorService:
         raise Superseded(order_id)
 
     async def _resume_or_sign(
-        self, order_id: str, route: Route, stored: list[StoredEvent], delivery: Delivery
+        self, order_id: str, route: SwapPlan, stored: list[StoredEvent], delivery: Delivery
     ) -> Signature:
         """The transaction to send: the latest submitted one unless the chain records that it
         never landed, else one signed now. Unless it already landed, it is submitted (again)

@@ -35,7 +35,7 @@ from dexec.market.market import METEORA, RAYDIUM, Market
 from dexec.market.pools import BPS
 from dexec.market.routing import network_fee_lamports
 from dexec.market.tokens import from_base_units, resolve_token
-from dexec.orders.events import CamelModel, Route
+from dexec.orders.events import CamelModel, SwapPlan
 from dexec.settings import ChainSettings, LatencyMode
 
 FINALIZED_DEPTH = 32
@@ -97,7 +97,7 @@ class SlotClock:
 @dataclass(frozen=True)
 class SignedSwap:
     order_id: str
-    route: Route
+    route: SwapPlan
     blockhash: str
     last_valid_block_height: int
     signature: str
@@ -176,13 +176,13 @@ class SimulatedChain:
         digest = hashlib.sha256(f"{self._market.seed}:blockhash:{slot}".encode()).digest()
         return b58encode(digest), slot + self._settings.blockhash_valid_slots
 
-    def sign(self, order_id: str, route: Route) -> SignedSwap:
+    def sign(self, order_id: str, route: SwapPlan) -> SignedSwap:
         """Build and sign the swap against the latest blockhash."""
         blockhash, last_valid = self.latest_blockhash()
         return self.resign(order_id, route, blockhash, last_valid)
 
     @staticmethod
-    def resign(order_id: str, route: Route, blockhash: str, last_valid: int) -> SignedSwap:
+    def resign(order_id: str, route: SwapPlan, blockhash: str, last_valid: int) -> SignedSwap:
         """The same message signs to the same signature, so a resumed send is the same tx."""
         message = f"{order_id}:{blockhash}:{route.in_amount}:{route.other_amount_threshold}"
         signature = b58encode(hashlib.sha512(message.encode()).digest())

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from dexec.market.pools import InsufficientLiquidity
 from dexec.market.tokens import resolve_token
-from dexec.orders.events import Route, RouteLeg
+from dexec.orders.events import RouteLeg, SwapPlan
 
 if TYPE_CHECKING:
     from dexec.market.market import Market
@@ -29,7 +29,7 @@ class Fill:
     note: str | None = None
 
 
-def hops(route: Route) -> list[list[RouteLeg]]:
+def hops(route: SwapPlan) -> list[list[RouteLeg]]:
     """The route's legs grouped by hop (consecutive legs with the same input mint)."""
     grouped: list[list[RouteLeg]] = []
     for leg in route.route_plan:
@@ -52,7 +52,7 @@ def proportional_inputs(amount: int, legs: list[RouteLeg]) -> list[int]:
     return shares
 
 
-def execute_route(market: Market, route: Route, slot: int) -> Fill:
+def execute_route(market: Market, route: SwapPlan, slot: int) -> Fill:
     amount = route.in_amount
     worst: tuple[Fraction, str] | None = None
     note = None

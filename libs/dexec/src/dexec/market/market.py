@@ -48,7 +48,7 @@ from dexec.market.tokens import Token, resolve_token
 from dexec.market.venues import METEORA, RAYDIUM, VENUES, PoolKind
 
 if TYPE_CHECKING:
-    from dexec.orders.events import Route
+    from dexec.orders.events import SwapPlan
     from dexec.settings import MarketSettings
 
 __all__ = ["METEORA", "RAYDIUM", "VENUES", "Market", "MarketView", "Pool", "PoolState"]
@@ -237,7 +237,7 @@ class Market:
     def view(self, slot: int, venues: frozenset[str] | None = None) -> MarketView:
         return MarketView(self, slot, frozenset(self.venues) if venues is None else venues)
 
-    def execute(self, route: Route, slot: int) -> Fill:
+    def execute(self, route: SwapPlan, slot: int) -> Fill:
         """Run a signed route's swaps on the market as it is at `slot` (the landing slot)."""
         return execute_route(self, route, slot)
 

@@ -98,8 +98,10 @@ class RouteCandidate(CamelModel):
     chosen: bool = False
 
 
-class Route(CamelModel):
-    """The `routed` payload: Jupiter's quote fields plus every candidate and the reason."""
+class SwapPlan(CamelModel):
+    """What signing and executing a route's swap needs: the part of a `routed` payload the
+    executor and the chain read. Validated alone from a `routed` event it skips the quotes and
+    candidates, most of the event's bytes (pydantic ignores the fields it does not declare)."""
 
     input_mint: str
     output_mint: str
@@ -110,13 +112,18 @@ class Route(CamelModel):
     route_plan: list[RouteLeg]
     context_slot: int
     network_fee_lamports: BaseUnits
-    quotes: list[VenueQuote]
-    failed_venues: dict[str, str] = Field(default_factory=dict)
-    reason: str
     swap_mode: Literal["ExactIn"] = "ExactIn"
     slippage_bps: int | None = None
     # The transaction's compute-unit limit, which prices its priority fee (None: the default).
     compute_unit_limit: int | None = None
+
+
+class Route(SwapPlan):
+    """The `routed` payload: Jupiter's quote fields plus every candidate and the reason."""
+
+    quotes: list[VenueQuote]
+    failed_venues: dict[str, str] = Field(default_factory=dict)
+    reason: str
     candidates: list[RouteCandidate] = Field(default_factory=list)
 
 
