@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -8,7 +11,9 @@ import pytest
 from nats.js import JetStreamContext
 
 from dexec.bus.connection import ensure_stream
+from dexec.db.migrate import upgrade
 from dexec.settings import CommonSettings
+from dexec_tools.servers import PostgresServer
 from tests.support.backends import PostgresBackend, nats_backend, postgres_backend
 from tests.support.stack import Stack, start_stack
 
@@ -26,6 +31,20 @@ def postgres() -> Iterator[PostgresBackend]:
 async def migrated_postgres(postgres: PostgresBackend) -> PostgresBackend:
     await postgres.prepare_template()
     return postgres
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A migrated Postgres of the test's own, which it may freeze (`tests.support.freezing`).
+    Under /tmp (from mkdtemp), not pytest's tmp_path: the server's unprivileged user must
+    reach it."""
+    data_dir = Path(tempfile.mkdtemp(prefix="dexec-test-pg-"))
+    try:
+        with PostgresServer(data_dir) as server:
+            upgrade(server.url())
+            yield server
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture

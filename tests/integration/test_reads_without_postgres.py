@@ -10,17 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import asyncpg
-import pytest
 
 from dexec.auth import hash_api_key
-from dexec.db.migrate import upgrade
 from dexec_tools.servers import PostgresServer
 from tests.support.backends import PostgresBackend
 from tests.support.freezing import frozen
@@ -124,19 +119,6 @@ async def test_the_stream_fallback_keeps_tenants_apart(
     assert mine.status_code == 200 and mine.json()["orderId"] == order_id
     assert theirs.status_code == 404, theirs.text
     assert theirs.json()["error"]["code"] == "ORDER_NOT_FOUND"
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A migrated Postgres of this test's own, which it may freeze. Under /tmp (from
-    mkdtemp), not pytest's tmp_path: the server's unprivileged user must reach it."""
-    data_dir = Path(tempfile.mkdtemp(prefix="dexec-test-pg-"))
-    try:
-        with PostgresServer(data_dir) as server:
-            upgrade(server.url())
-            yield server
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def test_reads_while_postgres_does_not_answer(

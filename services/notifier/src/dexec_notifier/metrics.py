@@ -28,6 +28,12 @@ RECORDER_LAG = Histogram(
     "From an event happening (its `at`) to its being committed to Postgres",
     buckets=DURATION_BUCKETS,
 )
+DB_FAILURES = Counter(
+    "dexec_notifier_db_failures_total",
+    "Postgres calls the notifier gave up on, failed or unanswered within DEXEC_DB_TIMEOUT_SECONDS:"
+    " `record` (a recorder batch), `claim`, `check` and `update` (the webhook outbox)",
+    ["call"],
+)
 WEBHOOK_DELIVERIES = Counter(
     "dexec_webhook_deliveries_total",
     "Webhook events delivered, given up on (dropped), or dropped as their target is refused",

@@ -50,6 +50,7 @@ from dexec import tracing
 from dexec.bus.connection import ensure_consumer
 from dexec.bus.subjects import RECORDER_CONSUMER, STREAM, event_subject
 from dexec.consumer_metrics import ConsumerSampler
+from dexec.db.bounded import within
 from dexec.db.models import OrderEventRow, OrderRow, WebhookDeliveryRow, WebhookState
 from dexec.db.projection import row_values, view_from_row
 from dexec.metrics import EVENTS_CONSUMED, STAGE_DURATION, Children, StageName
@@ -58,6 +59,7 @@ from dexec.orders.projection import OrderView
 from dexec.orders.states import EventType
 from dexec_notifier.data_faults import describe, is_data_fault
 from dexec_notifier.metrics import (
+    DB_FAILURES,
     RECORDED_EVENTS,
     RECORDER_BATCH_SIZE,
     RECORDER_LAG,
@@ -73,6 +75,7 @@ ORDERS = OrderRow.__table__
 CONSUMED = Children(EVENTS_CONSUMED, RECORDER_CONSUMER.durable).bind(EventType)
 MALFORMED = RECORDER_REJECTED.labels(reason="malformed")
 REFUSED = RECORDER_REJECTED.labels(reason="refused")
+RECORD_GIVEN_UP = DB_FAILURES.labels(call="record")
 # Fixed statements run with a list of parameter sets ("executemany"): compiled once and cached,
 # whatever the batch size. The events INSERT goes out as one multi-row INSERT .. RETURNING
 # (SQLAlchemy's "insertmanyvalues") and returns the msg_id of every row actually inserted.
@@ -424,9 +427,13 @@ class Recorder:
             started = time.time_ns()
             batch, malformed = decode(msgs)
             try:
-                written = await record_isolating(self._engine, batch)
+                written = await within(
+                    record_isolating(self._engine, batch), self._settings.db_timeout_seconds
+                )
             except Exception:
-                # Postgres is down or restarting: hand the batch back and try again shortly.
+                # Postgres is down, restarting or stalled: hand the batch back and try again
+                # shortly (what a given-up batch committed is found there and kept).
+                RECORD_GIVEN_UP.inc()
                 log.exception("recording a batch of %d events failed", len(msgs))
                 for msg in msgs:
                     with contextlib.suppress(Exception):

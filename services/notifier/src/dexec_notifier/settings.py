@@ -17,6 +17,11 @@ class NotifierSettings(CommonSettings, AuthSettings, WebhookTargetSettings):
     # transaction. Postgres lags the stream by up to this much more (the order listing shows
     # it; GET of one order folds an unfinished order from the stream).
     recorder_linger_seconds: float = Field(0.05, ge=0, le=5)
+    # The longest a Postgres call may take (a recorder batch with its retries of single
+    # events, a webhook claim, check or update): a stalled server or a connection the network
+    # dropped without a word answers nothing, and the call would wait forever. Given up, the
+    # batch comes back from NATS and the webhook row on its lease.
+    db_timeout_seconds: float = Field(10.0, gt=0, le=300)
     # Events a slow WebSocket client may have queued before it is cut off (close 1008).
     ws_queue_limit: int = Field(1_000, ge=1)
     # A send that takes longer means the client stopped reading: cut it off (close 1008).

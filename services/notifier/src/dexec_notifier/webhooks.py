@@ -38,6 +38,10 @@ its age: the outage is not the receiver's fault, and Postgres already holds the 
 The dispatcher wakes when this replica's recorder queued something, when one of its own POSTs
 ends (the order's next event may be due), at its own earliest retry, and otherwise every
 `webhook_poll_seconds` (rows other replicas queued, leases that ran out).
+
+Every Postgres call gives up after `db_timeout_seconds` (`dexec.db.bounded`): a claim given
+up on is tried on the next round, a delivery whose check or update is given up on is left on
+its lease and claimed again when the lease runs out.
 """
 
 from __future__ import annotations
@@ -46,10 +50,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import nats.errors
@@ -58,8 +63,8 @@ from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, NotFoundError
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
-from sqlalchemy import Interval, bindparam, exists, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Interval, Update, bindparam, exists, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dexec import tracing
 from dexec.bus.history import read_order_events
@@ -69,6 +74,7 @@ from dexec.bus.subjects import (
     RETIRED_WEBHOOK_DURABLE,
     STREAM,
 )
+from dexec.db.bounded import DatabaseUnavailable, read_within, write_within
 from dexec.db.models import OrderEventRow, WebhookDeliveryRow, WebhookState
 from dexec.orders.events import OrderEvent
 from dexec.orders.states import EventType
@@ -76,15 +82,18 @@ from dexec.telemetry import ORDER_ID
 from dexec.webhook_signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from dexec.webhook_targets import RefusedTarget
 from dexec_notifier.client_events import client_message
-from dexec_notifier.metrics import WEBHOOK_DELIVERIES, WEBHOOK_HOLDS
+from dexec_notifier.metrics import DB_FAILURES, WEBHOOK_DELIVERIES, WEBHOOK_HOLDS
 from dexec_notifier.settings import DEVELOPMENT_WEBHOOK_SECRET, NotifierSettings
 from dexec_notifier.webhook_client import webhook_client
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DELIVERED = WEBHOOK_DELIVERIES.labels("delivered")
 DROPPED = WEBHOOK_DELIVERIES.labels("dropped")
 REFUSED = WEBHOOK_DELIVERIES.labels("refused")
+# Exported from the start (at 0), as a dashboard's rate of them needs a series.
+GIVEN_UP = {call: DB_FAILURES.labels(call=call) for call in ("claim", "check", "update")}
 
 WEBHOOKS = WebhookDeliveryRow.__table__
 EVENTS = OrderEventRow.__table__
@@ -228,9 +237,29 @@ class WebhookDispatcher:
         self._wake.set()  # room for more, and the order's next event may be due
 
     async def _claim(self, limit: int) -> list[Delivery]:
-        async with self._engine.begin() as conn:
+        async def claim(conn: AsyncConnection) -> list[Delivery]:
             rows = await conn.execute(CLAIM, {"limit": limit, "lease": self._lease})
             return [Delivery.of(row) for row in rows]
+
+        return await self._in_postgres("claim", claim, write=True)
+
+    async def _in_postgres(
+        self, call: str, work: Callable[[AsyncConnection], Awaitable[T]], *, write: bool
+    ) -> T:
+        """`work` on a pooled connection (in a transaction if it writes), given up on after
+        `db_timeout_seconds`; counted by `call` if it fails."""
+        bounded = write_within if write else read_within
+        try:
+            return await bounded(self._engine, work, self._settings.db_timeout_seconds)
+        except DatabaseUnavailable:
+            GIVEN_UP[call].inc()
+            raise
+
+    async def _update(self, statement: Update) -> None:
+        async def execute(conn: AsyncConnection) -> None:
+            await conn.execute(statement)
+
+        await self._in_postgres("update", execute, write=True)
 
     async def _recorded_floor(self) -> int:
         """The stream seq at and below which the recorder has finished every message (recorded
@@ -271,8 +300,12 @@ class WebhookDispatcher:
             WEBHOOKS.c.state == WebhookState.PENDING,
             WEBHOOKS.c.seq < delivery.seq,
         )
-        async with self._engine.connect() as conn:
-            return bool(await conn.scalar(select((recorded == len(earlier)) & ~ahead)))
+        check = select((recorded == len(earlier)) & ~ahead)
+
+        async def confirmed(conn: AsyncConnection) -> bool:
+            return bool(await conn.scalar(check))
+
+        return await self._in_postgres("check", confirmed, write=False)
 
     async def _deliver(self, delivery: Delivery, floor: int) -> None:
         event = delivery.event
@@ -311,26 +344,24 @@ class WebhookDispatcher:
         values: dict[str, object] = {"state": state, "lease_until": None}
         if state == WebhookState.DELIVERED:
             values["delivered_at"] = func.now()
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                update(WEBHOOKS).where(WEBHOOKS.c.msg_id == delivery.msg_id).values(values)
-            )
+        await self._update(
+            update(WEBHOOKS).where(WEBHOOKS.c.msg_id == delivery.msg_id).values(values)
+        )
 
     async def _hold(self, delivery: Delivery) -> None:
         """Put the row back until an earlier event of its order is recorded, or NATS can be
         reached to tell (not an attempt)."""
         delay = self._settings.webhook_poll_seconds
         log.debug("webhook for %s waits for earlier events of its order", delivery.msg_id)
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                update(WEBHOOKS)
-                .where(WEBHOOKS.c.msg_id == delivery.msg_id)
-                .values(
-                    lease_until=None,
-                    attempts=delivery.attempts - 1,
-                    next_attempt_at=func.now() + timedelta(seconds=delay),
-                )
+        await self._update(
+            update(WEBHOOKS)
+            .where(WEBHOOKS.c.msg_id == delivery.msg_id)
+            .values(
+                lease_until=None,
+                attempts=delivery.attempts - 1,
+                next_attempt_at=func.now() + timedelta(seconds=delay),
             )
+        )
         asyncio.get_running_loop().call_later(delay, self._wake.set)
 
     async def _retry_later(self, delivery: Delivery) -> None:
@@ -340,12 +371,11 @@ class WebhookDispatcher:
             s.webhook_backoff_max_seconds,
         )
         log.debug("webhook for %s in %.1f s", delivery.msg_id, delay)
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                update(WEBHOOKS)
-                .where(WEBHOOKS.c.msg_id == delivery.msg_id)
-                .values(lease_until=None, next_attempt_at=func.now() + timedelta(seconds=delay))
-            )
+        await self._update(
+            update(WEBHOOKS)
+            .where(WEBHOOKS.c.msg_id == delivery.msg_id)
+            .values(lease_until=None, next_attempt_at=func.now() + timedelta(seconds=delay))
+        )
         asyncio.get_running_loop().call_later(delay, self._wake.set)
 
     async def _post(self, delivery: Delivery) -> Sent:

@@ -1,21 +1,22 @@
-"""Reads from Postgres that give up after a deadline: a stalled server must not hang a caller.
+"""Postgres calls that give up after a deadline: a stalled server must not hang a caller.
 
 A Postgres that is stopped (SIGSTOP), overloaded or cut off by the network still lets the
 kernel accept connections, and then never answers. Nothing bounds that on its own: asyncpg
 waits 60 s for a new connection and without limit for a query, including the pool's pre-ping
 on a connection it already holds. So the deadline is kept here, around the whole read
-(pool checkout, pre-ping, reconnect, query).
+(pool checkout, pre-ping, reconnect, query, commit).
 
-On the deadline the read is cancelled but not awaited: SQLAlchemy then invalidates the
+On the deadline the call is cancelled but not awaited: SQLAlchemy then invalidates the
 connection, and its close waits up to 2 s more for the server (shielded from the
 cancellation). That clean-up finishes in the background; the caller has its answer at the
-deadline.
+deadline. A write given up on may have committed or not: only writes that are safe to
+repeat go through here.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError
@@ -24,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 T = TypeVar("T")
 
-# What a read fails with when Postgres refuses, drops or cannot take the connection: the
+# What a call fails with when Postgres refuses, drops or cannot take the connection: the
 # driver's errors (a database not accepting connections, too many clients, a server shutting
 # down, a connection closed under the query), the socket's, and timeouts.
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
@@ -39,18 +40,32 @@ _abandoned: set[asyncio.Task[Any]] = set()
 
 
 class DatabaseUnavailable(Exception):
-    """Postgres refused or failed the read, or did not answer within its deadline."""
+    """Postgres refused or failed the call, or did not answer within its deadline."""
 
 
 async def read_within(
     engine: AsyncEngine, read: Callable[[AsyncConnection], Awaitable[T]], seconds: float
 ) -> T:
     """`read` on a pooled connection, or `DatabaseUnavailable` after at most `seconds`."""
-    task = asyncio.create_task(_on_connection(engine, read))
+    return await within(_on_connection(engine, read), seconds)
+
+
+async def write_within(
+    engine: AsyncEngine, write: Callable[[AsyncConnection], Awaitable[T]], seconds: float
+) -> T:
+    """`write` in a transaction committed when it returns, or `DatabaseUnavailable` after at
+    most `seconds` (committed or not: `write` must be safe to repeat)."""
+    return await within(_in_transaction(engine, write), seconds)
+
+
+async def within(call: Coroutine[Any, Any, T], seconds: float) -> T:
+    """`call`'s result, or `DatabaseUnavailable` if it fails as Postgres calls do or takes
+    longer than `seconds`; for calls that take the engine and open their own connections."""
+    task = asyncio.create_task(call)
     try:
         done, _ = await asyncio.wait({task}, timeout=seconds)
     except asyncio.CancelledError:
-        _abandon(task)  # the caller was cancelled: so is its read
+        _abandon(task)  # the caller was cancelled: so is its call
         raise
     if not done:
         _abandon(task)
@@ -58,12 +73,19 @@ async def read_within(
     try:
         return task.result()
     except UNAVAILABLE_ERRORS as exc:
-        raise DatabaseUnavailable(f"Postgres failed the read: {exc!r}"[:500]) from exc
+        raise DatabaseUnavailable(f"Postgres failed the call: {exc!r}"[:500]) from exc
 
 
 async def _on_connection(engine: AsyncEngine, read: Callable[[AsyncConnection], Awaitable[T]]) -> T:
     async with engine.connect() as conn:
         return await read(conn)
+
+
+async def _in_transaction(
+    engine: AsyncEngine, write: Callable[[AsyncConnection], Awaitable[T]]
+) -> T:
+    async with engine.begin() as conn:
+        return await write(conn)
 
 
 def _abandon(task: asyncio.Task[T]) -> None:
