@@ -1,4 +1,5 @@
-"""A multiplexed socket may subscribe only so many order ids a second (each is a backfill)."""
+"""A client may subscribe only so many order ids a second on its multiplexed sockets (each id is
+a backfill): per socket for an anonymous client, per tenant with API keys on."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import asyncio
 import orjson
 import websockets
 
+from dexec.auth import hash_api_key
 from tests.support.stack import Stack
 
 ORDER = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "3", "slippageBps": 300}
 ORDERS = 10
 BURST = 50
+ALICE, BOB = "alice-key-0123456789", "bob-key-0123456789"
 
 
 async def test_subscriptions_beyond_the_sockets_budget_are_refused_with_rate_limited(
@@ -42,3 +45,33 @@ async def test_subscriptions_beyond_the_sockets_budget_are_refused_with_rate_lim
     assert error["orderIds"] == ids
     assert error["retryAfter"] >= 1
     assert (later["code"], later["orderIds"]) == ("RATE_LIMITED", ["marker"])
+
+
+async def test_a_tenants_sockets_share_its_budget(start) -> None:
+    """A second socket buys a tenant no more subscriptions; another tenant has its own."""
+    stack: Stack = await start(
+        ws_subscribe_rate=0.001,
+        ws_subscribe_burst=ORDERS,
+        ws_backfill_cache_ttl_seconds=600,
+        api_keys_enabled=True,
+        api_keys={"alice": hash_api_key(ALICE), "bob": hash_api_key(BOB)},
+    )
+    alices = [
+        (await stack.submit(ORDER, **{"X-API-Key": ALICE})).json()["orderId"] for _ in range(ORDERS)
+    ]
+    bobs = [(await stack.submit(ORDER, **{"X-API-Key": BOB})).json()["orderId"]]
+
+    async def subscribe(key: str, ids: list[str]) -> object:
+        async with websockets.connect(f"{stack.ws_url}/ws?batch=true&apiKey={key}") as ws:
+            await ws.send(orjson.dumps({"op": "subscribe", "orderIds": ids}))
+            return orjson.loads(await ws.recv())
+
+    async with asyncio.timeout(60):
+        first = await subscribe(ALICE, alices)  # the whole burst
+        second = await subscribe(ALICE, alices[:1])  # another socket of hers: nothing left
+        other = await subscribe(BOB, bobs)
+
+    assert isinstance(first, list) and {e["orderId"] for e in first} == set(alices)
+    assert isinstance(second, dict) and second["error"]["code"] == "RATE_LIMITED"
+    assert second["error"]["orderIds"] == alices[:1]
+    assert isinstance(other, list) and {e["orderId"] for e in other} == set(bobs)

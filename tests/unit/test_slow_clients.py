@@ -10,6 +10,7 @@ import pytest
 from dexec.bus.history import StoredEvent
 from dexec.orders.events import OrderEvent
 from dexec.orders.states import EventType, OrderStatus
+from dexec_notifier.budget import SubscribeBudget
 from dexec_notifier.client_events import ClientEvent
 from dexec_notifier.live import SlowConsumer, Watcher
 from dexec_notifier.sockets import CLOSE_SLOW_CONSUMER, StreamSession
@@ -53,7 +54,8 @@ class StuckSocket:
 
 async def test_a_send_that_blocks_past_the_timeout_closes_the_socket_with_1008() -> None:
     ws = StuckSocket()
-    limits = {"queue_limit": 10, "send_timeout": 0.05, "subscribe_rate": 1, "subscribe_burst": 10}
+    budget = SubscribeBudget(rate=1, burst=10)
+    limits = {"queue_limit": 10, "send_timeout": 0.05, "budget": budget}
     session = StreamSession(ws, js=None, hub=None, **limits)  # type: ignore[arg-type]
     session._last_seq["o"] = 0
     session._watcher.offer(stored(1))

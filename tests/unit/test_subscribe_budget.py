@@ -1,8 +1,8 @@
-"""A socket's subscription budget: a burst at once, then a steady rate."""
+"""A client's subscription budget: a burst at once, then a steady rate; one per tenant."""
 
 from __future__ import annotations
 
-from dexec_notifier.budget import SubscribeBudget
+from dexec_notifier.budget import ClientBudgets, SubscribeBudget
 
 
 class Clock:
@@ -41,3 +41,13 @@ def test_the_wait_is_at_least_a_second_and_bounded_by_the_burst() -> None:
 
     assert budget.seconds_until(1) == 1
     assert budget.seconds_until(10_000) == 2  # never more than a full burst's refill
+
+
+def test_a_tenants_sockets_share_one_budget_and_anonymous_ones_do_not() -> None:
+    budgets = ClientBudgets(rate=10, burst=100, clock=Clock())
+
+    assert budgets.of("alice").take(100) == 100
+    assert budgets.of("alice").take(1) == 0  # another socket of hers: nothing left
+    assert budgets.of("bob").take(100) == 100
+    assert budgets.of(None).take(100) == 100
+    assert budgets.of(None).take(100) == 100

@@ -16,6 +16,7 @@ from dexec.health import health_router
 from dexec.http_metrics import instrument
 from dexec.loop_lag import probing_loop_lag
 from dexec.tracing import FASTAPI_TELEMETRY_OFF
+from dexec_notifier.budget import ClientBudgets
 from dexec_notifier.live import LiveHub
 from dexec_notifier.recorder import Recorder
 from dexec_notifier.settings import NotifierSettings
@@ -82,6 +83,9 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     app.add_exception_handler(WebSocketRequestValidationError, reject_bad_query)
 
     tenants = Tenants(settings)
+    budgets = ClientBudgets(
+        settings.ws_subscribe_rate, max(settings.ws_subscribe_burst, settings.ws_subscribe_rate)
+    )
 
     async def watch(ws: WebSocket, order_id: str | None, after_seq: int, batch: bool) -> None:
         tenant = None
@@ -99,8 +103,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             hub,
             queue_limit=settings.ws_queue_limit,
             send_timeout=settings.ws_send_timeout_seconds,
-            subscribe_rate=settings.ws_subscribe_rate,
-            subscribe_burst=settings.ws_subscribe_burst,
+            budget=budgets.of(tenant),
             tenant=tenant,
             batch=batch,
         )

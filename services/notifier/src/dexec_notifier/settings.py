@@ -28,10 +28,10 @@ class NotifierSettings(CommonSettings, AuthSettings, WebhookTargetSettings):
     ws_send_timeout_seconds: float = Field(5.0, gt=0)
     # Protocol-level ping/pong keepalive; a client that misses a pong is disconnected.
     ws_ping_interval_seconds: float = Field(20.0, gt=0)
-    # Order ids one multiplexed socket may subscribe per second on average, each a backfill to
-    # read (`budget`), and at once: by default twice a socket's capacity of 1,000, as a
-    # reconnecting client resubscribes all its orders. Beyond, the ids are refused with
-    # RATE_LIMITED.
+    # Order ids a client (a tenant's multiplexed sockets together, or one anonymous socket) may
+    # subscribe per second on average, each a backfill to read (`budget`), and at once: by
+    # default twice a socket's capacity of 1,000, as a reconnecting client resubscribes all its
+    # orders. Beyond, the ids are refused with RATE_LIMITED.
     ws_subscribe_rate: float = Field(1_000.0, gt=0)
     ws_subscribe_burst: int = Field(2_000, ge=1)
     # Single-order sockets close with 1000 after the order's terminal event.

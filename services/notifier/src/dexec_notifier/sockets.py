@@ -70,8 +70,7 @@ class StreamSession:
         *,
         queue_limit: int,
         send_timeout: float,
-        subscribe_rate: float,
-        subscribe_burst: int,
+        budget: SubscribeBudget,
         tenant: str | None = None,
         batch: bool = False,
     ) -> None:
@@ -85,8 +84,7 @@ class StreamSession:
         self._last_seq: dict[str, int] = {}
         self._ended: set[str] = set()  # orders whose terminal event was sent
         self._send_lock = asyncio.Lock()
-        self._subscribe_rate = subscribe_rate
-        self._budget = SubscribeBudget(subscribe_rate, max(subscribe_burst, subscribe_rate))
+        self._budget = budget
 
     async def watch_one(self, order_id: str, after_seq: int, close_on_terminal: bool) -> None:
         """A single-order socket: the order's events, then (by default) close on its end."""
@@ -281,6 +279,6 @@ class StreamSession:
             await self._send_raw(error_frame("TOO_MANY_ORDERS", "open another socket"))
 
     def _rate_limited(self, refused: list[str]) -> str:
-        message = f"over {self._subscribe_rate:g} subscriptions a second: subscribe these later"
+        message = f"over {self._budget.rate:g} subscriptions a second: subscribe these later"
         retry_after = self._budget.seconds_until(len(refused))
         return error_frame("RATE_LIMITED", message, orderIds=refused, retryAfter=retry_after)
