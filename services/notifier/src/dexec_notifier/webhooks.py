@@ -7,7 +7,8 @@ claims due rows with `FOR UPDATE SKIP LOCKED` and a lease (so two replicas never
 event at once, and a replica that dies mid-POST leaves the row to another when the lease
 runs out), posts, then marks the row delivered or schedules a retry with exponential backoff.
 A POST, from its connect to its answer's last byte, takes at most `webhook_timeout_seconds`
-(else it failed, as any timeout), so none outlives its lease. Per order only the earliest
+(else it failed, as any timeout), and starts only while that much of its lease is left (the
+checks before it may have been slow), so none outlives its lease. Per order only the earliest
 undelivered event is due, so a receiver sees an order's events in order, each at least once.
 An event still undelivered `webhook_give_up_seconds` after it happened is dropped and logged,
 so one dead receiver cannot stall forever (nor for NATS being unreachable: see below). A
@@ -140,6 +141,10 @@ CLAIM = (
 )
 
 
+# Room left between a POST's deadline and its lease's end.
+LEASE_MARGIN_SECONDS = 1.0
+
+
 class Sent(StrEnum):
     """What became of one POST."""
 
@@ -156,9 +161,17 @@ class Delivery:
     attempts: int
     trace: Context | None
     event: OrderEvent
+    # When the lease runs out at the latest (monotonic clock): taken before the claim was sent,
+    # so never later than Postgres' own `lease_until`.
+    lease_ends: float
+
+    def may_post(self, now: float, post_seconds: float) -> bool:
+        """Whether a POST taking up to `post_seconds` started `now` ends inside the lease: a
+        POST outliving its lease could go out beside another replica's of the same event."""
+        return now + post_seconds + LEASE_MARGIN_SECONDS <= self.lease_ends
 
     @classmethod
-    def of(cls, row: Any) -> Delivery:
+    def of(cls, row: Any, lease_ends: float) -> Delivery:
         event = OrderEvent(
             order_id=row.order_id,
             event=row.event,
@@ -168,7 +181,7 @@ class Delivery:
             data=row.data,
         )
         trace = tracing.extract_sampled({tracing.TRACEPARENT: row.traceparent})
-        return cls(row.msg_id, row.seq, row.url, row.attempts, trace, event)
+        return cls(row.msg_id, row.seq, row.url, row.attempts, trace, event, lease_ends)
 
 
 class WebhookDispatcher:
@@ -182,7 +195,8 @@ class WebhookDispatcher:
             settings.webhook_timeout_seconds, settings.webhook_allow_private_targets
         )
         # A POST that outlived its lease could be sent twice: the lease outlasts the timeout,
-        # which bounds each whole POST (`_send`).
+        # which bounds each whole POST (`_send`), and a POST starts only while the rest of the
+        # lease can hold it (`Delivery.may_post`), whatever the checks before it took.
         self._lease = timedelta(seconds=2 * settings.webhook_timeout_seconds + 5)
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
@@ -237,9 +251,11 @@ class WebhookDispatcher:
         self._wake.set()  # room for more, and the order's next event may be due
 
     async def _claim(self, limit: int) -> list[Delivery]:
+        lease_ends = time.monotonic() + self._lease.total_seconds()
+
         async def claim(conn: AsyncConnection) -> list[Delivery]:
             rows = await conn.execute(CLAIM, {"limit": limit, "lease": self._lease})
-            return [Delivery.of(row) for row in rows]
+            return [Delivery.of(row, lease_ends) for row in rows]
 
         return await self._in_postgres("claim", claim, write=True)
 
@@ -323,6 +339,11 @@ class WebhookDispatcher:
                         "webhook gave up on event %s (earlier ones unrecorded)", delivery.msg_id
                     )
                     await self._settle(delivery, state=WebhookState.DROPPED)
+                return
+            if not delivery.may_post(time.monotonic(), self._settings.webhook_timeout_seconds):
+                # The checks took most of the lease (a slow Postgres or NATS): the next claim
+                # after the lease runs out posts it, here or on another replica.
+                log.warning("webhook for %s: too little of its lease left to POST", delivery.msg_id)
                 return
             sent = await self._post(delivery)
             if sent is Sent.DELIVERED:

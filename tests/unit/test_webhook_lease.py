@@ -1,0 +1,25 @@
+"""A webhook POST starts only while the rest of its delivery's lease can hold it."""
+
+from __future__ import annotations
+
+from dexec.orders.events import OrderEvent
+from dexec.orders.states import EventType, OrderStatus
+from dexec_notifier.webhooks import LEASE_MARGIN_SECONDS, Delivery
+
+
+def delivery(lease_ends: float) -> Delivery:
+    event = OrderEvent(order_id="o-1", event=EventType.PENDING, status=OrderStatus.PENDING)
+    return Delivery("o-1:pending", 1, "https://hooks.example/x", 1, None, event, lease_ends)
+
+
+def test_a_post_that_would_end_inside_the_lease_may_start() -> None:
+    d = delivery(lease_ends=100.0)
+    assert d.may_post(now=100.0 - 5.0 - LEASE_MARGIN_SECONDS, post_seconds=5.0)
+
+
+def test_a_post_that_could_outlive_the_lease_does_not_start() -> None:
+    """Slow checks before it (a stalled Postgres or NATS) used up the lease: another replica
+    may claim the event once it runs out, and the two POSTs could overlap."""
+    d = delivery(lease_ends=100.0)
+    assert not d.may_post(now=100.0 - 5.0, post_seconds=5.0)
+    assert not d.may_post(now=101.0, post_seconds=5.0)
