@@ -3,7 +3,7 @@
 A Postgres that is stopped (SIGSTOP), overloaded or cut off by the network still lets the
 kernel accept connections, and then never answers. Nothing bounds that on its own: asyncpg
 waits 60 s for a new connection and without limit for a query, including the pool's pre-ping
-on a connection it already holds. So the deadline is kept here, around the whole read
+on a connection it already holds. So the deadline is kept here, around the whole call
 (pool checkout, pre-ping, reconnect, query, commit).
 
 On the deadline the call is cancelled but not awaited: SQLAlchemy then invalidates the
