@@ -266,9 +266,10 @@ class ExecutorService:
                 landed = await self.chain.settle_expired(tx)
             if landed is not None or not expired:
                 log.info("resuming signature %s", tx.signature, extra={"order_id": order_id})
-                if landed is None:  # this delivery will send it: others must know
-                    await self._submit(tx, delivery)
-                return Signature(tx, last_event.at.timestamp(), False, landed)
+                if landed is not None:
+                    return Signature(tx, last_event.at.timestamp(), False, landed)
+                await self._submit(tx, delivery)  # this delivery will send it: others must know
+                return Signature(tx, time.time(), False, None)
         tx = self.chain.sign(order_id, route)
         await self._submit(tx, delivery)
         BUILDING_TO_SUBMITTED.observe(time.perf_counter() - building_started)
