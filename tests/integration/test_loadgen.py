@@ -186,6 +186,29 @@ async def test_subscriptions_refused_for_their_rate_are_sent_again_when_allowed(
     assert_every_order_seen_once(report)
 
 
+async def test_single_order_sockets_refused_for_their_rate_connect_again_later(
+    start: Callable[..., Any], tmp_path: Path
+) -> None:
+    # With API keys on, a tenant's single-order sockets draw on its subscribe budget: 200
+    # sockets opened as fast as orders are accepted, against 50 a second (20 at once).
+    key = "load-key-0123456789"
+    stack: Stack = await start(
+        api_keys_enabled=True,
+        api_keys={"load": hash_api_key(key)},
+        ws_subscribe_rate=50,
+        ws_subscribe_burst=20,
+    )
+
+    code, _, report = await run_loadgen(
+        stack, tmp_path / "report.json", "--api-key", key, "--sockets", "per-order"
+    )
+
+    assert report["events"]["abnormal_closes"].get("4429", 0) > 0
+    assert code == 0
+    report["events"]["error_frames"].pop("RATE_LIMITED")
+    assert_every_order_seen_once(report)
+
+
 async def test_with_api_keys_on_the_key_goes_with_every_post_and_socket(
     start: Callable[..., Any], tmp_path: Path
 ) -> None:

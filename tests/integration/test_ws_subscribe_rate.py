@@ -1,9 +1,10 @@
-"""A client may subscribe only so many order ids a second on its multiplexed sockets (each id is
-a backfill): per socket for an anonymous client, per tenant with API keys on."""
+"""A client may subscribe only so many order ids a second (each id is a backfill): per socket
+for an anonymous client, per tenant with API keys on, its single-order sockets included."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import orjson
 import websockets
@@ -49,17 +50,8 @@ async def test_subscriptions_beyond_the_sockets_budget_are_refused_with_rate_lim
 
 async def test_a_tenants_sockets_share_its_budget(start) -> None:
     """A second socket buys a tenant no more subscriptions; another tenant has its own."""
-    stack: Stack = await start(
-        ws_subscribe_rate=0.001,
-        ws_subscribe_burst=ORDERS,
-        ws_backfill_cache_ttl_seconds=600,
-        api_keys_enabled=True,
-        api_keys={"alice": hash_api_key(ALICE), "bob": hash_api_key(BOB)},
-    )
-    alices = [
-        (await stack.submit(ORDER, **{"X-API-Key": ALICE})).json()["orderId"] for _ in range(ORDERS)
-    ]
-    bobs = [(await stack.submit(ORDER, **{"X-API-Key": BOB})).json()["orderId"]]
+    stack, alices, bob = await two_tenants(start)
+    bobs = [bob]
 
     async def subscribe(key: str, ids: list[str]) -> object:
         async with websockets.connect(f"{stack.ws_url}/ws?batch=true&apiKey={key}") as ws:
@@ -75,3 +67,48 @@ async def test_a_tenants_sockets_share_its_budget(start) -> None:
     assert isinstance(second, dict) and second["error"]["code"] == "RATE_LIMITED"
     assert second["error"]["orderIds"] == alices[:1]
     assert isinstance(other, list) and {e["orderId"] for e in other} == set(bobs)
+
+
+async def test_a_tenants_single_order_sockets_draw_on_its_budget(start) -> None:
+    """A socket per order is no way around the budget: beyond it, RATE_LIMITED and close 4429."""
+    stack, alices, bob = await two_tenants(start)
+
+    async def first_frame(key: str, order_id: str) -> tuple[object, int | None]:
+        url = f"{stack.ws_url}/ws/orders/{order_id}?batch=true&apiKey={key}"
+        async with websockets.connect(url) as ws:
+            frame = orjson.loads(await ws.recv())
+            if isinstance(frame, dict):  # an error: the server closes next
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    await ws.recv()
+            return frame, ws.close_code
+
+    async with asyncio.timeout(60):
+        served = [await first_frame(ALICE, order_id) for order_id in alices]  # the whole burst
+        refused, refused_code = await first_frame(ALICE, alices[0])
+        other, _ = await first_frame(BOB, bob)
+
+    assert all(
+        isinstance(frame, list) and frame[0]["orderId"] == i
+        for (frame, _), i in zip(served, alices, strict=True)
+    )
+    assert isinstance(refused, dict) and refused["error"]["code"] == "RATE_LIMITED"
+    assert refused["error"]["orderId"] == alices[0] and refused["error"]["retryAfter"] >= 1
+    assert refused_code == 4429
+    assert isinstance(other, list) and other[0]["orderId"] == bob
+
+
+async def two_tenants(start) -> tuple[Stack, list[str], str]:
+    """A stack with API keys on whose tenants may each subscribe ORDERS ids in all; Alice's
+    ORDERS orders and Bob's one."""
+    stack: Stack = await start(
+        ws_subscribe_rate=0.001,
+        ws_subscribe_burst=ORDERS,
+        ws_backfill_cache_ttl_seconds=600,
+        api_keys_enabled=True,
+        api_keys={"alice": hash_api_key(ALICE), "bob": hash_api_key(BOB)},
+    )
+
+    async def submit(key: str) -> str:
+        return (await stack.submit(ORDER, **{"X-API-Key": key})).json()["orderId"]
+
+    return stack, [await submit(ALICE) for _ in range(ORDERS)], await submit(BOB)

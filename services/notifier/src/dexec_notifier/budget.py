@@ -3,11 +3,12 @@
 Each order id subscribed costs a backfill: events parsed from the live cache, or a read from
 the stream for an order not cached (or not existing). A client sending 1,000-id subscribe
 commands in a loop took seconds of CPU. A token bucket: a client may subscribe `rate` ids a
-second on average, and up to `burst` at once, on its multiplexed sockets together.
+second on average, and up to `burst` at once, on its sockets together.
 
-A client is its tenant when API keys are on, so opening more sockets buys no more budget; an
-anonymous client has nothing to be told apart by, and each of its sockets has a budget of its
-own (the address would lump together everyone behind one proxy or NAT).
+A client is its tenant when API keys are on, so opening more sockets buys no more budget (a
+single-order socket spends one id); an anonymous client has nothing to be told apart by, and
+each of its sockets has a budget of its own (the address would lump together everyone behind
+one proxy or NAT).
 """
 
 from __future__ import annotations

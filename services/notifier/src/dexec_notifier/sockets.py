@@ -43,6 +43,7 @@ CLOSE_SLOW_CONSUMER = 1008
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
+CLOSE_RATE_LIMITED = 4429
 MAX_ORDERS_PER_SOCKET = 1_000
 # Live events taken from a socket's queue at once: bounds the work of one send.
 MAX_EVENTS_PER_SEND = 256
@@ -90,6 +91,10 @@ class StreamSession:
         """A single-order socket: the order's events, then (by default) close on its end."""
         await self._open()
         try:
+            if not self._budget.take(1):  # a tenant's single-order sockets draw on its budget
+                await self._send_raw(self._rate_limited(1, orderId=order_id))
+                await self._ws.close(CLOSE_RATE_LIMITED)
+                return
             missing = await self._subscribe([(order_id, after_seq)])
             if missing:
                 await self._send_raw(error_frame("ORDER_NOT_FOUND", f"no order {order_id}"))
@@ -274,11 +279,11 @@ class StreamSession:
             message = f"no order {order_id}"
             await self._send_raw(error_frame("ORDER_NOT_FOUND", message, orderId=order_id))
         if refused := fits[allowed:]:
-            await self._send_raw(self._rate_limited(refused))
+            await self._send_raw(self._rate_limited(len(refused), orderIds=refused))
         if len(wanted) > room:
             await self._send_raw(error_frame("TOO_MANY_ORDERS", "open another socket"))
 
-    def _rate_limited(self, refused: list[str]) -> str:
-        message = f"over {self._budget.rate:g} subscriptions a second: subscribe these later"
-        retry_after = self._budget.seconds_until(len(refused))
-        return error_frame("RATE_LIMITED", message, orderIds=refused, retryAfter=retry_after)
+    def _rate_limited(self, refused: int, **which: Any) -> str:
+        message = f"over {self._budget.rate:g} subscriptions a second: try again later"
+        retry_after = self._budget.seconds_until(refused)
+        return error_frame("RATE_LIMITED", message, retryAfter=retry_after, **which)

@@ -36,6 +36,7 @@ RECONNECT_BASE_SECONDS = 0.05
 RECONNECT_MAX_SECONDS = 2.0
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
+CLOSE_RATE_LIMITED = 4429  # over the tenant's subscribe budget: its retryAfter is at least 1 s
 # Connection failures worth a retry: refused or reset, a handshake the server turned down
 # (e.g. while it restarts), an open that timed out.
 CONNECT_ERRORS = (OSError, InvalidHandshake, TimeoutError)
@@ -425,7 +426,8 @@ class PerOrderFollower:
                 self._ledger.abandon(order)
                 return
             self._ledger.reconnects += 1
-            await asyncio.sleep(reconnect_delay(attempt))
+            delay = reconnect_delay(attempt)
+            await asyncio.sleep(max(delay, 1.0) if code == CLOSE_RATE_LIMITED else delay)
             attempt += 1
 
     async def close(self) -> None:

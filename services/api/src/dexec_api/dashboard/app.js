@@ -363,9 +363,11 @@
       live.sockets -= 1;
       pumpQueue();
       if (isTerminal(order) || e.code === 4404) return;
-      // Dropped before the end: resume after the last event seen, backing off.
+      // Dropped before the end: resume after the last event seen, backing off (at least the
+      // second a 4429, over the subscribe budget, asks for).
       order.retries = (order.retries || 0) + 1;
-      setTimeout(() => followAlone(order), Math.min(5000, 250 * 2 ** order.retries));
+      const delay = Math.min(5000, 250 * 2 ** order.retries);
+      setTimeout(() => followAlone(order), e.code === 4429 ? Math.max(1000, delay) : delay);
     };
   }
 
