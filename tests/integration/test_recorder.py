@@ -5,17 +5,13 @@ without holding up the others."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import nats
 import orjson
 import pytest
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select, text
@@ -23,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dexec.bus.publisher import MSG_ID_HEADER, emit
-from dexec.bus.subjects import RECORDER_CONSUMER, STREAM, event_subject
+from dexec.bus.subjects import STREAM, event_subject
 from dexec.db.engine import create_engine
 from dexec.db.models import OrderEventRow, OrderRow, WebhookDeliveryRow
 from dexec.db.projection import row_values
@@ -35,6 +31,7 @@ from dexec_notifier.recorder import Recorded, Recorder, record_batch, record_iso
 from dexec_notifier.settings import NotifierSettings
 from dexec_tools.servers import free_port
 from tests.support.events import SPEC, payload_data, spec_data
+from tests.support.recording import publish, recording
 from tests.support.waiting import eventually
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -322,46 +319,6 @@ async def test_isolating_records_every_event_but_those_postgres_refuses(database
     assert [(o.id, o.status, o.last_seq) for o in orders] == [
         (f"o{n:03d}", "confirmed", lifecycle[-3 + n].seq) for n in range(3)
     ]
-
-
-async def publish(js: JetStreamContext, event: OrderEvent, msg_id: str | None = None) -> int:
-    """Put an event on the stream as the services do; its stream sequence."""
-    subject = event_subject(event.event, event.order_id)
-    headers = {MSG_ID_HEADER: msg_id or event.msg_id}
-    return (await js.publish(subject, event.to_json(), stream=STREAM, headers=headers)).seq
-
-
-async def terminations(nats_url: str) -> tuple[nats.NATS, list[int]]:
-    """A connection that collects the stream sequences of the recorder's `term`s, as JetStream
-    announces them."""
-    nc = await nats.connect(nats_url)
-    terminated: list[int] = []
-
-    async def noted(msg: Msg) -> None:
-        terminated.append(orjson.loads(msg.data)["stream_seq"])
-
-    subject = f"$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.{STREAM}.{RECORDER_CONSUMER.durable}"
-    await nc.subscribe(subject, cb=noted)
-    await nc.flush()
-    return nc, terminated
-
-
-@contextlib.asynccontextmanager
-async def recording(
-    js: JetStreamContext, nats_url: str, database_url: str
-) -> AsyncIterator[tuple[AsyncEngine, list[int]]]:
-    """A recorder running on the stream: its engine, and the stream sequences it terminates
-    (`terminations`); stopped, and all closed, at the end."""
-    engine = create_engine(database_url, 2)
-    recorder = Recorder(js, engine, NotifierSettings(nats_url=nats_url, database_url=database_url))
-    nc, terminated = await terminations(nats_url)
-    await recorder.start()
-    try:
-        yield engine, terminated
-    finally:
-        await recorder.stop()
-        await engine.dispose()
-        await nc.close()
 
 
 async def recorded_ids(engine: AsyncEngine) -> set[str]:
