@@ -69,6 +69,7 @@ def test_a_json_market_file(tmp_path: Path) -> None:
         (("[tokens.USDC]", "[tokens.USDC]\ncolour = 1"), "colour"),
         (("volatility = 0", 'volatility = 0\ntracks = "JUP"'), "does not price"),
         (('name = "small"', 'name = "small"\nhubs = ["BONK"]'), "hub"),
+        (("price_usd = 150.25", "price_usd = 1e99999999999999999999"), "out of range"),
     ],
 )
 def test_bad_files_are_refused_with_the_reason(edit: tuple[str, str], message: str) -> None:

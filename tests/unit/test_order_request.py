@@ -619,3 +619,26 @@ def test_any_bytes_are_json_or_a_4xx(raw: bytes) -> None:
         parse_json_object(raw)
     except ApiError as error:
         assert error.status in (400, 422), error
+
+
+@pytest.mark.parametrize(
+    ("field", "number", "code"),
+    [
+        ("amount", b"1e99999999999999999999", "INVALID_AMOUNT"),
+        ("amount", b"-1e-99999999999999999999", "INVALID_AMOUNT"),
+        ("slippageBps", b"1e99999999999999999999", "VALIDATION_ERROR"),
+        ("slippage", b"1e-99999999999999999999", "VALIDATION_ERROR"),
+        ("ignored", b"1e99999999999999999999", None),  # a field the API does not read
+    ],
+)
+def test_a_json_number_past_what_a_decimal_holds_is_judged_by_its_field(
+    field: str, number: bytes, code: str | None
+) -> None:
+    body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1"}
+    raw = json.dumps(body).encode()[:-1] + b', "%s": %s}' % (field.encode(), number)
+    parsed = parse_json_object(raw)
+    if code is None:
+        assert parse_order(parsed, 50, None).amount_in == 1_000_000_000
+        return
+    error = api_error(parsed)
+    assert (error.status, error.code) == (422, code)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from decimal import Context, Decimal, Inexact
+from decimal import Context, Decimal, Inexact, InvalidOperation
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -167,13 +167,23 @@ def fraction_in_bps(slippage: Decimal) -> int:
     return int(bps)
 
 
+def _json_number(text: str) -> Decimal | str:
+    """A JSON number as a Decimal. One whose exponent a Decimal cannot hold
+    (`1e99999999999999999999`) stays its text, for its field to judge as if it had come as a
+    string (InvalidOperation is no ValueError: raised here, it was a 500)."""
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        return text
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     try:
         # Numbers become Decimal, never float: "0.1" SOL stays exactly 0.1. Integers too: int
         # refuses text of over 4,300 digits (sys.get_int_max_str_digits, a guard for the whole
         # process, kept), which would make valid JSON an INVALID_JSON; as a Decimal, each field
         # judges it (an amount over u64 is INVALID_AMOUNT).
-        body = json.loads(raw, parse_float=Decimal, parse_int=Decimal)
+        body = json.loads(raw, parse_float=_json_number, parse_int=_json_number)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         # RecursionError: nesting deeper than the parser's stack (3 KB of "[" is enough).
         raise ApiError(400, "INVALID_JSON", f"the body is not valid JSON: {exc}") from exc

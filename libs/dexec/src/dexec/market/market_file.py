@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import tomllib
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
@@ -152,6 +152,8 @@ def parse_market(text: str, suffix: str = ".toml") -> MarketSpec:
         return MarketSpec.model_validate(raw)
     except (ValueError, tomllib.TOMLDecodeError, ValidationError) as exc:
         raise MarketFileError(str(exc)) from exc
+    except InvalidOperation as exc:  # a number whose exponent a Decimal cannot hold
+        raise MarketFileError(f"a number out of range: {exc!r}") from exc
 
 
 @lru_cache(maxsize=1)
