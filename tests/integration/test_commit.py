@@ -11,14 +11,16 @@ import asyncio
 import os
 import signal
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import nats
 import pytest
+from nats.js.api import DiscardPolicy
 from prometheus_client import REGISTRY
 
 from dexec.bus.connection import ensure_stream
-from dexec.bus.subjects import STREAM
+from dexec.bus.subjects import IDEMPOTENCY_BUCKET, STREAM, kv_stream
 from dexec.settings import CommonSettings
 from dexec_tools.servers import NatsServer
 from tests.support.stack import Stack, api_alone, stop_nats
@@ -157,6 +159,44 @@ async def test_an_order_the_stream_refused_leaves_its_key_free(
     assert other.status_code == 202, other.text
     assert same.status_code == 202, same.text
     assert await orders_in_stream(nats_server.url) == 2
+
+
+@pytest.mark.parametrize("api_only", [1.0], indirect=True)
+async def test_a_refused_order_whose_key_cannot_be_released_says_retry_with_the_key(
+    nats_server: NatsServer, api_only: Stack
+) -> None:
+    """The stream refuses the `pending` and the idempotency bucket then refuses the release:
+    the key still names the order, so the answer cannot be BUS_UNAVAILABLE (which promises a
+    free key) but IDEMPOTENCY_KEY_UNCERTAIN, and a retry with the key places the order."""
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    bucket = kv_stream(IDEMPOTENCY_BUCKET)
+    as_configured = (await js.stream_info(bucket)).config
+    try:
+        await js.delete_stream(STREAM)
+        # One message per key, and no more: the claim is stored, its release (a delete
+        # marker on the same subject) refused.
+        await js.update_stream(
+            replace(
+                as_configured,
+                discard=DiscardPolicy.NEW,
+                discard_new_per_subject=True,
+                max_msgs_per_subject=1,
+            )
+        )
+        refused = await api_only.submit(BODY, **{"Idempotency-Key": "k-stuck"})
+        await js.update_stream(as_configured)
+        await ensure_stream(js, CommonSettings(nats_url=nats_server.url))
+    finally:
+        await nc.close()
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error"]["code"] == "IDEMPOTENCY_KEY_UNCERTAIN"
+
+    retry = await api_only.submit(BODY, **{"Idempotency-Key": "k-stuck"})
+
+    assert retry.status_code == 202, retry.text
+    assert await pending_copies(nats_server.url, retry.json()["orderId"]) == 1
+    assert await orders_in_stream(nats_server.url) == 1
 
 
 @pytest.mark.parametrize("api_only", [1.0], indirect=True)

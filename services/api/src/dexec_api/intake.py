@@ -181,18 +181,16 @@ class OrderIntake:
         try:
             stored_here = await self._commit(claim.order_id, spec)
         except NatsError as refused:
-            if not await self._release(claim):
+            try:
+                released = await self._idempotency.release(claim)
+            except NatsError as exc:
+                # The claim stays and names no order: not "not accepted" (BUS_UNAVAILABLE
+                # promises a free key), but "retry with the key", which places it (`_replay`).
+                raise _key_uncertain() from exc
+            if not released:
                 raise _uncertain(claim.order_id) from refused
             raise
         return Accepted(claim.order_id, spec, stored_here)
-
-    async def _release(self, claim: Claim) -> bool:
-        """Release `claim`; False only if another request has taken it over."""
-        try:
-            return await self._idempotency.release(claim)
-        except NatsError:
-            # The claim stays: a retry with the key finds no order and places it (`_replay`).
-            return True
 
     async def _commit(self, order_id: str, spec: OrderSpec) -> bool:
         """Publish `pending` (`dexec_api.commit`): the stream's ack is the order's commit point.
