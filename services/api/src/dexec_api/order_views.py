@@ -20,7 +20,7 @@ from dexec.bus.subjects import is_order_id
 from dexec.db.bounded import DatabaseUnavailable, read_within
 from dexec.db.models import OrderEventRow, OrderRow
 from dexec.db.projection import view_from_row
-from dexec.market.tokens import from_base_units, resolve_token
+from dexec.market.tokens import format_units, resolve_token
 from dexec.orders.projection import OrderView, fold
 from dexec.orders.states import OrderStatus, is_terminal
 from dexec_api.errors import ApiError
@@ -63,7 +63,7 @@ def order_json(view: OrderView, events: list[dict[str, Any]] | None = None) -> d
         "lastRetry": view.last_retry,
     }
     if spec.get("tokenIn") and spec.get("amountIn"):
-        body["amount"] = str(from_base_units(resolve_token(spec["tokenIn"]), int(spec["amountIn"])))
+        body["amount"] = format_units(resolve_token(spec["tokenIn"]), int(spec["amountIn"]))
     if events is not None:
         body["events"] = events
     return body

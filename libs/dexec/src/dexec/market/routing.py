@@ -29,7 +29,7 @@ from dexec.market.fees import (
 from dexec.market.market import MarketView
 from dexec.market.pool_model import PoolState
 from dexec.market.pools import BPS, ceil_div, price_impact_pct
-from dexec.market.tokens import Token, from_base_units
+from dexec.market.tokens import Token, format_units
 from dexec.orders.events import Route, RouteCandidate, RouteLeg, VenueQuote
 
 __all__ = ["NoRoute", "find_route", "min_out", "network_fee_lamports"]
@@ -258,7 +258,7 @@ def _reason(chosen: _Candidate, candidates: list[_Candidate], failed: dict[str, 
     token_in, token_out = chosen.tokens[0], chosen.tokens[-1]
 
     def amount(units: int) -> str:
-        return f"{from_base_units(token_out, units)} {token_out.symbol}"
+        return f"{format_units(token_out, units)} {token_out.symbol}"
 
     reason = (
         f"{chosen.description()} gives {amount(chosen.out_amount)}, "

@@ -96,3 +96,9 @@ def to_base_units(token: Token, amount: Decimal | str | int) -> int:
 def from_base_units(token: Token, units: int) -> Decimal:
     with localcontext(prec=60):
         return Decimal(units).scaleb(-token.decimals)
+
+
+def format_units(token: Token, units: int) -> str:
+    """`units` in the token's decimal notation, never an exponent: 1 lamport is `0.000000001`
+    (`str` of the Decimal would give `1E-9`)."""
+    return format(from_base_units(token, units), "f")
