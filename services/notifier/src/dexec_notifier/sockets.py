@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 from fastapi import WebSocket, WebSocketDisconnect
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from pydantic import BaseModel, Field, ValidationError
 
@@ -44,6 +45,7 @@ CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
 CLOSE_RATE_LIMITED = 4429
+CLOSE_TRY_AGAIN_LATER = 1013  # the order's events could not be read from the stream
 MAX_ORDERS_PER_SOCKET = 1_000
 # Live events taken from a socket's queue at once: bounds the work of one send.
 MAX_EVENTS_PER_SEND = 256
@@ -95,10 +97,11 @@ class StreamSession:
                 await self._send_raw(self._rate_limited(1, orderId=order_id))
                 await self._ws.close(CLOSE_RATE_LIMITED)
                 return
-            missing = await self._subscribe([(order_id, after_seq)])
-            if missing:
-                await self._send_raw(error_frame("ORDER_NOT_FOUND", f"no order {order_id}"))
-                await self._ws.close(CLOSE_NOT_FOUND)
+            refused = await self._subscribe([(order_id, after_seq)])
+            if code := refused.get(order_id):
+                await self._send_raw(_refusal(code, order_id))
+                not_found = code == NOT_FOUND
+                await self._ws.close(CLOSE_NOT_FOUND if not_found else CLOSE_TRY_AGAIN_LATER)
                 return
             if close_on_terminal and order_id in self._ended:
                 await self._ws.close(CLOSE_DONE)
@@ -147,29 +150,37 @@ class StreamSession:
                 task.cancel()
             await asyncio.gather(pump, client, return_exceptions=True)
 
-    async def _subscribe(self, subscriptions: list[tuple[str, int]]) -> list[str]:
-        """Register each (order, after seq) and send its backfill; the orders not found.
+    async def _subscribe(self, subscriptions: list[tuple[str, int]]) -> dict[str, str]:
+        """Register each (order, after seq) and send its backfill; the orders left out, with
+        why: NOT_FOUND, or UNAVAILABLE (its backfill could not be read from the stream: NATS
+        is away or did not answer in time; the socket and its other orders go on).
 
         Backfills from the cache go out together (one frame when batched); a backfill read
         from the stream ends a group, so live events of orders already subscribed are not
         held behind more than one stream read.
         """
-        missing: list[str] = []
+        refused: dict[str, str] = {}
         queue = deque(subscriptions)
         while queue:
             async with self._send_lock:
                 backfills: list[ClientEvent] = []
                 while queue:
                     order_id, after_seq = queue.popleft()
-                    backfill, cached = await self._register(order_id, after_seq)
+                    try:
+                        backfill, cached = await self._register(order_id, after_seq)
+                    except NatsError as exc:
+                        log.warning("backfill of %s not read from the stream: %r", order_id, exc)
+                        self._unsubscribe(order_id)
+                        refused[order_id] = UNAVAILABLE
+                        break
                     if backfill is None:
-                        missing.append(order_id)
+                        refused[order_id] = NOT_FOUND
                     else:
                         backfills += backfill
                     if not cached:
                         break
                 await self._send_events(backfills)
-        return missing
+        return refused
 
     async def _register(
         self, order_id: str, after_seq: int
@@ -274,10 +285,9 @@ class StreamSession:
         fits = wanted[: max(room, 0)]
         allowed = self._budget.take(len(fits))
         after = command.after_seq
-        missing = await self._subscribe([(i, after.get(i, 0)) for i in fits[:allowed]])
-        for order_id in missing:
-            message = f"no order {order_id}"
-            await self._send_raw(error_frame("ORDER_NOT_FOUND", message, orderId=order_id))
+        refused = await self._subscribe([(i, after.get(i, 0)) for i in fits[:allowed]])
+        for order_id, code in refused.items():
+            await self._send_raw(_refusal(code, order_id))
         if refused := fits[allowed:]:
             await self._send_raw(self._rate_limited(len(refused), orderIds=refused))
         if len(wanted) > room:
@@ -287,3 +297,14 @@ class StreamSession:
         message = f"over {self._budget.rate:g} subscriptions a second: try again later"
         retry_after = self._budget.seconds_until(refused)
         return error_frame("RATE_LIMITED", message, retryAfter=retry_after, **which)
+
+
+NOT_FOUND, UNAVAILABLE = "ORDER_NOT_FOUND", "BUS_UNAVAILABLE"
+
+
+def _refusal(code: str, order_id: str) -> str:
+    """The error frame for an order `_subscribe` left out."""
+    if code == NOT_FOUND:
+        return error_frame(NOT_FOUND, f"no order {order_id}", orderId=order_id)
+    message = "the order's events could not be read: subscribe again later"
+    return error_frame(UNAVAILABLE, message, orderId=order_id, retryAfter=1)

@@ -36,7 +36,12 @@ RECONNECT_BASE_SECONDS = 0.05
 RECONNECT_MAX_SECONDS = 2.0
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
-CLOSE_RATE_LIMITED = 4429  # over the tenant's subscribe budget: its retryAfter is at least 1 s
+# Closes that ask to connect again after a second: over the tenant's subscribe budget (4429),
+# the order's events not readable from the stream for now (1013).
+CLOSE_RATE_LIMITED, CLOSE_TRY_AGAIN_LATER = 4429, 1013
+# Error frames for ids a multiplexed socket may subscribe again after their `retryAfter`: over
+# the subscribe budget, and a backfill the notifier could not read from the stream.
+SUBSCRIBE_LATER = frozenset({"RATE_LIMITED", "BUS_UNAVAILABLE"})
 # Connection failures worth a retry: refused or reset, a handshake the server turned down
 # (e.g. while it restarts), an open that timed out.
 CONNECT_ERRORS = (OSError, InvalidHandshake, TimeoutError)
@@ -102,8 +107,9 @@ class Ledger:
         self.reconnects = 0
         self.sockets_opened = 0
         self._on_progress = on_progress
-        # Ids the notifier refused to subscribe (RATE_LIMITED) in the last frame recorded,
-        # and how long it asked to wait: `take_refused` hands them to the socket to retry.
+        # Ids the notifier refused to subscribe for now (SUBSCRIBE_LATER) in the frames
+        # recorded, and how long it asked to wait: `take_refused` hands them to the socket to
+        # retry.
         self._refused: list[str] = []
         self._retry_after = 0.0
 
@@ -158,8 +164,8 @@ class Ledger:
             return None
         code = str(error.get("code"))
         self.error_frames[code] += 1
-        if code == "RATE_LIMITED":
-            refused = error.get("orderIds") or []
+        if code in SUBSCRIBE_LATER:
+            refused = error.get("orderIds") or [error.get("orderId")]
             self._refused.extend(i for i in refused if i in self.by_id)
             self._retry_after = max(self._retry_after, float(error.get("retryAfter") or 0))
             return None
@@ -169,7 +175,7 @@ class Ledger:
         return None
 
     def take_refused(self) -> tuple[list[str], float]:
-        """The ids refused with RATE_LIMITED since the last call, and the wait asked for."""
+        """The ids refused for now since the last call, and the wait asked for."""
         refused, wait = self._refused, self._retry_after
         self._refused, self._retry_after = [], 0.0
         return refused, wait
@@ -220,7 +226,7 @@ class MuxSocket:
         self._active: set[str] = set()  # subscribed on the server
         self._to_subscribe: list[str] = []
         self._to_unsubscribe: list[str] = []
-        self._retrying: set[str] = set()  # refused (RATE_LIMITED), waiting to subscribe again
+        self._retrying: set[str] = set()  # refused for now, waiting to subscribe again
         self._wake = asyncio.Event()
         self.connected = asyncio.Event()
         self._task = asyncio.create_task(self._run())
@@ -427,7 +433,8 @@ class PerOrderFollower:
                 return
             self._ledger.reconnects += 1
             delay = reconnect_delay(attempt)
-            await asyncio.sleep(max(delay, 1.0) if code == CLOSE_RATE_LIMITED else delay)
+            later = code in (CLOSE_RATE_LIMITED, CLOSE_TRY_AGAIN_LATER)
+            await asyncio.sleep(max(delay, 1.0) if later else delay)
             attempt += 1
 
     async def close(self) -> None:
