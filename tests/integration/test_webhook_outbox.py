@@ -20,7 +20,8 @@ from dexec.orders.events import OrderEvent
 from dexec.orders.states import EventType, OrderStatus
 from dexec.settings import CommonSettings
 from dexec_notifier.recorder import Recorded, record_batch
-from dexec_notifier.webhooks import CLAIM, retire_webhook_consumer
+from dexec_notifier.settings import NotifierSettings
+from dexec_notifier.webhooks import CLAIM, WebhookDispatcher, retire_webhook_consumer
 
 URL = "http://127.0.0.1:9/hook"
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -122,3 +123,53 @@ async def test_the_retired_webhooks_durable_and_bucket_are_removed(
     with pytest.raises(BucketNotFoundError):
         await js.key_value(RETIRED_WEBHOOK_BUCKET)
     await retire_webhook_consumer(js)  # nothing left to remove: no error
+
+
+async def test_a_dispatcher_whose_lease_ran_out_changes_nothing_of_a_row_claimed_since(
+    database_url: str, js: JetStreamContext
+) -> None:
+    """Its checks outlasted its lease, another replica claimed the row and is POSTing: the late
+    replica's hold, retry or settle must not free the row under it (a third POST would start
+    beside the second) nor end it."""
+    engine = create_engine(database_url, 4)
+    settings = NotifierSettings(database_url=database_url, nats_url="nats://127.0.0.1:1")
+    late, holder = WebhookDispatcher(engine, settings, js), WebhookDispatcher(engine, settings, js)
+    try:
+        await record_batch(engine, lifecycle("a", 1, URL))
+        (stale,) = await late._claim(1)
+        async with engine.begin() as conn:  # its lease runs out
+            await conn.execute(
+                update(WebhookDeliveryRow)
+                .where(WebhookDeliveryRow.msg_id == stale.msg_id)
+                .values(lease_until=datetime.now(UTC) - timedelta(seconds=1))
+            )
+        (fresh,) = await holder._claim(1)
+        assert fresh.msg_id == stale.msg_id
+        claimed = await row(engine, stale.msg_id)
+
+        await late._hold(stale)
+        await late._retry_later(stale)
+        await late._settle(stale, state=WebhookState.DELIVERED)
+        kept = await row(engine, stale.msg_id)
+        await holder._settle(fresh, state=WebhookState.DELIVERED)
+        settled = await row(engine, stale.msg_id)
+    finally:
+        await late.stop()
+        await holder.stop()
+        await engine.dispose()
+
+    assert (kept.state, kept.lease_until, kept.attempts) == (
+        WebhookState.PENDING,
+        claimed.lease_until,
+        2,
+    )
+    assert kept.delivered_at is None
+    assert (settled.state, settled.lease_until) == (WebhookState.DELIVERED, None)
+
+
+async def row(engine: AsyncEngine, msg_id: str) -> WebhookDeliveryRow:
+    async with engine.connect() as conn:
+        found = await conn.execute(
+            select(WebhookDeliveryRow).where(WebhookDeliveryRow.msg_id == msg_id)
+        )
+        return found.one()

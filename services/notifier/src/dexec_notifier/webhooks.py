@@ -8,7 +8,11 @@ event at once, and a replica that dies mid-POST leaves the row to another when t
 runs out), posts, then marks the row delivered or schedules a retry with exponential backoff.
 A POST, from its connect to its answer's last byte, takes at most `webhook_timeout_seconds`
 (else it failed, as any timeout), and starts only while that much of its lease is left (the
-checks before it may have been slow), so none outlives its lease. Per order only the earliest
+checks before it may have been slow), so none outlives its lease. Every write after the claim
+requires the `lease_until` the claim set: a replica whose lease ran out while it checked (and
+which another replica has claimed the row from since) changes nothing, so it can neither free
+the row under the new holder (which would have it POSTed a third time, beside the second) nor
+settle it. Per order only the earliest
 undelivered event is due, so a receiver sees an order's events in order, each at least once.
 An event still undelivered `webhook_give_up_seconds` after it happened is dropped and logged,
 so one dead receiver cannot stall forever (nor for NATS being unreachable: see below). A
@@ -64,7 +68,18 @@ from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, NotFoundError
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
-from sqlalchemy import Interval, Update, bindparam, exists, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Interval,
+    Update,
+    and_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dexec import tracing
@@ -127,6 +142,7 @@ CLAIM = (
     )
     .returning(
         WEBHOOKS.c.msg_id,
+        WEBHOOKS.c.lease_until,
         WEBHOOKS.c.seq,
         WEBHOOKS.c.url,
         WEBHOOKS.c.attempts,
@@ -164,6 +180,10 @@ class Delivery:
     # When the lease runs out at the latest (monotonic clock): taken before the claim was sent,
     # so never later than Postgres' own `lease_until`.
     lease_ends: float
+    # Postgres' `lease_until` as this claim set it: every later write to the row requires it
+    # (`_leased`), so a replica whose lease ran out, and was claimed again elsewhere, can
+    # neither free the row under the new holder nor settle it.
+    lease_token: datetime | None = None
 
     def may_post(self, now: float, post_seconds: float) -> bool:
         """Whether a POST taking up to `post_seconds` started `now` ends inside the lease: a
@@ -181,7 +201,9 @@ class Delivery:
             data=row.data,
         )
         trace = tracing.extract_sampled({tracing.TRACEPARENT: row.traceparent})
-        return cls(row.msg_id, row.seq, row.url, row.attempts, trace, event, lease_ends)
+        return cls(
+            row.msg_id, row.seq, row.url, row.attempts, trace, event, lease_ends, row.lease_until
+        )
 
 
 class WebhookDispatcher:
@@ -365,9 +387,7 @@ class WebhookDispatcher:
         values: dict[str, object] = {"state": state, "lease_until": None}
         if state == WebhookState.DELIVERED:
             values["delivered_at"] = func.now()
-        await self._update(
-            update(WEBHOOKS).where(WEBHOOKS.c.msg_id == delivery.msg_id).values(values)
-        )
+        await self._update(update(WEBHOOKS).where(_leased(delivery)).values(values))
 
     async def _hold(self, delivery: Delivery) -> None:
         """Put the row back until an earlier event of its order is recorded, or NATS can be
@@ -376,7 +396,7 @@ class WebhookDispatcher:
         log.debug("webhook for %s waits for earlier events of its order", delivery.msg_id)
         await self._update(
             update(WEBHOOKS)
-            .where(WEBHOOKS.c.msg_id == delivery.msg_id)
+            .where(_leased(delivery))
             .values(
                 lease_until=None,
                 attempts=delivery.attempts - 1,
@@ -394,7 +414,7 @@ class WebhookDispatcher:
         log.debug("webhook for %s in %.1f s", delivery.msg_id, delay)
         await self._update(
             update(WEBHOOKS)
-            .where(WEBHOOKS.c.msg_id == delivery.msg_id)
+            .where(_leased(delivery))
             .values(lease_until=None, next_attempt_at=func.now() + timedelta(seconds=delay))
         )
         asyncio.get_running_loop().call_later(delay, self._wake.set)
@@ -457,6 +477,13 @@ class WebhookDispatcher:
             log.exception("webhook POST failed unexpectedly")
             return Sent.FAILED
         return Sent.DELIVERED if response.is_success else Sent.FAILED
+
+
+def _leased(delivery: Delivery) -> ColumnElement[bool]:
+    """The delivery's row, while the lease its claim took still holds it."""
+    return and_(
+        WEBHOOKS.c.msg_id == delivery.msg_id, WEBHOOKS.c.lease_until == delivery.lease_token
+    )
 
 
 async def retire_webhook_consumer(js: JetStreamContext) -> None:
