@@ -46,6 +46,9 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
 CLOSE_RATE_LIMITED = 4429
 CLOSE_TRY_AGAIN_LATER = 1013  # the order's events could not be read from the stream
+# Why `_subscribe` left an order out: it does not exist (for this client), or its backfill
+# could not be read from the stream.
+NOT_FOUND, UNAVAILABLE = "ORDER_NOT_FOUND", "BUS_UNAVAILABLE"
 MAX_ORDERS_PER_SOCKET = 1_000
 # Live events taken from a socket's queue at once: bounds the work of one send.
 MAX_EVENTS_PER_SEND = 256
@@ -97,8 +100,8 @@ class StreamSession:
                 await self._send_raw(self._rate_limited(1, orderId=order_id))
                 await self._ws.close(CLOSE_RATE_LIMITED)
                 return
-            refused = await self._subscribe([(order_id, after_seq)])
-            if code := refused.get(order_id):
+            left_out = await self._subscribe([(order_id, after_seq)])
+            if code := left_out.get(order_id):
                 await self._send_raw(_refusal(code, order_id))
                 not_found = code == NOT_FOUND
                 await self._ws.close(CLOSE_NOT_FOUND if not_found else CLOSE_TRY_AGAIN_LATER)
@@ -159,7 +162,7 @@ class StreamSession:
         from the stream ends a group, so live events of orders already subscribed are not
         held behind more than one stream read.
         """
-        refused: dict[str, str] = {}
+        left_out: dict[str, str] = {}
         queue = deque(subscriptions)
         while queue:
             async with self._send_lock:
@@ -171,16 +174,16 @@ class StreamSession:
                     except NatsError as exc:
                         log.warning("backfill of %s not read from the stream: %r", order_id, exc)
                         self._unsubscribe(order_id)
-                        refused[order_id] = UNAVAILABLE
+                        left_out[order_id] = UNAVAILABLE
                         break
                     if backfill is None:
-                        refused[order_id] = NOT_FOUND
+                        left_out[order_id] = NOT_FOUND
                     else:
                         backfills += backfill
                     if not cached:
                         break
                 await self._send_events(backfills)
-        return refused
+        return left_out
 
     async def _register(
         self, order_id: str, after_seq: int
@@ -285,8 +288,8 @@ class StreamSession:
         fits = wanted[: max(room, 0)]
         allowed = self._budget.take(len(fits))
         after = command.after_seq
-        refused = await self._subscribe([(i, after.get(i, 0)) for i in fits[:allowed]])
-        for order_id, code in refused.items():
+        left_out = await self._subscribe([(i, after.get(i, 0)) for i in fits[:allowed]])
+        for order_id, code in left_out.items():
             await self._send_raw(_refusal(code, order_id))
         if refused := fits[allowed:]:
             await self._send_raw(self._rate_limited(len(refused), orderIds=refused))
@@ -297,9 +300,6 @@ class StreamSession:
         message = f"over {self._budget.rate:g} subscriptions a second: try again later"
         retry_after = self._budget.seconds_until(refused)
         return error_frame("RATE_LIMITED", message, retryAfter=retry_after, **which)
-
-
-NOT_FOUND, UNAVAILABLE = "ORDER_NOT_FOUND", "BUS_UNAVAILABLE"
 
 
 def _refusal(code: str, order_id: str) -> str:
