@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import orjson
 import pytest
@@ -292,6 +293,25 @@ def test_the_ledger_stops_waiting_for_an_order_the_notifier_does_not_know() -> N
     assert ledger.error_frames == {"ORDER_NOT_FOUND": 1}
     assert ledger.all_settled.is_set()
     assert outcome(order) == "lost"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        {"code": "RATE_LIMITED", "orderIds": ["o-0", "o-1", "elsewhere"], "retryAfter": 2},
+        {"code": "BUS_UNAVAILABLE", "orderId": "o-0", "retryAfter": 1},
+    ],
+)
+def test_ids_refused_for_now_are_handed_back_to_subscribe_again(error: dict[str, Any]) -> None:
+    ledger = Ledger(lambda accepted, completed: None)
+    for i in range(2):
+        ledger.add(OrderSample(i, f"k{i}", order_id=f"o-{i}"))
+
+    assert ledger.record(orjson.dumps({"error": error})) == []
+
+    ids = [i for i in error.get("orderIds", [error.get("orderId")]) if i != "elsewhere"]
+    assert ledger.take_refused() == (ids, error["retryAfter"])
+    assert ledger.take_refused() == ([], 0.0)  # handed back once
 
 
 # --- the run's inputs -------------------------------------------------------------------------

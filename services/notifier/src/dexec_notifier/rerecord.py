@@ -33,8 +33,6 @@ from dexec.db.engine import create_engine
 from dexec_notifier.recorder import Recorded, record_isolating, to_recorded
 from dexec_notifier.settings import NotifierSettings
 
-log = logging.getLogger(__name__)
-
 
 class Outcome(StrEnum):
     RECORDED = "recorded"

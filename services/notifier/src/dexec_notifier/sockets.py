@@ -296,9 +296,9 @@ class StreamSession:
         if len(wanted) > room:
             await self._send_raw(error_frame("TOO_MANY_ORDERS", "open another socket"))
 
-    def _rate_limited(self, refused: int, **which: Any) -> str:
+    def _rate_limited(self, wanted: int, **which: Any) -> str:
         message = f"over {self._budget.rate:g} subscriptions a second: try again later"
-        retry_after = self._budget.seconds_until(refused)
+        retry_after = self._budget.seconds_until(wanted)
         return error_frame("RATE_LIMITED", message, retryAfter=retry_after, **which)
 
 

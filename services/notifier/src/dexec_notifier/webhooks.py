@@ -183,7 +183,7 @@ class Delivery:
     # Postgres' `lease_until` as this claim set it: every later write to the row requires it
     # (`_leased`), so a replica whose lease ran out, and was claimed again elsewhere, can
     # neither free the row under the new holder nor settle it.
-    lease_token: datetime | None = None
+    lease_token: datetime
 
     def may_post(self, now: float, post_seconds: float) -> bool:
         """Whether a POST taking up to `post_seconds` started `now` ends inside the lease: a
