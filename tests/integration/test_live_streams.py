@@ -8,6 +8,7 @@ import orjson
 import pytest
 import websockets
 
+from dexec_notifier import sockets
 from dexec_notifier.frames import MAX_EVENTS_PER_FRAME
 from tests.support.stack import Stack
 
@@ -123,6 +124,67 @@ async def test_one_socket_watches_many_orders_and_can_unsubscribe(stack: Stack) 
     }
     assert wildcard["orderId"] == "*" and wildcard["code"] == "ORDER_NOT_FOUND"
     assert error["error"]["code"] == "BAD_REQUEST"
+
+
+async def _frames_until_marker(ws: websockets.ClientConnection) -> list[dict]:
+    """Every frame up to the answer to a subscription of an unknown id, sent now (not found,
+    or no room for it): commands are applied in order, so whatever an earlier command brought
+    has arrived before it."""
+    await ws.send(orjson.dumps({"op": "subscribe", "orderIds": ["marker"]}))
+    frames = []
+    async with asyncio.timeout(30):
+        while True:
+            frame = orjson.loads(await ws.recv())
+            error = frame.get("error", {})
+            if "marker" in (error.get("orderId"), *error.get("orderIds", ())):
+                return frames
+            frames.append(frame)
+
+
+async def test_subscribing_again_with_an_earlier_after_seq_sends_the_rest_again(
+    stack: Stack,
+) -> None:
+    order_id = (await stack.submit(ORDER)).json()["orderId"]
+    everything = await stack.watch(order_id)
+    last = everything[-1]["seq"]
+
+    async with websockets.connect(f"{stack.ws_url}/ws") as ws:
+        await ws.send(orjson.dumps({"op": "subscribe", "orderIds": [order_id]}))
+        first = await _frames_until_marker(ws)
+        # Repeats that ask for nothing earlier than what was sent change nothing.
+        for after_seq in ({}, {order_id: last}, {order_id: last + 5}):
+            command = {"op": "subscribe", "orderIds": [order_id], "afterSeq": after_seq}
+            await ws.send(orjson.dumps(command))
+        repeats = await _frames_until_marker(ws)
+        rewind = {"op": "subscribe", "orderIds": [order_id], "afterSeq": {order_id: 2}}
+        await ws.send(orjson.dumps(rewind))
+        rewound = await _frames_until_marker(ws)
+
+    assert first == everything
+    assert repeats == []
+    assert rewound == [e for e in everything if e["seq"] > 2]
+
+
+async def test_ids_beyond_a_sockets_cap_are_named_and_a_full_socket_can_still_rewind(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sockets, "MAX_ORDERS_PER_SOCKET", 2)
+    ids = [(await stack.submit(ORDER)).json()["orderId"] for _ in range(4)]
+    histories = {order_id: await stack.watch(order_id) for order_id in ids}
+
+    async with websockets.connect(f"{stack.ws_url}/ws") as ws:
+        await ws.send(orjson.dumps({"op": "subscribe", "orderIds": ids}))
+        frames = await _frames_until_marker(ws)
+        rewind = {"op": "subscribe", "orderIds": ids[:1], "afterSeq": {ids[0]: 4}}
+        await ws.send(orjson.dumps(rewind))
+        rewound = await _frames_until_marker(ws)
+
+    *events, too_many = frames
+    assert events == histories[ids[0]] + histories[ids[1]]
+    assert too_many["error"]["code"] == "TOO_MANY_ORDERS"
+    assert too_many["error"]["orderIds"] == ids[2:]
+    assert too_many["error"]["limit"] == 2
+    assert rewound == [e for e in histories[ids[0]] if e["seq"] > 4]
 
 
 async def test_a_multiplexed_socket_gets_live_events_of_every_subscribed_order(start) -> None:

@@ -5,7 +5,8 @@ an event only if its stream sequence is above the last one it sent for that orde
 backfill comes from the live hub's cache, taken in the same synchronous step as registering
 (so it ends exactly where live delivery starts), or, for an order the cache does not hold,
 from the stream. Backfill and live sending share one lock, so a live event can never overtake
-the backfill of its own order: the merge has no gaps and no repeats.
+the backfill of its own order: the merge has no gaps and no repeats (but for those a client
+asks for: a rewind, see `_apply`).
 
 A client may ask for batched frames (`?batch=true`): each event frame is then a JSON array of
 the events ready at that moment (a subscription's backfills, or the live events queued since
@@ -191,7 +192,11 @@ class StreamSession:
         """Watch the order; its history so far (None if it does not exist for this client),
         and whether that came from the cache. Call with the send lock held."""
         if order_id in self._last_seq:
-            return [], True
+            if after_seq >= self._last_seq[order_id]:
+                return [], True
+            # A rewind: watch it afresh from `after_seq` (the backfill covers what the
+            # unwatched moment would have brought live).
+            self._unsubscribe(order_id)
         # No await between registering and taking the cached history: nothing slips between.
         backfill = self._hub.watch(order_id, self._watcher)
         self._last_seq[order_id] = after_seq
@@ -282,19 +287,29 @@ class StreamSession:
             for order_id in command.order_ids:
                 self._unsubscribe(order_id)
             return
-        room = MAX_ORDERS_PER_SOCKET - len(self._last_seq)
-        ids = dict.fromkeys(command.order_ids)  # in order, each once
-        wanted = [order_id for order_id in ids if order_id not in self._last_seq]
-        fits = wanted[: max(room, 0)]
-        allowed = self._budget.take(len(fits))
         after = command.after_seq
+        ids = dict.fromkeys(command.order_ids)  # in order, each once
+        # An order already watched is left as it is, unless the command gives it an earlier
+        # afterSeq than this socket has sent: then its events after that come again (a
+        # rewind, as for a client that dropped what it had shown). A rewind takes no room.
+        rewinds = {i for i in ids if i in after and after[i] < self._last_seq.get(i, -1)}
+        new = [i for i in ids if i not in self._last_seq]
+        room = max(MAX_ORDERS_PER_SOCKET - len(self._last_seq), 0)
+        taken = rewinds.union(new[:room])
+        fits = [i for i in ids if i in taken]
+        allowed = self._budget.take(len(fits))
         left_out = await self._subscribe([(i, after.get(i, 0)) for i in fits[:allowed]])
         for order_id, code in left_out.items():
             await self._send_raw(_refusal(code, order_id))
         if refused := fits[allowed:]:
             await self._send_raw(self._rate_limited(len(refused), orderIds=refused))
-        if len(wanted) > room:
-            await self._send_raw(error_frame("TOO_MANY_ORDERS", "open another socket"))
+        if beyond := new[room:]:
+            message = f"a socket watches at most {MAX_ORDERS_PER_SOCKET} orders: open another"
+            await self._send_raw(
+                error_frame(
+                    "TOO_MANY_ORDERS", message, orderIds=beyond, limit=MAX_ORDERS_PER_SOCKET
+                )
+            )
 
     def _rate_limited(self, wanted: int, **which: Any) -> str:
         message = f"over {self._budget.rate:g} subscriptions a second: try again later"
