@@ -65,7 +65,21 @@ class Claim:
 def fingerprint(spec: OrderSpec) -> str:
     """What makes two requests "the same body": the normalised order, not its spelling."""
     fields = spec.model_dump(mode="json", exclude={"created_at", "idempotency_key"})
+    if spec.webhook_url is not None:
+        fields["webhook_url"] = host_in_lower_case(spec.webhook_url)
     return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def host_in_lower_case(url: str) -> str:
+    """`url` with its scheme and host in lower case, as they are compared (RFC 3986 6.2.2.1):
+    `HTTPS://Hooks.Example/x` names the same target as `https://hooks.example/x`. The user
+    info, path and query are left as written; their case can matter."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url
+    end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+    user, at, host = rest[:end].rpartition("@")
+    return f"{scheme.lower()}://{user}{at}{host.lower()}{rest[end:]}"
 
 
 class IdempotencyStore:
