@@ -284,6 +284,27 @@ def test_failed_lifecycle_is_order_and_duplicate_insensitive(
     assert summary(fold(ORDER_ID, events)) == summary(expected)
 
 
+def skewed_lifecycle() -> list[tuple[int, OrderEvent]]:
+    """The router's and executor's clocks a few seconds behind the API's."""
+    pending, *later = lifecycle()
+    return [pending, *((seq, _at(event, seq - 10)) for seq, event in later)]
+
+
+@given(shuffled_with_duplicates(skewed_lifecycle()))
+def test_an_order_is_created_when_its_pending_is_whatever_the_other_clocks_say(
+    events: list[tuple[int, OrderEvent]],
+) -> None:
+    pending_at = skewed_lifecycle()[0][1].at
+    assert fold(ORDER_ID, events).created_at == pending_at
+
+
+def test_before_its_pending_an_order_is_dated_by_its_earliest_event() -> None:
+    _, routing, routed, building, *_ = skewed_lifecycle()
+    view = fold(ORDER_ID, [building, routed, routing])
+    assert view.spec is None
+    assert view.created_at == routing[1].at
+
+
 def test_row_values_copies_spec_columns() -> None:
     values = row_values(fold(ORDER_ID, lifecycle()))
     assert values["id"] == ORDER_ID

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from dexec.auth import Tenants
 from dexec.bus.connection import connect, disconnect, ensure_stream
+from dexec.bus.recorded_floor import RecordedFloor
 from dexec.db.engine import create_engine
 from dexec.health import health_router
 from dexec.http_metrics import instrument
@@ -44,6 +45,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         js = nc.jetstream()
         await ensure_stream(js, settings)
         app.state.nc, app.state.js = nc, js
+        app.state.floor = RecordedFloor(js)
         idempotency = await IdempotencyStore.open(js, settings.idempotency_ttl_seconds)
         backlog = RouterBacklog(js, settings.max_router_backlog, settings.backlog_refresh_seconds)
         await backlog.start()
@@ -95,8 +97,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     @app.get("/api/orders/{order_id}")
     async def read_order(order_id: str, tenant: Tenant) -> dict[str, Any]:
         """The order's state, route, quotes, transaction and full event history."""
+        state = app.state
         return await get_order(
-            app.state.engine, app.state.js, order_id, tenant, settings.db_read_timeout_seconds
+            state.engine, state.js, state.floor, order_id, tenant, settings.db_read_timeout_seconds
         )
 
     @app.get("/api/orders")

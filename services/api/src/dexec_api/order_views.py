@@ -12,10 +12,11 @@ from typing import Any
 
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
-from sqlalchemy import Row, RowMapping, and_, or_, select
+from sqlalchemy import Row, RowMapping, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dexec.bus.history import read_order_events
+from dexec.bus.recorded_floor import RecordedFloor
 from dexec.bus.subjects import is_order_id
 from dexec.db.bounded import DatabaseUnavailable, read_within
 from dexec.db.models import OrderEventRow, OrderRow
@@ -76,19 +77,24 @@ def not_found(order_id: str) -> ApiError:
 async def get_order(
     engine: AsyncEngine,
     js: JetStreamContext,
+    floor: RecordedFloor,
     order_id: str,
     tenant: str | None,
     db_timeout: float,
 ) -> dict[str, Any]:
     """The order; with API keys on, another tenant's order does not exist for the caller.
 
-    Postgres answers for a finished order. An order not finished there may be further along
-    in the stream (the recorder writes in batches, behind it), and a client that saw an event
-    on its WebSocket must not read an older state here: it is folded from the stream, the
-    source of truth, which also finds an order the recorder has not written at all yet.
+    Postgres answers for a finished order whose every event the recorder has finished
+    (`floor`: recorder replicas commit their batches in any order, so a row can end before its
+    earlier events are in). Any other order may be further along in the stream (the recorder
+    writes in batches, behind it), and a client that saw an event on its WebSocket must not
+    read an older state here: it is folded from the stream, the source of truth, which also
+    finds an order the recorder has not written at all yet, or not its `pending` (whose spec
+    says whose the order is).
 
     While the stream cannot be read (NATS down), an order in Postgres is answered from its row,
-    which may be behind; one that is not there yet is `503 BUS_UNAVAILABLE`: it may exist.
+    which may be behind; one that is not there yet, or not with its `pending`, is
+    `503 BUS_UNAVAILABLE`: it may exist, and be the caller's.
 
     While Postgres fails, or does not answer within `db_timeout` seconds, the order is folded
     from the stream too; one the stream does not have is `503 DATABASE_UNAVAILABLE`: it may be
@@ -98,14 +104,15 @@ async def get_order(
         raise not_found(order_id)  # before any query: such an id names no order
     try:
         row, events = await read_within(engine, partial(_recorded, order_id=order_id), db_timeout)
-        if row is None:
+        if row is None or row["spec"] is None:
             return await _not_recorded_yet(js, order_id, tenant)
         if tenant is not None and row["tenant"] != tenant:
             raise not_found(order_id)
-        if events is None:  # not finished in Postgres: the stream may be further along
-            with contextlib.suppress(NatsError):  # then the row, as far as it goes
+        if events is None or not await _all_recorded(floor, row["last_seq"]):
+            with contextlib.suppress(NatsError):  # else the row, as far as it goes
                 if current := await _from_stream(js, order_id):
                     return order_json(*current)
+        if events is None:
             read_events = partial(_recorded_events, order_id=order_id)
             events = await read_within(engine, read_events, db_timeout)
         return order_json(view_from_row(row), events)
@@ -116,6 +123,15 @@ async def get_order(
             extra={"order_id": order_id},
         )
         return await _without_postgres(js, order_id, tenant)
+
+
+async def _all_recorded(floor: RecordedFloor, last_seq: int) -> bool:
+    """Whether the recorder has finished every event up to the row's last (False if NATS
+    cannot tell: then the stream cannot be read either, and the row is what there is)."""
+    try:
+        return await floor.covers(last_seq)
+    except NatsError:
+        return False
 
 
 async def _recorded(
@@ -236,7 +252,13 @@ async def list_orders(
     cursor: str | None,
     db_timeout: float,
 ) -> dict[str, Any]:
-    query = select(OrderRow).order_by(OrderRow.created_at.desc(), OrderRow.id.desc())
+    query = (
+        select(OrderRow)
+        # A row recorded before its `pending` is left out until that comes: it has no spec
+        # yet to show or to tell whose it is, and its `created_at` is not final.
+        .where(func.jsonb_typeof(OrderRow.spec) == "object")
+        .order_by(OrderRow.created_at.desc(), OrderRow.id.desc())
+    )
     if tenant is not None:
         query = query.where(OrderRow.tenant == tenant)
     if status is not None:

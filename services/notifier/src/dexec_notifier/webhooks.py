@@ -84,12 +84,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dexec import tracing
 from dexec.bus.history import read_order_events
-from dexec.bus.subjects import (
-    RECORDER_CONSUMER,
-    RETIRED_WEBHOOK_BUCKET,
-    RETIRED_WEBHOOK_DURABLE,
-    STREAM,
-)
+from dexec.bus.recorded_floor import read_recorded_floor
+from dexec.bus.subjects import RETIRED_WEBHOOK_BUCKET, RETIRED_WEBHOOK_DURABLE, STREAM
 from dexec.db.bounded import DatabaseUnavailable, read_within, write_within
 from dexec.db.models import OrderEventRow, WebhookDeliveryRow, WebhookState
 from dexec.orders.events import OrderEvent
@@ -303,11 +299,10 @@ class WebhookDispatcher:
         """The stream seq at and below which the recorder has finished every message (recorded
         it, or terminated it as never recordable): its durable's ack floor; 0 if unknown."""
         try:
-            info = await self._js.consumer_info(STREAM, RECORDER_CONSUMER.durable)
+            return await read_recorded_floor(self._js)
         except Exception as exc:  # NATS away, or no recorder yet: read the histories instead
             log.info("reading the recorder's ack floor failed: %r", exc)
             return 0
-        return info.ack_floor.stream_seq if info.ack_floor else 0
 
     async def _earlier_recorded(self, delivery: Delivery, floor: int) -> bool | None:
         """Whether the order's events before this one in the stream were all recorded (or

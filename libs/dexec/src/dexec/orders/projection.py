@@ -33,8 +33,9 @@ class OrderView:
 
     def apply(self, seq: int, event: OrderEvent) -> None:
         match event.event:
-            case EventType.PENDING:
-                self.spec = self.spec or event.data
+            case EventType.PENDING if self.spec is None:
+                self.spec = event.data
+                self.created_at = event.at  # an order is created when its `pending` is
             case EventType.ROUTED:
                 self.route = self.route or event.data
             case EventType.SUBMITTED if event.attempt >= self._submission_attempt():
@@ -51,7 +52,10 @@ class OrderView:
                 self.attempts = event.attempt + 1
         self.status = status_after(self.status, event.event)
         self.last_seq = max(self.last_seq, seq)
-        if self.created_at is None or event.at < self.created_at:
+        # Until the `pending` is seen, the earliest event stands in. (Not the earliest of all
+        # after it: another service's clock may run behind the API's, and the listing, keyed
+        # on `created_at`, must not see it move once the order is listed.)
+        if self.spec is None and (self.created_at is None or event.at < self.created_at):
             self.created_at = event.at
         if self.updated_at is None or event.at > self.updated_at:
             self.updated_at = event.at
