@@ -6,19 +6,26 @@ from collections.abc import Callable
 from typing import Any
 
 import nats
+import pytest
 from nats.js import JetStreamContext
 from nats.js.errors import KeyWrongLastSequenceError
 
 from dexec.bus.history import read_order_events
 from dexec.bus.publisher import build_event, emit
-from dexec.bus.subjects import CHAIN_BUCKET, EXECUTOR_CONSUMER, STREAM, event_subject
+from dexec.bus.subjects import (
+    CHAIN_BUCKET,
+    EXECUTOR_CONSUMER,
+    ROUTER_CONSUMER,
+    STREAM,
+    event_subject,
+)
 from dexec.market.chain import NeverLanded, SimulatedChain, decode_record
 from dexec.market.market import Market
 from dexec.orders.events import OrderEvent, Submission
 from dexec.orders.states import EventType
 from dexec_executor.settings import ExecutorSettings
 from tests.support.chain import FirstCreateHeld, landed_outcomes, landed_per_order
-from tests.support.stack import Stack, service_values, start_executor
+from tests.support.stack import Stack, service_values, start_executor, start_router
 from tests.support.waiting import eventually
 
 ORDER = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "2", "slippageBps": 300}
@@ -36,11 +43,7 @@ async def test_a_landed_transaction_is_confirmed_without_being_sent_again(
     try:
         js = nc.jetstream()
 
-        async def routed() -> OrderEvent | None:
-            events = [s.event for s in await read_order_events(js, order_id)]
-            return next((e for e in events if e.event == EventType.ROUTED), None)
-
-        route = (await eventually(routed, what="the order routed")).payload()
+        route = await _route_of(js, order_id)
         # What an executor killed right after its send leaves: the write-ahead `submitted`
         # in the stream and the transaction on the chain, but no `confirmed`.
         earlier = ExecutorSettings(**service_values(nats_url, database_url))
@@ -161,15 +164,25 @@ async def test_an_order_whose_router_published_after_routed_is_still_executed(
     assert await landed_per_order(nats_url) == {order_id: 1}
 
 
-async def test_a_recreated_executor_durable_does_not_execute_an_order_again(
-    start: Callable[..., Any], nats_url: str, database_url: str
+# What starts a stage's service alone, and the durable it reads.
+STAGES = {
+    "router": (start_router, ROUTER_CONSUMER),
+    "executor": (start_executor, EXECUTOR_CONSUMER),
+}
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+async def test_a_recreated_durable_does_not_route_or_execute_an_order_again(
+    start: Callable[..., Any], nats_url: str, database_url: str, stage: str
 ) -> None:
-    """A recreated durable delivers every `routed` again, each as a first delivery, which
-    reads nothing before its fenced `building`: that is refused, since the order's events
-    follow `routed`, and the order is found ended. Past the duplicate window, so the msg ids
-    of the order's events would no longer drop a second `building` or `submitted`."""
-    stack: Stack = await start(without=frozenset({"executor"}))
-    first = await start_executor(nats_url, database_url)
+    """A recreated durable delivers every `pending` (router) or `routed` (executor) again,
+    each as a first delivery, past the duplicate window, so the msg ids of the order's events
+    would no longer drop a second `routing`, `building` or `submitted`. A first delivery's
+    `routing` or `building` is refused instead, since the order's events follow the message
+    it was handed, and the order is found past the stage."""
+    start_service, consumer = STAGES[stage]
+    stack: Stack = await start(without=frozenset({stage}))
+    first = await start_service(nats_url, database_url)
     try:
         order_id = (await stack.submit(ORDER)).json()["orderId"]
         assert (await stack.watch(order_id))[-1]["event"] == "confirmed"
@@ -178,25 +191,57 @@ async def test_a_recreated_executor_durable_does_not_execute_an_order_again(
     nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()
-        await js.delete_consumer(STREAM, EXECUTOR_CONSUMER.durable)
+        await js.delete_consumer(STREAM, consumer.durable)
         await _forget_msg_ids(js)
-        again = await start_executor(nats_url, database_url)  # recreates the durable
+        again = await start_service(nats_url, database_url)  # recreates the durable
         try:
 
             async def replayed() -> bool:
                 return again.processed == 1
 
-            await eventually(replayed, what="the order's routed delivered again and acked")
+            await eventually(replayed, what="the order's message delivered again and acked")
         finally:
             await again.stop()
-        events = [s.event.event for s in await read_order_events(js, order_id)]
+        events = [str(s.event.event) for s in await read_order_events(js, order_id)]
     finally:
         await nc.close()
 
-    assert events.count(EventType.BUILDING) == 1
-    assert events.count(EventType.SUBMITTED) == 1
-    assert events.count(EventType.CONFIRMED) == 1
+    assert events == ["pending", "routing", "routed", "building", "submitted", "confirmed"]
     assert await landed_per_order(nats_url) == {order_id: 1}
+
+
+async def test_an_order_a_router_began_and_left_is_routed_by_the_next_delivery(
+    start: Callable[..., Any], nats_url: str, database_url: str
+) -> None:
+    """A first delivery whose `routing` is refused, of an order not routed yet (a router
+    stored `routing`, then stopped, and its durable was recreated), leaves the message: its
+    redelivery routes the order."""
+    stack: Stack = await start(without=frozenset({"router"}))
+    order_id = (await stack.submit(ORDER)).json()["orderId"]
+    nc = await nats.connect(nats_url)
+    try:
+        await emit(nc.jetstream(), order_id, EventType.ROUTING, attempt=1)
+    finally:
+        await nc.close()
+    router = await start_router(nats_url, database_url, ack_wait_seconds=1)
+    try:
+        messages = await stack.watch(order_id)
+    finally:
+        await router.stop()
+
+    events = [m["event"] for m in messages]
+    assert events == ["pending", "routing", "routed", "building", "submitted", "confirmed"]
+    assert messages[2]["attempt"] == 2  # routed by the redelivery (its `routing` a repeat)
+
+
+async def _route_of(js: JetStreamContext, order_id: str) -> Any:
+    """The order's route, once its `routed` is in the stream."""
+
+    async def routed() -> OrderEvent | None:
+        events = [s.event for s in await read_order_events(js, order_id)]
+        return next((e for e in events if e.event == EventType.ROUTED), None)
+
+    return (await eventually(routed, what="the order routed")).payload()
 
 
 async def _forget_msg_ids(js: JetStreamContext) -> None:
@@ -213,3 +258,55 @@ async def _forget_msg_ids(js: JetStreamContext) -> None:
         return not (await js.publish("orders.probe.window", b"", headers=probe)).duplicate
 
     await eventually(forgotten, what="the duplicate window passed")
+
+
+async def test_a_new_signature_whose_submitted_is_dropped_as_a_repeat_is_never_sent(
+    start: Callable[..., Any], nats_url: str, database_url: str
+) -> None:
+    """Attempts are counted per durable: recreated, it counts from 1 again, and within the
+    duplicate window a new signature's `submitted:1` repeats the msg id of the first
+    executor's. The stream drops it, so it was not written ahead, and must not be sent."""
+    fast = {"blockhash_valid_slots": 5, "slot_ms": 50, "ack_wait_seconds": 1}
+    stack: Stack = await start(without=frozenset({"executor"}), **fast)
+    order_id = (await stack.submit(ORDER)).json()["orderId"]
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+
+        route = await _route_of(js, order_id)
+        # What the first executor left: its attempt 1 signed and wrote `submitted`, and its
+        # send never reached the chain. Then its durable was deleted.
+        earlier = ExecutorSettings(**service_values(nats_url, database_url, **fast))
+        chain = await SimulatedChain.open(js, Market.from_settings(earlier), earlier)
+        try:
+            first = chain.sign(order_id, route)
+            await emit(js, order_id, EventType.BUILDING, attempt=1)
+            submission = Submission(
+                signature=first.signature,
+                blockhash=first.blockhash,
+                last_valid_block_height=first.last_valid_block_height,
+            )
+            await emit(js, order_id, EventType.SUBMITTED, submission, attempt=1)
+
+            async def expired() -> bool:
+                return chain.clock.now() > first.last_valid_block_height
+
+            await eventually(expired, what="the first signature's blockhash expired")
+        finally:
+            await chain.close()
+
+        executor = await start_executor(nats_url, database_url, **fast)
+        try:
+            messages = await stack.watch(order_id)
+        finally:
+            await executor.stop()
+        events = [s.event for s in await read_order_events(js, order_id)]
+    finally:
+        await nc.close()
+
+    assert messages[-1]["event"] == "confirmed"
+    submitted = {e.payload().signature for e in events if e.event == EventType.SUBMITTED}
+    landed = [o.signature for o in await landed_outcomes(nats_url) if o.order_id == order_id]
+    assert len(landed) == 1
+    assert set(landed) <= submitted  # written ahead
+    assert messages[-1]["data"]["txHash"] == landed[0]

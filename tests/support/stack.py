@@ -60,6 +60,13 @@ async def start_executor(nats_url: str, database_url: str, **overrides: Any) -> 
     return executor
 
 
+async def start_router(nats_url: str, database_url: str, **overrides: Any) -> RouterService:
+    """A router of no stack (its caller stops it)."""
+    router = RouterService(RouterSettings(**service_values(nats_url, database_url, **overrides)))
+    await router.start()
+    return router
+
+
 async def _serve(
     app: object, port: int, forwarded_allow_ips: str | None = None
 ) -> tuple[uvicorn.Server, asyncio.Task[None]]:

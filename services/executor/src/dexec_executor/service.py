@@ -221,7 +221,7 @@ class ExecutorService:
         A first delivery reads nothing: its fence is `routed` itself, so `building` is stored
         only if nothing followed `routed`, and then no executor has worked on the order. Only
         if it is refused (a durable recreated after the order ran, say) does it read."""
-        routed_seq = delivery.msg.metadata.sequence.stream
+        routed_seq = delivery.seq
         stored: list[StoredEvent] = []
         kinds: tuple[EventType, ...] | None = AFTER_ROUTED if delivery.attempt > 1 else None
         for _ in range(ANNOUNCE_TRIES):
@@ -268,15 +268,22 @@ class ExecutorService:
                 log.info("resuming signature %s", tx.signature, extra={"order_id": order_id})
                 if landed is not None:
                     return Signature(tx, last_event.at.timestamp(), False, landed)
-                await self._submit(tx, delivery)  # this delivery will send it: others must know
+                # This delivery will send it: others must know.
+                await self._submit(tx, delivery, written_before=True)
                 return Signature(tx, time.time(), False, None)
         tx = self.chain.sign(order_id, route)
-        await self._submit(tx, delivery)
+        await self._submit(tx, delivery, written_before=False)
         BUILDING_TO_SUBMITTED.observe(time.perf_counter() - building_started)
         return Signature(tx, time.time(), True, None)
 
-    async def _submit(self, tx: SignedSwap, delivery: Delivery) -> None:
-        """Write `submitted` ahead of this delivery's send of `tx`, through its fence."""
+    async def _submit(self, tx: SignedSwap, delivery: Delivery, *, written_before: bool) -> None:
+        """Write `submitted` ahead of this delivery's send of `tx`, through its fence.
+
+        `written_before`: `tx` is the order's latest `submitted` already, resumed. A new
+        signature's `submitted` that the stream drops as a duplicate was not written: another
+        event has its msg id (`<orderId>:submitted:<attempt>`), as when a recreated durable
+        counts attempts from 1 again within the duplicate window. Then `Superseded`, and `tx`
+        is never sent; the redelivery tries again under its own attempt's msg id."""
         assert delivery.fence is not None
         submission = Submission(
             signature=tx.signature,
@@ -284,11 +291,19 @@ class ExecutorService:
             last_valid_block_height=tx.last_valid_block_height,
         )
         try:
-            await emit_fenced(
+            ack = await emit_fenced(
                 self.js, delivery.fence, EventType.SUBMITTED, submission, attempt=delivery.attempt
             )
         except SubjectMoved as exc:
             raise Superseded(tx.order_id) from exc
+        if ack.duplicate and not written_before:
+            log.warning(
+                "submitted %s not written: attempt %d's msg id is taken; not sending it",
+                tx.signature,
+                delivery.attempt,
+                extra={"order_id": tx.order_id},
+            )
+            raise Superseded(tx.order_id)
 
     async def _finish(self, order_id: str, outcome: Outcome) -> None:
         if not outcome.ok:

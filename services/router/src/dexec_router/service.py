@@ -11,8 +11,8 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from dexec.bus.connection import connect, disconnect, ensure_stream
-from dexec.bus.errors import PermanentError, TransientError
-from dexec.bus.publisher import Condition, SubjectMoved, emit, emit_deferred
+from dexec.bus.errors import PermanentError, Superseded, TransientError
+from dexec.bus.publisher import Condition, PendingAck, SubjectMoved, emit, emit_deferred
 from dexec.bus.subjects import ROUTER_CONSUMER
 from dexec.bus.worker import ConsumerWorker, Delivery, Stage
 from dexec.market.chain import SlotClock
@@ -87,7 +87,18 @@ class RouterService:
         spec: OrderSpec = event.payload()
         order_id = event.order_id
         # Routing goes out now and is confirmed before `routed`: the plan overlaps its ack.
-        routing = await emit_deferred(js, order_id, EventType.ROUTING, attempt=delivery.attempt)
+        # A first delivery's is stored only while nothing follows the order's `pending`. Else
+        # the order is under way already (its durable was recreated, say, and delivers every
+        # `pending` again as a first delivery, which the worker does not check): routed again
+        # past the duplicate window, it would be executed again.
+        first = delivery.attempt == 1
+        routing = await emit_deferred(
+            js,
+            order_id,
+            EventType.ROUTING,
+            attempt=delivery.attempt,
+            condition=Condition.nothing_since(order_id, delivery.seq) if first else None,
+        )
         started = routing_started(event, delivery.attempt)
         token_in, token_out = resolve_token(spec.token_in), resolve_token(spec.token_out)
         try:
@@ -99,11 +110,11 @@ class RouterService:
                 key=f"{order_id}:{delivery.attempt}",
             )
         except RoutingFailed as exc:
-            await routing.acked()
+            await _stored(routing)
             log.info("not routed: %s %s", exc.code, exc.details, extra={"order_id": order_id})
             kind = TransientError if exc.retryable else PermanentError
             raise kind(exc.code, exc.message, details=exc.details) from exc
-        await routing.acked()
+        await _stored(routing)
         if log.isEnabledFor(logging.INFO):  # the quotes are dumped only for a line written
             log.info(
                 "routed %s %s → %s: %s",
@@ -116,7 +127,7 @@ class RouterService:
         try:
             # Never beside a `failed` that another delivery of the order published meanwhile
             # (whose own `failed` is stored only while there is no `routed`: ROUTER_STAGE).
-            await emit(
+            ack = await emit(
                 js,
                 order_id,
                 EventType.ROUTED,
@@ -128,4 +139,14 @@ class RouterService:
         except SubjectMoved:
             log.info("not routed: the order failed meanwhile", extra={"order_id": order_id})
             return
-        observe_routed(route, started)
+        if not ack.duplicate:  # a repeat of another delivery's `routed` is not a route more
+            observe_routed(route, started)
+
+
+async def _stored(routing: PendingAck) -> None:
+    """Wait for `routing` to be stored; `Superseded` if its condition was refused (the worker
+    then acks the message if the order is past routing, else leaves it for a redelivery)."""
+    try:
+        await routing.acked()
+    except SubjectMoved as exc:
+        raise Superseded(routing.order_id) from exc

@@ -82,6 +82,10 @@ class PendingAck:
         self._expiry = asyncio.get_running_loop().call_later(ACK_TIMEOUT_SECONDS, self._expire)
         future.add_done_callback(self._settled)
 
+    @property
+    def order_id(self) -> str:
+        return self._event.order_id
+
     def _expire(self) -> None:
         if not self._future.done():
             self._future.set_exception(NatsTimeoutError())
@@ -94,8 +98,13 @@ class PendingAck:
 
     async def acked(self) -> PubAck:
         """Once this returns, the transition is durable; `nats.errors.TimeoutError` if the
-        ack did not come within ACK_TIMEOUT_SECONDS of the publish."""
-        ack = await self._future
+        ack did not come within ACK_TIMEOUT_SECONDS of the publish, `SubjectMoved` if its
+        condition was refused."""
+        try:
+            ack = await self._future
+        except APIError as exc:
+            _raise_if_moved(exc, event_subject(self._event.event, self._event.order_id))
+            raise
         _count(self._event, ack)
         return ack
 
@@ -121,11 +130,15 @@ async def publish_event(
                 subject, event.to_json(), timeout=timeout, stream=STREAM, headers=headers
             )
         except APIError as exc:
-            if exc.err_code in WRONG_LAST_SEQUENCE:
-                raise SubjectMoved(subject) from exc
+            _raise_if_moved(exc, subject)
             raise
     _count(event, ack)
     return ack
+
+
+def _raise_if_moved(exc: APIError, subject: str) -> None:
+    if exc.err_code in WRONG_LAST_SEQUENCE:
+        raise SubjectMoved(subject) from exc
 
 
 async def emit(
@@ -153,10 +166,13 @@ async def emit_deferred(
     *,
     attempt: int = 1,
     status: OrderStatus | None = None,
+    condition: Condition | None = None,
 ) -> PendingAck:
     """`emit`, sent now with the ack awaited later (`PendingAck.acked()`)."""
     pending = build_event(order_id, event, payload, attempt, status)
     subject, headers = event_subject(pending.event, order_id), _headers(pending)
+    if condition is not None:
+        headers.update(condition.headers())
     with _producer_span(pending, subject, headers):
         future = await js.publish_async(subject, pending.to_json(), stream=STREAM, headers=headers)
     return PendingAck(pending, future)

@@ -77,6 +77,11 @@ class Delivery:
     # `retrying` and `failed` then go through it too.
     fence: OrderFence | None = None
 
+    @property
+    def seq(self) -> int:
+        """The stream sequence of the message handled."""
+        return self.msg.metadata.sequence.stream
+
     async def in_progress(self) -> None:
         """Reset the ack timer during slow work, so JetStream does not redeliver it."""
         await self.msg.in_progress()
