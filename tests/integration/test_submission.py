@@ -230,3 +230,12 @@ async def test_unknown_or_malformed_order_id_is_a_json_404(stack: Stack, order_i
     response = await stack.http.get(f"{stack.api_url}/api/orders/{order_id}")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "ORDER_NOT_FOUND"
+
+
+async def test_a_method_the_path_does_not_take_is_a_json_405_that_names_the_allowed(
+    stack: Stack,
+) -> None:
+    response = await stack.http.delete(f"{stack.api_url}/api/orders/execute")
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "HTTP_405"
+    assert response.headers["Allow"] == "POST"

@@ -23,10 +23,15 @@ async def test_orders_belong_to_the_tenant_of_the_key(start) -> None:
     assert (await stack.submit(ORDER)).status_code == 401
     wrong = await stack.submit(ORDER, **{"X-API-Key": "guess"})
     assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "UNAUTHORIZED"
+    assert wrong.headers["WWW-Authenticate"].startswith("Bearer ")  # how to authenticate
 
     accepted = await stack.submit(ORDER, **{"X-API-Key": ALICE})
     assert accepted.status_code == 202
     order_id = accepted.json()["orderId"]
+    # A bearer token with the whitespace some clients put after the scheme is the same key.
+    bearer = {"Authorization": f"Bearer  {ALICE}"}
+    mine = await stack.http.get(f"{api}/api/orders/{order_id}", headers=bearer)
+    assert mine.status_code == 200
 
     # Alice watches it (the key as a query parameter, as a browser must send it).
     async with websockets.connect(f"{stack.ws_url}/ws/orders/{order_id}?apiKey={ALICE}") as ws:

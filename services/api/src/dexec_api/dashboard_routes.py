@@ -58,4 +58,4 @@ async def dashboard_asset(name: str) -> Response:
 async def client_config(request: Request) -> dict[str, Any]:
     """What a browser client needs to know: where the notifier's WebSockets are."""
     settings = request.app.state.settings
-    return {"wsUrl": settings.public_ws_url.rstrip("/")}
+    return {"wsUrl": settings.public_ws_url}

@@ -61,7 +61,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def on_http(_: Request, exc: HTTPException) -> JSONResponse:
         code = "NOT_FOUND" if exc.status_code == 404 else f"HTTP_{exc.status_code}"
-        return error_response(exc.status_code, code, str(exc.detail))
+        # Starlette's headers go along: a 405's `Allow` lists the methods the path takes.
+        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:

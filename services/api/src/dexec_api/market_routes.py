@@ -25,7 +25,7 @@ from dexec_api.settings import ApiSettings
 from dexec_api.tenancy import known_tenant
 
 # The router's own venue timeout (2 s by default) plus room to compute and answer.
-ROUTER_REPLY_TIMEOUT_SECONDS = 5.0
+ROUTER_REPLY_TIMEOUT_SECONDS = 5.0  # above the router's longest quote timeout (4 s)
 RETRY_AFTER = {"Retry-After": "1"}
 # A routing failure's code → the HTTP status it answers with.
 QUOTE_ERROR_STATUS = {

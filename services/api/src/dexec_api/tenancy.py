@@ -14,7 +14,7 @@ def api_key_of(request: Request) -> str | None:
     key = request.headers.get(API_KEY_HEADER)
     if key is None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        key = token if scheme.lower() == "bearer" else None
+        key = token.strip() if scheme.lower() == "bearer" else None
     return key
 
 
@@ -24,7 +24,12 @@ async def caller_tenant(request: Request) -> str | None:
         return None
     tenant = known_tenant(request)
     if tenant is None:
-        raise ApiError(401, "UNAUTHORIZED", f"a valid API key is required ({API_KEY_HEADER})")
+        raise ApiError(
+            401,
+            "UNAUTHORIZED",
+            f"a valid API key is required ({API_KEY_HEADER}, or Authorization: Bearer)",
+            headers={"WWW-Authenticate": 'Bearer realm="dexec"'},
+        )
     return tenant
 
 
