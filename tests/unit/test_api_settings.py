@@ -16,3 +16,8 @@ def test_an_idempotency_key_may_not_outlive_the_stream() -> None:
 def test_a_key_may_live_as_long_as_the_stream_keeps_orders() -> None:
     settings = ApiSettings(idempotency_ttl_seconds=3600, stream_max_age_seconds=3600)
     assert settings.idempotency_ttl_seconds == settings.stream_max_age_seconds
+
+
+def test_the_public_websocket_url_is_kept_without_a_trailing_slash() -> None:
+    # Links are joined on as f"{url}/ws/orders/{id}": "ws://h:8001//ws/..." matches no route.
+    assert ApiSettings(public_ws_url="wss://ws.example/").public_ws_url == "wss://ws.example"

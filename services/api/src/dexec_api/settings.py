@@ -1,6 +1,6 @@
 from typing import Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from dexec.auth import AuthSettings
 from dexec.settings import CommonSettings, WebhookTargetSettings
@@ -32,6 +32,11 @@ class ApiSettings(CommonSettings, AuthSettings, WebhookTargetSettings):
     # Refuse orders (503) while the router's backlog is over this many orders.
     max_router_backlog: int = Field(20_000, ge=0)
     backlog_refresh_seconds: float = Field(0.25, gt=0)
+
+    @field_validator("public_ws_url")
+    @classmethod
+    def _without_trailing_slash(cls, url: str) -> str:
+        return url.rstrip("/")  # paths are joined on with their own "/"
 
     @model_validator(mode="after")
     def _keys_expire_before_their_orders(self) -> Self:
