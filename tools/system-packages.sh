@@ -17,11 +17,19 @@ for command in "${!NEEDED[@]}"; do
 done
 ((${#missing[@]})) || exit 0
 
-if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "missing Debian packages: ${missing[*]} (install them: apt-get install ${missing[*]})" >&2
+# As root, or through sudo where it needs no password; otherwise say what to install.
+as_root=()
+if [[ $(id -u) -ne 0 ]]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        as_root=(sudo -n)
+    else
+        as_root=(cannot)
+    fi
+fi
+if [[ ${as_root[0]:-} == cannot ]] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "missing Debian packages: ${missing[*]} (install them as root: apt-get install ${missing[*]})" >&2
     exit 1
 fi
 echo "installing Debian packages: ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update
-apt-get install -y --no-install-recommends "${missing[@]}"
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
