@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from ipaddress import ip_address
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import nats
 import orjson
@@ -280,6 +280,35 @@ async def test_a_queued_webhook_the_client_cannot_send_is_refused_not_retried(
         await until_dropped(engine, "unsendable", 3, "the unsendable webhooks dropped")
         assert await delivery_attempts(engine, "unsendable") == [1, 1, 1]
     assert refused_deliveries() - refused_before == 3
+
+
+class ParkedSignal(asyncio.Event):
+    """The dispatcher's wake event, which tells the test when the loop is parked on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parked = asyncio.Event()
+
+    async def wait(self) -> Literal[True]:
+        self.parked.set()
+        return await super().wait()
+
+
+async def test_stop_returns_when_a_wake_lands_with_it(
+    js: JetStreamContext, database_url: str
+) -> None:
+    """A wake (a POST ending, the recorder queueing) at the moment of stop must not keep the
+    dispatcher running: Python 3.11's wait_for drops a cancellation that lands as the awaited
+    event is set, which once hung a notifier's shutdown."""
+    async with dispatching(js, database_url) as (_, dispatcher):
+        signal = dispatcher._wake = ParkedSignal()
+        await dispatcher.start()
+        async with asyncio.timeout(5):
+            await signal.parked.wait()
+        dispatcher.wake()
+        stopping = asyncio.create_task(dispatcher.stop())
+        done, _ = await asyncio.wait({stopping}, timeout=5)
+        assert stopping in done, "the dispatcher kept running after stop"
 
 
 async def test_a_post_whose_answer_never_ends_fails_at_the_timeout_and_is_never_doubled(

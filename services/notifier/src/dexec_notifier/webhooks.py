@@ -217,6 +217,7 @@ class WebhookDispatcher:
         # lease can hold it (`Delivery.may_post`), whatever the checks before it took.
         self._lease = timedelta(seconds=2 * settings.webhook_timeout_seconds + 5)
         self._wake = asyncio.Event()
+        self._stopping = False
         self._loop: asyncio.Task[None] | None = None
         self._posting: set[asyncio.Task[None]] = set()
 
@@ -235,15 +236,17 @@ class WebhookDispatcher:
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop claiming; let POSTs under way finish (an unfinished one's lease runs out)."""
         if self._loop is not None:
+            # Python 3.11's wait_for swallows a cancellation that lands as the wake does;
+            # the flag ends the loop at its next turn even then.
+            self._stopping = True
             self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
+            await asyncio.wait({self._loop})  # a cancellation of stop itself is not swallowed
         if self._posting:
             await asyncio.wait(self._posting, timeout=timeout)
         await self._http.aclose()
 
     async def _dispatch_loop(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             room = self._settings.webhook_concurrency - len(self._posting)
             claimed: list[Delivery] = []
