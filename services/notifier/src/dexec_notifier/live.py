@@ -41,6 +41,7 @@ from dexec_notifier.metrics import (
     LIVE_CACHE_EVICTIONS,
     LIVE_CACHE_ORDERS,
     LIVE_CONSUMER_GAPS,
+    LIVE_PENDING_BYTES,
 )
 from dexec_notifier.settings import DEFAULT_BACKFILL_CACHE_BYTES
 
@@ -199,6 +200,8 @@ class LiveHub:
             cb=self._on_msg,
         )
         _resume_after(self._sub, start - 1)
+        sub = self._sub
+        LIVE_PENDING_BYTES.set_function(lambda: sub.pending_bytes)
 
     async def stop(self) -> None:
         if self._sub is not None:

@@ -59,6 +59,11 @@ LIVE_CACHE_EVICTIONS = Counter(
     " gap: the live consumer's delivery was not contiguous)",
     ["reason"],
 )
+LIVE_PENDING_BYTES = Gauge(
+    "dexec_live_pending_bytes",
+    "Bytes of stream messages the live consumer has received and the hub not yet handled"
+    " (held in the NATS client: what grows when the notifier falls behind the stream)",
+)
 LIVE_CONSUMER_GAPS = Counter(
     "dexec_live_consumer_gaps_total",
     "Times the live consumer's delivery did not follow on from the last message it delivered",
