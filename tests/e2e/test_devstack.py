@@ -368,12 +368,20 @@ def test_webhooks_reach_a_receiver_on_this_machine(devstack: Launcher, http: htt
     assert [json.loads(body)["event"] for body in bodies] == HAPPY_PATH
 
 
-def test_sigterm_stops_the_launcher_and_everything_it_started(http: httpx.Client) -> None:
+def test_sigterm_stops_the_launcher_and_everything_it_started(
+    http: httpx.Client, tmp_path: Path
+) -> None:
     # A stack of its own, so the test does not depend on the order the tests run in; with two
     # routers and two executors, so all of those are shown to start and stop too, and with
     # lower CPU priorities for some parts, checked on every process (and thread) of those.
     priorities = {"dexec_router.main": 10, "dexec_executor.main": 10, "nats-server": 3}
-    with launched("--replicas", "2", "--cpu-priority", "router=10,executor=10,nats=3") as stack:
+    # The services on an interpreter of their own (as `make bench` starts them): one that
+    # marks the processes it runs, so the test can tell which did.
+    engine_python = tmp_path / "engine-python"
+    engine_python.write_text(f'#!/bin/sh\nDEXEC_TEST_ENGINE=1 exec {sys.executable} "$@"\n')
+    engine_python.chmod(0o755)
+    launch = ["--replicas", "2", "--cpu-priority", "router=10,executor=10,nats=3"]
+    with launched(*launch, "--engine-python", str(engine_python)) as stack:
         # Real work first, so the services hold live NATS and Postgres connections when stopped.
         order_id = submit(http, stack)["orderId"]
         wait_confirmed(http, stack, order_id)
@@ -385,6 +393,11 @@ def test_sigterm_stops_the_launcher_and_everything_it_started(http: httpx.Client
             assert any(what in c for c in commands), f"no {what} among children: {commands}"
         for replicated in ("dexec_router.main", "dexec_executor.main"):
             assert sum(replicated in c for c in commands) == 2, commands
+        on_engine_python = [
+            c for p, c in zip(children, commands, strict=True) if "DEXEC_TEST_ENGINE" in p.environ()
+        ]
+        assert sorted(on_engine_python) == sorted(c for c in commands if "dexec_" in c)
+        assert len(on_engine_python) == 6  # api, notifier, two routers and two executors
         for proc, command in zip(children, commands, strict=True):
             want = next((n for part, n in priorities.items() if part in command), 0)
             assert _nice_values(proc) == {want}, command

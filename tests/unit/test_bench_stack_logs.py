@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dexec_tools import bench
+from dexec_tools import bench, engine_env
 
 
 def test_a_stack_that_does_not_start_leaves_its_logs_with_the_reports(
@@ -22,6 +22,7 @@ def test_a_stack_that_does_not_start_leaves_its_logs_with_the_reports(
         replicas: int = 1,
         tree: Path | None = None,
         cpu_priority: str | None = None,
+        services_python: Path | None = None,
     ) -> None:
         data_dirs.append(data_dir)
         (data_dir / "logs").mkdir()
@@ -29,7 +30,7 @@ def test_a_stack_that_does_not_start_leaves_its_logs_with_the_reports(
         raise bench.StackDidNotStart(f"the {mode} stack did not start")
 
     monkeypatch.setattr(bench, "start_stack", failing_start)
-    args = argparse.Namespace(replicas=1, stack_tree=None, cpu_priority=None)
+    args = argparse.Namespace(replicas=1, stack_tree=None, cpu_priority=None, services_python=None)
     with pytest.raises(bench.StackDidNotStart, match="zero-stack-logs"):
         bench.run_mode("zero", args, tmp_path)
     kept = tmp_path / "zero-stack-logs" / "api.log"
@@ -60,3 +61,29 @@ def test_cpu_priorities_reach_the_stack_only_when_asked_for() -> None:
     assert "--cpu-priority" not in bench.stack_command(Path("/data"), ports, 1)
     asked = bench.stack_command(Path("/data"), ports, 1, cpu_priority="latency")
     assert asked[-3:] == ["--cpu-priority", "latency", "--quiet"]
+
+
+def test_the_services_run_on_the_interpreter_asked_for_and_older_stacks_are_not_asked() -> None:
+    ports = [1001, 1002, 1003, 1004, 1005, 1006]
+    assert "--engine-python" not in bench.stack_command(Path("/data"), ports, 1)
+    engine = Path("/repo/.venv-engine/bin/python")
+    asked = bench.stack_command(Path("/data"), ports, 1, services_python=engine)
+    assert asked[-3:] == ["--engine-python", str(engine), "--quiet"]
+
+
+def test_the_engine_environment_holds_the_four_services_and_no_dev_packages() -> None:
+    command = engine_env.sync_command(Path("/trees/abc/.venv/bin/python"))
+    assert command[:4] == ["uv", "sync", "--frozen", "--no-dev"]
+    assert command[command.index("--python") + 1] == "/trees/abc/.venv/bin/python"
+    packages = {command[i + 1] for i, arg in enumerate(command) if arg == "--package"}
+    assert packages == {"dexec-api", "dexec-router", "dexec-executor", "dexec-notifier"}
+
+
+def test_a_checkout_whose_dexec_dev_predates_engine_python_is_not_given_it(
+    tmp_path: Path,
+) -> None:
+    devstack = tmp_path / "tools" / "src" / "dexec_tools" / "devstack.py"
+    devstack.parent.mkdir(parents=True)
+    devstack.write_text('parser.add_argument("--replicas")\n')
+    assert not engine_env.supports_engine_python(tmp_path)
+    assert engine_env.supports_engine_python(Path(bench.__file__).resolve().parents[3])

@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from dexec_tools.engine_env import engine_python, supports_engine_python
 from dexec_tools.servers import free_port
 
 MODES = {"zero": "0", "realistic": "500"}  # latency mode -> default target rate (orders/s)
@@ -34,9 +35,11 @@ def stack_command(
     replicas: int,
     tree: Path | None = None,
     cpu_priority: str | None = None,
+    services_python: Path | None = None,
 ) -> list[str]:
     """`dexec-dev` on free ports: this checkout's, or that of the checkout `tree` (with its
-    own environment, `tree/.venv`), so one load generator can measure several revisions."""
+    own environment, `tree/.venv`), so one load generator can measure several revisions; its
+    services on `services_python` if given (else on dexec-dev's interpreter)."""
     python = str(tree / ".venv" / "bin" / "python") if tree is not None else sys.executable
     flags = ["--api-port", "--notifier-port", "--nats-port", "--pg-port"]
     flags += ["--router-metrics-port", "--executor-metrics-port"]
@@ -46,6 +49,8 @@ def stack_command(
         command += ["--replicas", str(replicas)]
     if cpu_priority is not None:  # likewise
         command += ["--cpu-priority", cpu_priority]
+    if services_python is not None:
+        command += ["--engine-python", str(services_python)]
     return [*command, "--quiet"]
 
 
@@ -55,6 +60,7 @@ def start_stack(
     replicas: int = 1,
     tree: Path | None = None,
     cpu_priority: str | None = None,
+    services_python: Path | None = None,
 ) -> tuple[subprocess.Popen[str], str]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("DEXEC_")},
@@ -66,7 +72,7 @@ def start_stack(
         env.pop("VIRTUAL_ENV", None)  # the stack runs in the other checkout's environment
     ports = [free_port() for _ in range(6)]
     stack = subprocess.Popen(
-        stack_command(data_dir, ports, replicas, tree, cpu_priority),
+        stack_command(data_dir, ports, replicas, tree, cpu_priority, services_python),
         cwd=tree,
         env=env,
         stdout=subprocess.PIPE,
@@ -101,7 +107,12 @@ def run_mode(mode: str, args: argparse.Namespace, out: Path) -> dict:
     try:
         try:
             stack, api = start_stack(
-                mode, data_dir, args.replicas, args.stack_tree, args.cpu_priority
+                mode,
+                data_dir,
+                args.replicas,
+                args.stack_tree,
+                args.cpu_priority,
+                args.services_python,
             )
         except StackDidNotStart as exc:
             # The data folder goes below; its logs say why, so they are kept with the reports.
@@ -124,6 +135,18 @@ def run_mode(mode: str, args: argparse.Namespace, out: Path) -> dict:
     return json.loads(report.read_text()) if report.exists() else {}
 
 
+def services_python(engine_env: str, tree: Path | None) -> Path | None:
+    """The interpreter the services run on, None for dexec-dev's own."""
+    checkout = tree if tree is not None else Path(__file__).resolve().parents[3]
+    if engine_env == "dev":
+        return None
+    if not supports_engine_python(checkout):
+        print(f"dexec-bench: {checkout}'s dexec-dev has no --engine-python; its services run in")
+        print("its dev environment (compare it with others measured with --engine-env dev)")
+        return None
+    return engine_python(checkout)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="dexec-bench", description=__doc__)
     parser.add_argument("--orders", type=int, default=3000)
@@ -144,8 +167,17 @@ def main() -> None:
         help="run the engine from this checkout (with its synced .venv) instead of this one; "
         "the load generator stays this checkout's",
     )
+    parser.add_argument(
+        "--engine-env",
+        choices=("deployed", "dev"),
+        default="deployed",
+        help="deployed (default): the services run in an environment holding only what their "
+        "images install (`.venv-engine`, synced first); dev: in the workspace's .venv, with the "
+        "tools' and tests' packages too",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    args.services_python = services_python(args.engine_env, args.stack_tree)
     reports = {mode: run_mode(mode, args, args.out) for mode in args.modes.split(",")}
     (args.out / "summary.json").write_text(json.dumps(reports, indent=2))
     print(f"\nreports in {args.out}/: " + ", ".join(f"{m}.json" for m in reports))

@@ -158,9 +158,11 @@ def run_once(
     out: Path,
     replicas: int,
     priority: str | None = None,
+    engine_env: str = "deployed",
 ) -> dict[str, Any]:
     """One benchmark: the engine from `tree`, measured by this checkout's load generator."""
     command = [sys.executable, "-m", "dexec_tools.bench", "--modes", mode]
+    command += ["--engine-env", engine_env]
     command += ["--orders", str(orders), "--rate", rate, "--out", str(out)]
     command += ["--replicas", str(replicas), "--stack-tree", str(tree)]
     if priority is not None:
@@ -213,6 +215,13 @@ def main() -> None:
     parser.add_argument("--rate", default="0", help="orders/s for the load generator (0 = max)")
     parser.add_argument("--out", type=Path, default=Path("bench-results/compare"))
     parser.add_argument("--worktrees", type=Path, default=Path("/tmp/dexec-bench-trees"))
+    parser.add_argument(
+        "--engine-env",
+        choices=("deployed", "dev"),
+        default="deployed",
+        help="where the services run (dexec-bench --engine-env): a revision whose dexec-dev "
+        "cannot take another interpreter runs in its dev environment whatever this says",
+    )
     args = parser.parse_args()
 
     repo = Path.cwd()
@@ -229,7 +238,9 @@ def main() -> None:
             out.mkdir(parents=True, exist_ok=True)
             orders, rate = v.orders or args.orders, v.rate or args.rate
             tree = trees[(v.rev, v.python)]
-            report = run_once(tree, args.mode, orders, rate, out, v.replicas, v.priority)
+            report = run_once(
+                tree, args.mode, orders, rate, out, v.replicas, v.priority, args.engine_env
+            )
             reports[spec].append(report)
             completed = figure(report, FIGURES["completed orders/s"][0])
             print(f"round {round_no} {spec}: {completed} completed orders/s", flush=True)

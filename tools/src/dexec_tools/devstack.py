@@ -149,6 +149,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "free ports, named in the launcher's output)",
     )
     parser.add_argument(
+        "--engine-python",
+        default=sys.executable,
+        metavar="PATH",
+        help="the interpreter the four services run on (default: this one); `make bench` "
+        "gives one whose environment holds only what the services' images install",
+    )
+    parser.add_argument(
         "--cpu-priority",
         type=_priorities,
         default={},
@@ -249,10 +256,17 @@ class Service:
     reaches only the launcher); its output is copied to a log file and, optionally, stderr."""
 
     def __init__(
-        self, name: str, env: dict[str, str], log_dir: Path, echo: bool, module: str | None = None
+        self,
+        name: str,
+        env: dict[str, str],
+        log_dir: Path,
+        echo: bool,
+        module: str | None = None,
+        python: str = sys.executable,
     ) -> None:
         self.name = name
         self.module = module or f"dexec_{name}.main"
+        self.python = python
         self.env = env
         self.log_path = log_dir / f"{name}.log"
         self.echo = echo
@@ -272,7 +286,7 @@ class Service:
         logf.write(run_header(f"starting {self.name}"))
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", self.module],
+                [self.python, "-m", self.module],
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -346,8 +360,10 @@ class DevStack:
         start_timeout: float,
         replicas: int = 1,
         cpu_priority: dict[str, int] | None = None,
+        engine_python: str = sys.executable,
     ) -> None:
         self.ports = ports
+        self.engine_python = engine_python
         self.replicas = replicas
         self.cpu_priority = cpu_priority or {}
         self.echo = echo
@@ -378,7 +394,7 @@ class DevStack:
         self.migrate()
         say(f"starting {', '.join(SERVICES)} (logs in {self.log_dir})")
         for name in SERVICES:
-            service = Service(name, self.env, self.log_dir, self.echo)
+            service = Service(name, self.env, self.log_dir, self.echo, python=self.engine_python)
             self.services.append(service)
             service.start()
             self._prioritise(name, service.pid)
@@ -390,7 +406,14 @@ class DevStack:
         for index in range(2, self.replicas + 1):
             metrics_port = free_port()
             env = {**self.env, REPLICATED[name]: str(metrics_port)}
-            replica = Service(f"{name}-{index}", env, self.log_dir, self.echo, f"dexec_{name}.main")
+            replica = Service(
+                f"{name}-{index}",
+                env,
+                self.log_dir,
+                self.echo,
+                f"dexec_{name}.main",
+                python=self.engine_python,
+            )
             self.services.append(replica)
             replica.start()
             self._prioritise(name, replica.pid)
@@ -555,6 +578,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             start_timeout=args.start_timeout,
             replicas=args.replicas,
             cpu_priority=args.cpu_priority,
+            engine_python=args.engine_python,
         )
         stack.start()
         stack.announce(args.print_env)
