@@ -3,7 +3,7 @@ from pydantic import Field
 from dexec.auth import AuthSettings
 from dexec.settings import CommonSettings, WebhookTargetSettings
 
-DEFAULT_BACKFILL_CACHE_BYTES = 16 * 1024 * 1024
+DEFAULT_BACKFILL_CACHE_BYTES = 8 * 1024 * 1024
 # In the source, so anyone can forge a signature made with it: for development only.
 DEVELOPMENT_WEBHOOK_SECRET = "dexec-development-webhook-secret"
 
@@ -38,9 +38,10 @@ class NotifierSettings(CommonSettings, AuthSettings, WebhookTargetSettings):
     ws_close_on_terminal: bool = True
     # Backfills come from the live consumer's cache of recent orders' events (the stream is
     # the fallback): its size cap in bytes (oldest orders go first; 0 turns the cache off) and
-    # how long an order stays after its terminal event. 16 MiB holds the last ~2,000 orders
-    # (~7 KiB each): clients subscribe within moments of submitting, so with 4,600 orders in
-    # flight 99% of backfills still came from it, and the notifier stayed under 150 MB.
+    # how long an order stays after its terminal event. 8 MiB holds the last ~1,000 orders
+    # (~7 KiB each), two seconds of them at 500/s: clients subscribe within moments of
+    # submitting, so at 500/s offered with ~5,000 orders in flight 99.6% of backfills still
+    # came from it (as with 16 MiB), and the notifier peaked at 134 MiB (BENCHMARKS.md).
     ws_backfill_cache_bytes: int = Field(DEFAULT_BACKFILL_CACHE_BYTES, ge=0)
     ws_backfill_cache_ttl_seconds: float = Field(10.0, ge=0)
     # Webhooks: each event POSTed to the order's webhookUrl, signed with HMAC-SHA256.
