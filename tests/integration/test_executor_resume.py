@@ -19,7 +19,7 @@ from dexec.bus.subjects import (
     STREAM,
     event_subject,
 )
-from dexec.market.chain import NeverLanded, SimulatedChain, decode_record
+from dexec.market.chain import NeverLanded, SignedSwap, SimulatedChain, decode_record
 from dexec.market.market import Market
 from dexec.orders.events import OrderEvent, Submission
 from dexec.orders.states import EventType
@@ -50,13 +50,7 @@ async def test_a_landed_transaction_is_confirmed_without_being_sent_again(
         chain = await SimulatedChain.open(js, Market.from_settings(earlier), earlier)
         try:
             tx = chain.sign(order_id, route)
-            await emit(js, order_id, EventType.BUILDING, attempt=1)
-            submission = Submission(
-                signature=tx.signature,
-                blockhash=tx.blockhash,
-                last_valid_block_height=tx.last_valid_block_height,
-            )
-            await emit(js, order_id, EventType.SUBMITTED, submission, attempt=1)
+            await _write_ahead(js, order_id, tx)
             assert await chain.send(tx, attempt=1, fresh=True) is not None  # it landed
         finally:
             await chain.close()
@@ -244,6 +238,17 @@ async def _route_of(js: JetStreamContext, order_id: str) -> Any:
     return (await eventually(routed, what="the order routed")).payload()
 
 
+async def _write_ahead(js: JetStreamContext, order_id: str, tx: SignedSwap) -> None:
+    """What an executor's attempt 1 writes before it sends `tx`: `building`, `submitted`."""
+    await emit(js, order_id, EventType.BUILDING, attempt=1)
+    submission = Submission(
+        signature=tx.signature,
+        blockhash=tx.blockhash,
+        last_valid_block_height=tx.last_valid_block_height,
+    )
+    await emit(js, order_id, EventType.SUBMITTED, submission, attempt=1)
+
+
 async def _forget_msg_ids(js: JetStreamContext) -> None:
     """Shorten the stream's duplicate window to 1 s until the server has forgotten the msg
     ids stored so far (a probe's id stops being a duplicate), as if that long had passed.
@@ -280,13 +285,7 @@ async def test_a_new_signature_whose_submitted_is_dropped_as_a_repeat_is_never_s
         chain = await SimulatedChain.open(js, Market.from_settings(earlier), earlier)
         try:
             first = chain.sign(order_id, route)
-            await emit(js, order_id, EventType.BUILDING, attempt=1)
-            submission = Submission(
-                signature=first.signature,
-                blockhash=first.blockhash,
-                last_valid_block_height=first.last_valid_block_height,
-            )
-            await emit(js, order_id, EventType.SUBMITTED, submission, attempt=1)
+            await _write_ahead(js, order_id, first)
 
             async def expired() -> bool:
                 return chain.clock.now() > first.last_valid_block_height
