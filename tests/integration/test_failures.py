@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.support.chain import landed_outcomes
 from tests.support.markets import sol_usdc_only
-from tests.support.stack import Stack
+from tests.support.stack import Stack, start_executor
 from tests.support.waiting import eventually
 
 ORDER = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "2"}
@@ -202,3 +202,38 @@ async def test_dropped_transaction_is_signed_again_only_after_its_blockhash_expi
     assert messages[-1]["data"]["txHash"] == second["data"]["signature"]
     landed = [o for o in await landed_outcomes(stack.nats_url) if o.order_id == order_id]
     assert [o.signature for o in landed] == [second["data"]["signature"]]
+
+
+async def test_a_retry_after_the_transaction_was_written_ahead_reports_it_submitted(
+    start, nats_url: str, database_url: str
+) -> None:
+    """An unexpected error once `submitted` is in the stream (the executor's wait for the
+    confirmation breaks): the `retrying` clients see keeps the order `submitted`, never back to
+    `building`, and the redelivery resumes the same transaction to its confirmation."""
+    stack: Stack = await start(without=frozenset({"executor"}), retry_backoff_base_seconds=BACKOFF)
+    executor = await start_executor(nats_url, database_url, retry_backoff_base_seconds=BACKOFF)
+    chain = executor.chain
+    assert chain is not None
+    wait_confirmed = chain.wait_confirmed
+    broken = []
+
+    async def breaks_once(*args: Any) -> Any:
+        if not broken:
+            broken.append(True)
+            raise RuntimeError("the RPC node reset the connection")
+        return await wait_confirmed(*args)
+
+    chain.wait_confirmed = breaks_once  # type: ignore[method-assign]
+    try:
+        order_id = (await stack.submit(ORDER)).json()["orderId"]
+        messages = await stack.watch(order_id)
+    finally:
+        await executor.stop()
+
+    steps = [(m["event"], m["status"]) for m in messages]
+    retry = steps.index(("retrying", "submitted"))
+    assert steps[retry - 1] == ("submitted", "submitted")
+    assert messages[retry]["data"]["code"] == "INTERNAL_ERROR"
+    assert steps[-1] == ("confirmed", "confirmed")
+    signatures = {m["data"]["signature"] for m in messages if m["event"] == "submitted"}
+    assert len(signatures) == 1 and messages[-1]["data"]["txHash"] in signatures

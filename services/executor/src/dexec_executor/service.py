@@ -255,6 +255,7 @@ class ExecutorService:
         building_started = time.perf_counter()
         submitted = [past for past in stored if past.event.event == EventType.SUBMITTED]
         if submitted:
+            delivery.reached = OrderStatus.SUBMITTED  # a retry must not report less
             last_event = submitted[-1].event
             last: Submission = last_event.payload()
             tx = self.chain.resign(order_id, route, last.blockhash, last.last_valid_block_height)
@@ -304,6 +305,7 @@ class ExecutorService:
                 extra={"order_id": tx.order_id},
             )
             raise Superseded(tx.order_id)
+        delivery.reached = OrderStatus.SUBMITTED
 
     async def _finish(self, order_id: str, outcome: Outcome) -> None:
         if not outcome.ok:

@@ -76,6 +76,10 @@ class Delivery:
     # Set by a handler that publishes through a fence (`dexec.bus.fence`): the worker's own
     # `retrying` and `failed` then go through it too.
     fence: OrderFence | None = None
+    # The status the order is known to have reached beyond the stage's own (an executor's
+    # order is `submitted` once a signature is written ahead): a `retrying` reports it when the
+    # error does not say otherwise, so the status clients see never goes back.
+    reached: OrderStatus | None = None
 
     @property
     def seq(self) -> int:
@@ -309,7 +313,7 @@ class ConsumerWorker:
         retry = Retry(
             stage=self._stage.name, code=error.code, reason=error.reason, delay_seconds=delay
         )
-        status = error.status or self._stage.status
+        status = error.status or delivery.reached or self._stage.status
         ack = await self._emit_unless_moved(event, EventType.RETRYING, retry, delivery, status)
         if ack is None:
             return False if await self._already_done(event) else None
