@@ -336,3 +336,16 @@ def test_row_round_trip_gives_equal_view() -> None:
 def test_row_round_trip_for_any_partial_fold(events: list[tuple[int, OrderEvent]]) -> None:
     view = fold(ORDER_ID, events[: len(events) // 2])
     assert view_from_row(row_values(view)) == view
+
+
+def test_an_executor_retry_is_the_latest_whatever_the_routers_attempts() -> None:
+    """Each stage counts its own attempts: the router's third does not hide the executor's
+    first retry, in whichever order the two arrive."""
+    routing = Retry(stage="router", code="QUOTES_UNAVAILABLE", reason="timeout", delay_seconds=2)
+    o = OrderEvent.of
+    router_retry = (2, o(ORDER_ID, EventType.RETRYING, OrderStatus.ROUTING, routing, 2))
+    executor_retry = (5, o(ORDER_ID, EventType.RETRYING, OrderStatus.SUBMITTED, retry(1), 1))
+    for events in ([router_retry, executor_retry], [executor_retry, router_retry]):
+        view = fold(ORDER_ID, events)
+        assert view.last_retry is not None and view.last_retry["stage"] == "executor"
+        assert view.attempts == 2

@@ -41,7 +41,7 @@ from dexec.market.chain import ChainError, Outcome, SignedSwap, SimulatedChain
 from dexec.market.market import Market
 from dexec.metrics import STAGE_DURATION, StageName
 from dexec.orders.events import Execution, OrderEvent, Submission, SwapPlan
-from dexec.orders.states import TERMINAL_EVENTS, EventType, OrderStatus
+from dexec.orders.states import TERMINAL_EVENTS, EventType, OrderStage, OrderStatus
 from dexec_executor.settings import ExecutorSettings
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ ANNOUNCE_TRIES = 4
 # Execution is done once the order has ended; `handle` reads that on every delivery, so the
 # worker need not read it first.
 EXECUTOR_STAGE = Stage(
-    "executor",
+    OrderStage.EXECUTOR,
     OrderStatus.BUILDING,
     done_by=TERMINAL_EVENTS,
     guard=EventType.CONFIRMED,

@@ -19,7 +19,7 @@ from dexec.market.chain import SlotClock
 from dexec.market.market import Market
 from dexec.market.tokens import resolve_token
 from dexec.orders.events import OrderEvent, OrderSpec
-from dexec.orders.states import TERMINAL_EVENTS, EventType, OrderStatus
+from dexec.orders.states import TERMINAL_EVENTS, EventType, OrderStage, OrderStatus
 from dexec_router.metrics import observe_routed, route_log_fields, routing_started
 from dexec_router.planner import RoutePlanner, RoutingFailed
 from dexec_router.quote_server import QuoteServer
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 # Routing is done once the order is routed (the executor has it) or has ended.
 ROUTER_STAGE = Stage(
-    "router",
+    OrderStage.ROUTER,
     OrderStatus.ROUTING,
     done_by=TERMINAL_EVENTS | {EventType.ROUTED},
     guard=EventType.ROUTED,

@@ -13,7 +13,14 @@ from datetime import datetime
 from typing import Any
 
 from dexec.orders.events import OrderEvent
-from dexec.orders.states import EventType, OrderStatus, is_terminal, status_after
+from dexec.orders.states import EventType, OrderStage, OrderStatus, is_terminal, status_after
+
+STAGE_ORDER = {stage.value: rank for rank, stage in enumerate(OrderStage)}
+
+
+def _retry_rank(retry: dict[str, Any], attempt: int) -> tuple[int, int]:
+    """A later stage's retry comes after any of an earlier one's, whatever their attempts."""
+    return (STAGE_ORDER.get(retry.get("stage", ""), -1), attempt)
 
 
 @dataclass
@@ -47,7 +54,10 @@ class OrderView:
                 self.execution = event.data
             case EventType.FAILED if not is_terminal(self.status):
                 self.failure = event.data
-            case EventType.RETRYING if event.attempt + 1 >= self.attempts:
+            case EventType.RETRYING if _retry_rank(event.data, event.attempt + 1) >= (
+                self._retry_rank()
+            ):
+                # `attempts` counts within the stage of the latest retry.
                 self.last_retry = event.data
                 self.attempts = event.attempt + 1
         self.status = status_after(self.status, event.event)
@@ -59,6 +69,11 @@ class OrderView:
             self.created_at = event.at
         if self.updated_at is None or event.at > self.updated_at:
             self.updated_at = event.at
+
+    def _retry_rank(self) -> tuple[int, int]:
+        if self.last_retry is None:
+            return (-1, self.attempts)
+        return _retry_rank(self.last_retry, self.attempts)
 
     def _submission_attempt(self) -> int:
         return int(self.submission["attempt"]) if self.submission else 0

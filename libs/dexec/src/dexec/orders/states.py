@@ -30,6 +30,14 @@ class EventType(StrEnum):
     RETRYING = "retrying"
 
 
+class OrderStage(StrEnum):
+    """The stages that work on an order and retry it, in the order it passes them (a
+    `retrying` event names its stage; each stage counts its own attempts)."""
+
+    ROUTER = "router"
+    EXECUTOR = "executor"
+
+
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.PENDING: frozenset({OrderStatus.ROUTING, OrderStatus.FAILED}),
     OrderStatus.ROUTING: frozenset({OrderStatus.BUILDING, OrderStatus.FAILED}),
