@@ -1,7 +1,8 @@
 """`make bench`: the standard benchmark, run on a fresh local stack per latency mode.
 
-For each mode it starts the engine exactly as `make up` does (a fresh data folder, free
-ports, rate limits off so the limiter is not what is measured), runs the load generator
+For each mode it starts the engine as `make up` does (a fresh data folder, free ports, rate
+limits off so the limiter is not what is measured), its services in an environment that holds
+only what their images install (`dexec_tools.engine_env`), runs the load generator
 against it, stops it, and keeps the JSON report. A summary of both modes is printed at the end
 and written beside the reports.
 """
