@@ -10,6 +10,7 @@ from nats.js import JetStreamContext
 
 from dexec.bus.history import BATCH, HistoryReader, read_latest_events, read_order_events
 from dexec.bus.publisher import emit
+from dexec.bus.subjects import event_subject
 from dexec.orders.events import Execution, Retry, Submission
 from dexec.orders.states import EventType, OrderStatus
 
@@ -96,3 +97,30 @@ async def test_reads_that_start_together_on_a_new_connection_get_each_event_once
         await nc.close()
     assert wholes == [expected] * 4
     assert latests == [expected[1:]] * 4
+
+
+async def test_a_message_on_an_orders_subject_that_is_not_an_event_is_passed_by(
+    js: JetStreamContext,
+) -> None:
+    """Only a publisher outside the engine can put one there; the order stays readable, its
+    events whole and once each, also when the bad message ends a batch."""
+    order_id = "hist-with-a-stray"
+    retrying = event_subject(EventType.RETRYING, order_id)
+    retry = Retry(stage="executor", code="RPC_RATE_LIMITED", reason="429", delay_seconds=0.1)
+    for attempt in range(1, BATCH + 6):
+        if attempt == BATCH:  # the last message of the first batch
+            await js.publish(retrying, b"{not json")
+            continue
+        await emit(
+            js, order_id, EventType.RETRYING, retry, attempt=attempt, status=OrderStatus.SUBMITTED
+        )
+    await js.publish(event_subject(EventType.SUBMITTED, order_id), b"")
+    await emit(js, order_id, EventType.CONFIRMED, EXECUTION)
+
+    events = await read_order_events(js, order_id)
+    attempts = [s.event.attempt for s in events if s.event.event == EventType.RETRYING]
+    assert attempts == [a for a in range(1, BATCH + 6) if a != BATCH]
+    assert events[-1].event.event == EventType.CONFIRMED
+    assert events == await HistoryReader.of(js).read_one_by_one(order_id)
+    latest = await read_latest_events(js, order_id, [EventType.SUBMITTED, EventType.CONFIRMED])
+    assert [s.event.event for s in latest] == [EventType.CONFIRMED]

@@ -8,6 +8,8 @@ import httpx
 import pytest
 from nats.js import JetStreamContext
 
+from dexec.bus.subjects import event_subject
+from dexec.orders.states import EventType
 from dexec_api.idempotency import IdempotencyStore
 from dexec_api.order_request import parse_order
 from tests.support.stack import Stack
@@ -239,3 +241,18 @@ async def test_a_method_the_path_does_not_take_is_a_json_405_that_names_the_allo
     assert response.status_code == 405
     assert response.json()["error"]["code"] == "HTTP_405"
     assert response.headers["Allow"] == "POST"
+
+
+async def test_a_stray_message_on_an_orders_subject_leaves_it_readable(
+    start, js: JetStreamContext
+) -> None:
+    """Not an event (a publisher outside the engine): the order is still answered, from its
+    events, and not with a 500."""
+    stack: Stack = await start(without=frozenset({"executor"}))  # unfinished: read from NATS
+    order_id = (await stack.submit(ORDER)).json()["orderId"]
+    await js.publish(event_subject(EventType.RETRYING, order_id), b"{not json")
+
+    response = await stack.http.get(f"{stack.api_url}/api/orders/{order_id}")
+    assert response.status_code == 200
+    assert response.json()["orderId"] == order_id
+    assert response.json()["events"][0]["event"] == "pending"

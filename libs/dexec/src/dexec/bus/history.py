@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ from dexec.orders.events import OrderEvent
 from dexec.orders.states import EventType
 
 # An order has about eight events (a few more per retry): one batch almost always holds it all.
+log = logging.getLogger(__name__)
+
 BATCH = 64
 REPLY_TIMEOUT_SECONDS = 5.0
 END_OF_BATCH = "204"
@@ -108,11 +111,11 @@ class HistoryReader:
             request = {"multi_last": once, "batch": len(once), "up_to_seq": up_to}
             await self._read_batch(request, events)
         for subject in (subject for subject, count in counts.items() if count > 1):
-            seq = after_seq + 1
-            while await self._read_batch(
-                {"seq": seq, "next_by_subj": subject, "batch": BATCH}, events
-            ):
-                seq = events[-1].seq + 1
+            seq, more = after_seq + 1, True
+            while more:
+                request = {"seq": seq, "next_by_subj": subject, "batch": BATCH}
+                more, last_seq = await self._read_batch(request, events)
+                seq = last_seq + 1
         return sorted(
             (stored for stored in events if after_seq < stored.seq <= up_to),
             key=lambda stored: stored.seq,
@@ -125,13 +128,17 @@ class HistoryReader:
         await self._read_batch({"multi_last": subjects, "batch": len(subjects)}, events)
         return sorted(events, key=lambda stored: stored.seq)
 
-    async def _read_batch(self, request: dict[str, object], into: list[StoredEvent]) -> bool:
-        """Append one batch's events to `into`; whether more match past the batch."""
+    async def _read_batch(
+        self, request: dict[str, object], into: list[StoredEvent]
+    ) -> tuple[bool, int]:
+        """Append one batch's events to `into`; whether more match past the batch, and the
+        stream seq of the batch's last message (0 if none)."""
         if self._sub is None:
             await self._subscribe()
         token = str(next(self._tokens))
         replies: asyncio.Queue[Msg] = asyncio.Queue()
         self._replies[token] = replies
+        last_seq = 0
         try:
             await self._nc.publish(
                 f"$JS.API.DIRECT.GET.{STREAM}",
@@ -144,13 +151,13 @@ class HistoryReader:
                     headers = msg.headers or {}
                     status = headers.get("Status")
                     if status == NOT_FOUND:
-                        return False
+                        return False, last_seq
                     if status == END_OF_BATCH:
-                        return int(headers.get("Nats-Num-Pending", "0")) > 0
+                        return int(headers.get("Nats-Num-Pending", "0")) > 0, last_seq
                     if status:
                         raise NatsError(f"direct get failed: {status} {headers}")
-                    seq = int(headers["Nats-Sequence"])
-                    into.append(StoredEvent(seq, OrderEvent.from_json(msg.data)))
+                    last_seq = int(headers["Nats-Sequence"])
+                    _append_event(into, last_seq, msg.data)
         except TimeoutError as exc:
             raise NatsTimeoutError from exc
         finally:
@@ -178,7 +185,7 @@ class HistoryReader:
                 )
             except NotFoundError:
                 return events
-            events.append(StoredEvent(raw.seq, OrderEvent.from_json(raw.data or b"")))
+            _append_event(events, raw.seq, raw.data or b"")
             seq = raw.seq + 1
 
     async def read_latest_one_by_one(
@@ -191,5 +198,15 @@ class HistoryReader:
                 raw = await self._js.get_last_msg(
                     STREAM, event_subject(kind, order_id), direct=True
                 )
-                events.append(StoredEvent(raw.seq, OrderEvent.from_json(raw.data or b"")))
+                _append_event(events, raw.seq, raw.data or b"")
         return sorted(events, key=lambda stored: stored.seq)
+
+
+def _append_event(events: list[StoredEvent], seq: int, data: bytes) -> None:
+    """`data` as the event at `seq`, unless it is not an order event: only a publisher
+    outside the engine puts one on an order's subjects, and every reader passes it by (the
+    recorder terminates it), so one bad message cannot make the order unreadable."""
+    try:
+        events.append(StoredEvent(seq, OrderEvent.from_json(data)))
+    except ValueError:
+        log.error("skipping stream seq %d: not an order event", seq)
