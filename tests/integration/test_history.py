@@ -103,23 +103,29 @@ async def test_a_message_on_an_orders_subject_that_is_not_an_event_is_passed_by(
     js: JetStreamContext,
 ) -> None:
     """Only a publisher outside the engine can put one there; the order stays readable, its
-    events whole and once each, also when the bad message ends a batch."""
+    events whole and once each, also when stray messages fill whole batches: the next batch
+    starts after the last message read, not after the last event kept."""
     order_id = "hist-with-a-stray"
     retrying = event_subject(EventType.RETRYING, order_id)
     retry = Retry(stage="executor", code="RPC_RATE_LIMITED", reason="429", delay_seconds=0.1)
-    for attempt in range(1, BATCH + 6):
-        if attempt == BATCH:  # the last message of the first batch
-            await js.publish(retrying, b"{not json")
-            continue
-        await emit(
-            js, order_id, EventType.RETRYING, retry, attempt=attempt, status=OrderStatus.SUBMITTED
-        )
+
+    async def retried(attempt: int) -> None:
+        status = OrderStatus.SUBMITTED
+        await emit(js, order_id, EventType.RETRYING, retry, attempt=attempt, status=status)
+
+    for attempt in (1, 2, 3):
+        await retried(attempt)
+    for _ in range(BATCH):  # ends the first batch, and is the whole second one
+        await js.publish(retrying, b"{not json")
+    for attempt in (4, 5, 6):
+        await retried(attempt)
     await js.publish(event_subject(EventType.SUBMITTED, order_id), b"")
     await emit(js, order_id, EventType.CONFIRMED, EXECUTION)
 
-    events = await read_order_events(js, order_id)
+    async with asyncio.timeout(10):
+        events = await read_order_events(js, order_id)
     attempts = [s.event.attempt for s in events if s.event.event == EventType.RETRYING]
-    assert attempts == [a for a in range(1, BATCH + 6) if a != BATCH]
+    assert attempts == [1, 2, 3, 4, 5, 6]
     assert events[-1].event.event == EventType.CONFIRMED
     assert events == await HistoryReader.of(js).read_one_by_one(order_id)
     latest = await read_latest_events(js, order_id, [EventType.SUBMITTED, EventType.CONFIRMED])

@@ -73,7 +73,7 @@ def test_the_services_run_on_the_interpreter_asked_for_and_older_stacks_are_not_
 
 def test_the_engine_environment_holds_the_four_services_and_no_dev_packages() -> None:
     command = engine_env.sync_command(Path("/trees/abc/.venv/bin/python"))
-    assert command[:4] == ["uv", "sync", "--frozen", "--no-dev"]
+    assert Path(command[0]).name == "uv" and command[1:4] == ["sync", "--frozen", "--no-dev"]
     assert command[command.index("--python") + 1] == "/trees/abc/.venv/bin/python"
     packages = {command[i + 1] for i, arg in enumerate(command) if arg == "--package"}
     assert packages == {"dexec-api", "dexec-router", "dexec-executor", "dexec-notifier"}

@@ -33,6 +33,7 @@ from typing import Any
 
 from dexec_tools.cpu_priority import PROFILES
 from dexec_tools.devstack import SERVICES
+from dexec_tools.engine_env import supports_engine_python
 
 Figure = Callable[[dict[str, Any]], float | None]
 
@@ -219,8 +220,8 @@ def main() -> None:
         "--engine-env",
         choices=("deployed", "dev"),
         default="deployed",
-        help="where the services run (dexec-bench --engine-env): a revision whose dexec-dev "
-        "cannot take another interpreter runs in its dev environment whatever this says",
+        help="where the services run (dexec-bench --engine-env); if a revision's dexec-dev "
+        "cannot take another interpreter, every revision runs in its dev environment",
     )
     args = parser.parse_args()
 
@@ -231,6 +232,12 @@ def main() -> None:
         parser.error(str(exc))
     builds = {(v.rev, v.python) for v in variants.values()}
     trees = {(rev, py): prepare(repo, rev, args.worktrees, py) for rev, py in builds}
+    engine_env = args.engine_env
+    if engine_env == "deployed" and not all(map(supports_engine_python, trees.values())):
+        # One environment for all, or ~11 MiB per service would show as a revision's effect.
+        print("dexec-bench-compare: a revision's dexec-dev has no --engine-python: every")
+        print("revision's services run in its dev environment (--engine-env dev)")
+        engine_env = "dev"
     reports: dict[str, list[dict[str, Any]]] = {spec: [] for spec in args.revs}
     for round_no in range(1, args.rounds + 1):
         for spec, v in variants.items():
@@ -239,7 +246,7 @@ def main() -> None:
             orders, rate = v.orders or args.orders, v.rate or args.rate
             tree = trees[(v.rev, v.python)]
             report = run_once(
-                tree, args.mode, orders, rate, out, v.replicas, v.priority, args.engine_env
+                tree, args.mode, orders, rate, out, v.replicas, v.priority, engine_env
             )
             reports[spec].append(report)
             completed = figure(report, FIGURES["completed orders/s"][0])

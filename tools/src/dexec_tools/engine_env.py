@@ -23,7 +23,9 @@ def sync_command(python: Path | None = None) -> list[str]:
     """`uv sync` of the four services alone, on `python`'s interpreter if given."""
     packages = [arg for name in SERVICES for arg in ("--package", f"dexec-{name}")]
     interpreter = [] if python is None else ["--python", str(python)]
-    return ["uv", "sync", "--frozen", "--no-dev", "-q", *interpreter, *packages]
+    # `uv run` names itself in UV: uv may not be on PATH (the Makefile's `python3 -m uv`).
+    uv = os.environ.get("UV", "uv")
+    return [uv, "sync", "--frozen", "--no-dev", "-q", *interpreter, *packages]
 
 
 def engine_python(checkout: Path) -> Path:
