@@ -33,7 +33,7 @@ from typing import Any
 
 from dexec_tools.cpu_priority import PROFILES
 from dexec_tools.devstack import SERVICES
-from dexec_tools.engine_env import supports_engine_python
+from dexec_tools.engine_env import supports_engine_python, uv
 
 Figure = Callable[[dict[str, Any]], float | None]
 
@@ -146,7 +146,7 @@ def prepare(repo: Path, rev: str, root: Path, python: str | None = None) -> Path
         subprocess.run(
             ["git", "-C", str(repo), "worktree", "add", "--detach", str(tree), rev], check=True
         )
-    sync = ["uv", "sync", "--frozen", "-q", *([] if python is None else ["--python", python])]
+    sync = [uv(), "sync", "--frozen", "-q", *([] if python is None else ["--python", python])]
     subprocess.run(sync, cwd=tree, env=worktree_env(), check=True)
     return tree
 

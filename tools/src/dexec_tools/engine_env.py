@@ -19,13 +19,17 @@ from dexec_tools.devstack import SERVICES
 ENGINE_VENV = ".venv-engine"
 
 
+def uv() -> str:
+    """The uv to run: `uv run` names itself in UV, and uv may not be on PATH (the Makefile
+    falls back to `python3 -m uv`)."""
+    return os.environ.get("UV", "uv")
+
+
 def sync_command(python: Path | None = None) -> list[str]:
     """`uv sync` of the four services alone, on `python`'s interpreter if given."""
     packages = [arg for name in SERVICES for arg in ("--package", f"dexec-{name}")]
     interpreter = [] if python is None else ["--python", str(python)]
-    # `uv run` names itself in UV: uv may not be on PATH (the Makefile's `python3 -m uv`).
-    uv = os.environ.get("UV", "uv")
-    return [uv, "sync", "--frozen", "--no-dev", "-q", *interpreter, *packages]
+    return [uv(), "sync", "--frozen", "--no-dev", "-q", *interpreter, *packages]
 
 
 def engine_python(checkout: Path) -> Path:

@@ -41,9 +41,9 @@ from dexec.bus.subjects import STREAM, event_subject, is_order_id, order_subject
 from dexec.orders.events import OrderEvent
 from dexec.orders.states import EventType
 
-# An order has about eight events (a few more per retry): one batch almost always holds it all.
 log = logging.getLogger(__name__)
 
+# An order has about eight events (a few more per retry): one batch almost always holds it all.
 BATCH = 64
 REPLY_TIMEOUT_SECONDS = 5.0
 END_OF_BATCH = "204"

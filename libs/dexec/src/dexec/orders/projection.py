@@ -55,7 +55,7 @@ class OrderView:
             case EventType.FAILED if not is_terminal(self.status):
                 self.failure = event.data
             case EventType.RETRYING if _retry_rank(event.data, event.attempt + 1) >= (
-                self._retry_rank()
+                self._latest_retry_rank()
             ):
                 # `attempts` counts within the stage of the latest retry.
                 self.last_retry = event.data
@@ -70,7 +70,7 @@ class OrderView:
         if self.updated_at is None or event.at > self.updated_at:
             self.updated_at = event.at
 
-    def _retry_rank(self) -> tuple[int, int]:
+    def _latest_retry_rank(self) -> tuple[int, int]:
         if self.last_retry is None:
             return (-1, self.attempts)
         return _retry_rank(self.last_retry, self.attempts)
