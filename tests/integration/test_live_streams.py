@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import orjson
 import pytest
@@ -10,7 +11,9 @@ import websockets
 
 from dexec_notifier import sockets
 from dexec_notifier.frames import MAX_EVENTS_PER_FRAME
+from dexec_notifier.metrics import WS_CONNECTIONS
 from tests.support.stack import Stack
+from tests.support.waiting import eventually
 
 # Wide slippage: these tests are about streaming, not about the market moving.
 ORDER = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "3", "slippageBps": 300}
@@ -126,6 +129,12 @@ async def test_one_socket_watches_many_orders_and_can_unsubscribe(stack: Stack) 
     assert error["error"]["code"] == "BAD_REQUEST"
 
 
+async def _finished_orders(stack: Stack, count: int) -> dict[str, list[dict]]:
+    """`count` orders run to their end, each id with its events."""
+    ids = [(await stack.submit(ORDER)).json()["orderId"] for _ in range(count)]
+    return {order_id: await stack.watch(order_id) for order_id in ids}
+
+
 async def _frames_until_marker(ws: websockets.ClientConnection) -> list[dict]:
     """Every frame up to the answer to a subscription of an unknown id, sent now (not found,
     or no room for it): commands are applied in order, so whatever an earlier command brought
@@ -169,8 +178,8 @@ async def test_ids_beyond_a_sockets_cap_are_named_and_a_full_socket_can_still_re
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sockets, "MAX_ORDERS_PER_SOCKET", 2)
-    ids = [(await stack.submit(ORDER)).json()["orderId"] for _ in range(4)]
-    histories = {order_id: await stack.watch(order_id) for order_id in ids}
+    histories = await _finished_orders(stack, 4)
+    ids = list(histories)
 
     async with websockets.connect(f"{stack.ws_url}/ws") as ws:
         await ws.send(orjson.dumps({"op": "subscribe", "orderIds": ids}))
@@ -185,6 +194,96 @@ async def test_ids_beyond_a_sockets_cap_are_named_and_a_full_socket_can_still_re
     assert too_many["error"]["orderIds"] == ids[2:]
     assert too_many["error"]["limit"] == 2
     assert rewound == [e for e in histories[ids[0]] if e["seq"] > 4]
+
+
+async def test_unknown_ids_free_their_room_for_the_ids_after_them(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sockets, "MAX_ORDERS_PER_SOCKET", 2)
+    histories = await _finished_orders(stack, 3)
+    ids = list(histories)
+
+    async with websockets.connect(f"{stack.ws_url}/ws") as ws:
+        await ws.send(orjson.dumps({"op": "subscribe", "orderIds": ids[:1]}))
+        first = await _frames_until_marker(ws)
+        await ws.send(orjson.dumps({"op": "subscribe", "orderIds": ["nope", *ids[1:]]}))
+        second = await _frames_until_marker(ws)
+
+    assert first == histories[ids[0]]
+    *events, too_many = [f for f in second if f.get("error", {}).get("orderId") != "nope"]
+    assert events == histories[ids[1]]  # the one room left, not taken by "nope"
+    assert too_many["error"]["code"] == "TOO_MANY_ORDERS"
+    assert too_many["error"]["orderIds"] == ids[2:]
+    assert {"code": "ORDER_NOT_FOUND", "message": "no order nope", "orderId": "nope"} in [
+        f["error"] for f in second if "error" in f
+    ]
+
+
+@pytest.mark.parametrize(
+    ("command", "fields"),
+    [
+        ({"op": "subscribe"}, ["orderIds"]),
+        ({"op": "subscribe", "orderIds": ["o"], "afterSeq": [1]}, ["afterSeq"]),
+        (
+            {"op": "subscribe", "orderIds": ["o", "p"], "afterSeq": {"o": -5, "p": 1}},
+            ["afterSeq.o"],
+        ),
+        ({"op": "watch", "orderIds": ["o"]}, ["op"]),
+        ([], [""]),
+    ],
+)
+async def test_a_malformed_command_is_answered_with_the_fields_that_are_wrong(
+    stack: Stack, command: object, fields: list[str]
+) -> None:
+    async with websockets.connect(f"{stack.ws_url}/ws") as ws:
+        await ws.send(orjson.dumps(command))
+        error = orjson.loads(await ws.recv())["error"]
+        still_served = await _frames_until_marker(ws)  # the socket goes on
+
+    assert error["code"] == "BAD_REQUEST"
+    assert [d["field"] for d in error["details"]] == fields
+    assert all(field in error["message"] for field in fields)
+    assert still_served == []
+
+
+async def test_a_negative_after_seq_is_refused_not_let_past_the_sockets_cap(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sockets, "MAX_ORDERS_PER_SOCKET", 2)
+    ids = list(await _finished_orders(stack, 3))
+
+    async with websockets.connect(f"{stack.ws_url}/ws") as ws:
+        command = {"op": "subscribe", "orderIds": ids, "afterSeq": {i: -5 for i in ids}}
+        await ws.send(orjson.dumps(command))
+        answer = await _frames_until_marker(ws)
+
+    [refusal] = answer  # no events: the command is refused as a whole
+    assert refusal["error"]["code"] == "BAD_REQUEST"
+    assert {d["field"] for d in refusal["error"]["details"]} == {f"afterSeq.{i}" for i in ids}
+
+
+async def test_clients_leaving_a_single_order_socket_before_its_backfill_leave_no_error(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    order_id = (await stack.submit(ORDER)).json()["orderId"]
+    history = await stack.watch(order_id)
+    caplog.set_level(logging.ERROR)
+    open_before = WS_CONNECTIONS._value.get()
+
+    for target in (order_id, "no-such-order"):
+        for _ in range(10):
+            ws = await websockets.connect(f"{stack.ws_url}/ws/orders/{target}")
+            ws.transport.abort()
+        for _ in range(10):
+            ws = await websockets.connect(f"{stack.ws_url}/ws/orders/{target}")
+            await ws.close()
+
+    async def all_closed() -> bool:
+        return WS_CONNECTIONS._value.get() == open_before
+
+    await eventually(all_closed, 10, "the server to close every socket")
+    assert await stack.watch(order_id) == history  # a whole session after theirs
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_a_multiplexed_socket_gets_live_events_of_every_subscribed_order(start) -> None:

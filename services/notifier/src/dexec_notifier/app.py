@@ -24,6 +24,7 @@ from dexec_notifier.sockets import (
     CLOSE_BAD_REQUEST,
     CLOSE_UNAUTHORIZED,
     StreamSession,
+    bad_request_frame,
     error_frame,
 )
 from dexec_notifier.webhooks import WebhookDispatcher, retire_webhook_consumer
@@ -40,13 +41,8 @@ async def reject_bad_query(ws: WebSocket, exc: Exception) -> None:
     """Bad query parameters: an error frame and close 4400, as the rest of the WebSocket API
     answers (FastAPI's default closes before accepting, which clients see as a bare 403)."""
     assert isinstance(exc, WebSocketRequestValidationError)
-    details = [
-        {"field": ".".join(str(p) for p in err["loc"] if p != "query"), "message": err["msg"]}
-        for err in exc.errors()
-    ]
-    message = "; ".join(f"{d['field']}: {d['message']}" for d in details)
     await ws.accept()
-    await ws.send_text(error_frame("BAD_REQUEST", message, details=details))
+    await ws.send_text(bad_request_frame(exc.errors(), skip=("query",)))
     await ws.close(CLOSE_BAD_REQUEST)
 
 

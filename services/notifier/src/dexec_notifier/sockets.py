@@ -23,7 +23,8 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any
 
 import orjson
 from fastapi import WebSocket, WebSocketDisconnect
@@ -61,7 +62,23 @@ class Command(BaseModel):
     op: str = Field(pattern="^(subscribe|unsubscribe)$")
     order_ids: list[str] = Field(alias="orderIds", min_length=1, max_length=MAX_ORDERS_PER_SOCKET)
     # Resume: the last seq seen per order, as after a reconnect.
-    after_seq: dict[str, int] = Field(default_factory=dict, alias="afterSeq")
+    after_seq: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict, alias="afterSeq"
+    )
+
+
+def bad_request_frame(errors: Sequence[Mapping[str, Any]], skip: tuple[str, ...] = ()) -> str:
+    """A BAD_REQUEST frame naming each wrong field (`{"field": "afterSeq.<id>", "message":
+    ...}`), from pydantic's errors; location parts in `skip` (FastAPI's "query") are left out
+    of the names. A command that is not an object at all has no field to name."""
+    details = [
+        {"field": ".".join(str(p) for p in err["loc"] if p not in skip), "message": err["msg"]}
+        for err in errors
+    ]
+    message = "; ".join(
+        f"{d['field']}: {d['message']}" if d["field"] else d["message"] for d in details
+    )
+    return error_frame("BAD_REQUEST", message, details=details)
 
 
 def error_frame(code: str, message: str, **extra: Any) -> str:
@@ -97,22 +114,29 @@ class StreamSession:
         """A single-order socket: the order's events, then (by default) close on its end."""
         await self._open()
         try:
-            if not self._budget.take(1):  # a tenant's single-order sockets draw on its budget
-                await self._send_raw(self._rate_limited(1, orderId=order_id))
-                await self._ws.close(CLOSE_RATE_LIMITED)
-                return
-            left_out = await self._subscribe([(order_id, after_seq)])
-            if code := left_out.get(order_id):
-                await self._send_raw(_refusal(code, order_id))
-                not_found = code == NOT_FOUND
-                await self._ws.close(CLOSE_NOT_FOUND if not_found else CLOSE_TRY_AGAIN_LATER)
-                return
-            if close_on_terminal and order_id in self._ended:
-                await self._ws.close(CLOSE_DONE)
-                return
-            await self._run(self._drain_client(), close_on_terminal)
+            await self._watch_one(order_id, after_seq, close_on_terminal)
+        except WebSocketDisconnect:
+            pass  # the client left before its backfill or refusal was sent: nothing to do
+        except TimeoutError:
+            await self._cut_off_slow_client()  # it did not take its backfill
         finally:
             self._close_all()
+
+    async def _watch_one(self, order_id: str, after_seq: int, close_on_terminal: bool) -> None:
+        if not self._budget.take(1):  # a tenant's single-order sockets draw on its budget
+            await self._send_raw(self._rate_limited(1, orderId=order_id))
+            await self._ws.close(CLOSE_RATE_LIMITED)
+            return
+        left_out = await self._subscribe([(order_id, after_seq)])
+        if code := left_out.get(order_id):
+            await self._send_raw(_refusal(code, order_id))
+            not_found = code == NOT_FOUND
+            await self._ws.close(CLOSE_NOT_FOUND if not_found else CLOSE_TRY_AGAIN_LATER)
+            return
+        if close_on_terminal and order_id in self._ended:
+            await self._ws.close(CLOSE_DONE)
+            return
+        await self._run(self._drain_client(), close_on_terminal)
 
     async def watch_many(self) -> None:
         """A multiplexed socket: the client subscribes and unsubscribes with commands."""
@@ -141,18 +165,19 @@ class StreamSession:
             for task in done:
                 exc = task.exception()
                 if isinstance(exc, SlowConsumer | TimeoutError):
-                    # Queued behind the unread data; the server resets the connection if the
-                    # client never takes it (dexec.ws_protocol).
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(
-                            self._ws.close(CLOSE_SLOW_CONSUMER, "slow consumer"), 1
-                        )
+                    await self._cut_off_slow_client()
                 elif exc is not None and not isinstance(exc, WebSocketDisconnect):
                     log.error("websocket session failed", exc_info=exc)
         finally:
             for task in (pump, client):
                 task.cancel()
             await asyncio.gather(pump, client, return_exceptions=True)
+
+    async def _cut_off_slow_client(self) -> None:
+        # Queued behind the unread data; the server resets the connection if the client never
+        # takes it (dexec.ws_protocol).
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._ws.close(CLOSE_SLOW_CONSUMER, "slow consumer"), 1)
 
     async def _subscribe(self, subscriptions: list[tuple[str, int]]) -> dict[str, str]:
         """Register each (order, after seq) and send its backfill; the orders left out, with
@@ -278,7 +303,7 @@ class StreamSession:
                 try:
                     command = Command.model_validate_json(raw)
                 except ValidationError as exc:
-                    await self._send_raw(error_frame("BAD_REQUEST", str(exc.errors()[0]["msg"])))
+                    await self._send_raw(bad_request_frame(exc.errors(include_url=False)))
                     continue
                 await self._apply(command)
 
@@ -293,23 +318,47 @@ class StreamSession:
         # afterSeq than this socket has sent: then its events after that come again (a
         # rewind, as for a client that dropped what it had shown). A rewind takes no room.
         rewinds = {i for i in ids if i in after and after[i] < self._last_seq.get(i, -1)}
-        new = [i for i in ids if i not in self._last_seq]
-        room = max(MAX_ORDERS_PER_SOCKET - len(self._last_seq), 0)
-        taken = rewinds.union(new[:room])
-        fits = [i for i in ids if i in taken]
-        allowed = self._budget.take(len(fits))
-        left_out = await self._subscribe([(i, after.get(i, 0)) for i in fits[:allowed]])
-        for order_id, code in left_out.items():
-            await self._send_raw(_refusal(code, order_id))
-        if refused := fits[allowed:]:
-            await self._send_raw(self._rate_limited(len(refused), orderIds=refused))
-        if beyond := new[room:]:
+        waiting = [i for i in ids if i in rewinds or i not in self._last_seq]
+        rate_limited: list[str] = []
+        while waiting:
+            fits = self._fitting(waiting, rewinds)
+            if not fits:
+                break
+            waiting = [i for i in waiting if i not in fits]
+            allowed = self._budget.take(len(fits))
+            left_out = await self._subscribe([(i, after.get(i, 0)) for i in fits[:allowed]])
+            for order_id, code in left_out.items():
+                await self._send_raw(_refusal(code, order_id))
+            if allowed < len(fits):
+                # Out of budget: what would fit is refused for now, the rest is beyond.
+                unserved = fits[allowed:] + waiting
+                rate_limited = self._fitting(unserved, rewinds)
+                waiting = [i for i in unserved if i not in rate_limited]
+                break
+            if not left_out:
+                break  # no room came free: whatever still waits is beyond the limit
+            # An id left out (unknown, unreadable) freed its room for those waiting.
+        if rate_limited:
+            await self._send_raw(self._rate_limited(len(rate_limited), orderIds=rate_limited))
+        if waiting:
             message = f"a socket watches at most {MAX_ORDERS_PER_SOCKET} orders: open another"
             await self._send_raw(
                 error_frame(
-                    "TOO_MANY_ORDERS", message, orderIds=beyond, limit=MAX_ORDERS_PER_SOCKET
+                    "TOO_MANY_ORDERS", message, orderIds=waiting, limit=MAX_ORDERS_PER_SOCKET
                 )
             )
+
+    def _fitting(self, ids: list[str], rewinds: set[str]) -> list[str]:
+        """`ids` in order, as many as the socket has room for; a rewind takes none."""
+        room = MAX_ORDERS_PER_SOCKET - len(self._last_seq)
+        fits = []
+        for order_id in ids:
+            if order_id in rewinds:
+                fits.append(order_id)
+            elif room > 0:
+                fits.append(order_id)
+                room -= 1
+        return fits
 
     def _rate_limited(self, wanted: int, **which: Any) -> str:
         message = f"over {self._budget.rate:g} subscriptions a second: try again later"
