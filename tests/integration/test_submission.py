@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from dexec_api.idempotency import IdempotencyStore
 from dexec_api.order_request import parse_order
 from tests.support.stack import Stack
 from tests.support.stream import event_counts, orders_in_stream
+from tests.support.waiting import eventually
 
 ORDER = {"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippageBps": 50}
 # ORDER as the API parses it with its defaults (what its idempotency claim fingerprints).
@@ -234,13 +236,66 @@ async def test_unknown_or_malformed_order_id_is_a_json_404(stack: Stack, order_i
     assert response.json()["error"]["code"] == "ORDER_NOT_FOUND"
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/api/orders/execute", "POST"),
+        ("GET", "/api/orders/execute", "POST"),  # not an order id
+        ("PUT", "/api/orders", "GET, POST"),  # two routes share the path
+        ("POST", "/api/orders/some-order", "GET"),
+        ("POST", "/metrics", "GET, HEAD"),
+        ("DELETE", "/metrics/", "GET, HEAD"),
+    ],
+)
 async def test_a_method_the_path_does_not_take_is_a_json_405_that_names_the_allowed(
-    stack: Stack,
+    stack: Stack, method: str, path: str, allowed: str
 ) -> None:
-    response = await stack.http.delete(f"{stack.api_url}/api/orders/execute")
+    response = await stack.http.request(method, f"{stack.api_url}{path}")
     assert response.status_code == 405
     assert response.json()["error"]["code"] == "HTTP_405"
-    assert response.headers["Allow"] == "POST"
+    assert response.headers["Allow"] == allowed
+
+
+async def test_metrics_are_served_at_their_path_alone(stack: Stack) -> None:
+    for path in ("/metrics", "/metrics/"):
+        response = await stack.http.get(f"{stack.api_url}{path}")
+        assert response.status_code == 200
+        assert "dexec_orders_accepted_total" in response.text
+    response = await stack.http.get(f"{stack.api_url}/metrics/anything")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "NOT_FOUND"
+
+
+async def test_a_client_leaving_mid_body_is_no_error_of_ours(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Counted as nginx counts it (499), not as a 500 with a traceback; nothing is placed."""
+    caplog.set_level(logging.ERROR)
+    head = (
+        "POST /api/orders/execute HTTP/1.1\r\nHost: dexec\r\nContent-Type: application/json\r\n"
+        "Idempotency-Key: left-mid-body\r\nContent-Length: 100\r\n\r\n"
+    )
+    host, port = stack.api_url.removeprefix("http://").split(":")
+    _, writer = await asyncio.open_connection(host, int(port))
+    writer.write(head.encode() + b'{"tokenIn":')
+    await writer.drain()
+    writer.close()
+
+    async def counted() -> str | None:
+        metrics = (await stack.http.get(f"{stack.api_url}/metrics")).text
+        statuses = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("dexec_http_request_duration_seconds_count")
+            and 'route="/api/orders/execute"' in line
+        ]
+        return "\n".join(statuses) or None
+
+    statuses = await eventually(counted, 10, "the request to be counted")
+    assert 'status="499"' in statuses and 'status="500"' not in statuses
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    retry = await stack.submit(ORDER, **{"Idempotency-Key": "left-mid-body"})
+    assert retry.status_code == 202  # the key was never claimed
 
 
 async def test_a_stray_message_on_an_orders_subject_leaves_it_readable(

@@ -272,6 +272,25 @@ def test_validation_error_lists_the_missing_field() -> None:
     assert any(d["field"] == "amount" for d in error.details)
 
 
+@pytest.mark.parametrize("raw_amount", [b"null", b"true", b"{}", b"[]", b"NaN", b"-Infinity"])
+def test_an_amount_of_the_wrong_type_is_one_error_naming_the_field(raw_amount: bytes) -> None:
+    """Not one per member of the field's type (`amount.decimal`, `amount.constrained-str`)."""
+    body = parse_json_object(
+        b'{"tokenIn": "SOL", "tokenOut": "USDC", "amount": ' + raw_amount + b"}"
+    )
+    error = api_error(body)
+    assert (error.status, error.code) == (422, "VALIDATION_ERROR")
+    assert [d["field"] for d in error.details] == ["amount"]
+
+
+def test_an_error_about_the_whole_body_names_no_field() -> None:
+    body = {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippage": "0.01"}
+    error = api_error({**body, "slippageBps": 100})
+    assert [(d["field"], d["message"]) for d in error.details] == [
+        (None, "Value error, give slippageBps or slippage, not both")
+    ]
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -414,6 +433,16 @@ def test_mixing_spellings_is_a_validation_error(body: dict[str, Any]) -> None:
 )
 def test_unknown_token(body: dict[str, Any]) -> None:
     error = api_error(body)
+    assert (error.status, error.code) == (422, "UNKNOWN_TOKEN")
+
+
+@pytest.mark.parametrize(
+    ("token_in", "token_out"),
+    [("\u017fol", "USDC"), ("SOL", "u\u017fdc"), ("w\u0131f", "SOL")],
+)
+def test_a_non_ascii_look_alike_of_a_symbol_names_no_token(token_in: str, token_out: str) -> None:
+    """`str.upper` makes SOL of a long s and WIF of a dotless i: those are not the tokens."""
+    error = api_error({"tokenIn": token_in, "tokenOut": token_out, "amount": "1"})
     assert (error.status, error.code) == (422, "UNKNOWN_TOKEN")
 
 

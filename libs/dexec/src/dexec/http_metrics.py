@@ -78,12 +78,12 @@ class MetricsEndpoint:
 class _App(Protocol):
     def add_middleware(self, middleware_class: Any, *args: Any, **kwargs: Any) -> None: ...
     def add_route(self, path: str, route: Any, *args: Any, **kwargs: Any) -> None: ...
-    def mount(self, path: str, app: Any, name: str | None = None) -> None: ...
 
 
 def instrument(app: _App, service: str) -> None:
-    """Time the app's requests, and serve the process's metrics at /metrics (and /metrics/)."""
+    """Time the app's requests, and serve the process's metrics to GET (and HEAD) at /metrics
+    and /metrics/; other methods get the app's 405, other paths below it its 404."""
     app.add_middleware(RequestMetrics, service=service)
     endpoint = MetricsEndpoint()
-    app.add_route("/metrics", endpoint, include_in_schema=False)
-    app.mount("/metrics", endpoint)
+    for path in ("/metrics", "/metrics/"):
+        app.add_route(path, endpoint, methods=["GET"], include_in_schema=False)

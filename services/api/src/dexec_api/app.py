@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from dexec.auth import Tenants
 from dexec.bus.connection import connect, disconnect, ensure_stream
@@ -97,6 +98,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     @app.get("/api/orders/{order_id}")
     async def read_order(order_id: str, tenant: Tenant) -> dict[str, Any]:
         """The order's state, route, quotes, transaction and full event history."""
+        if order_id == "execute":  # not an id: the submit path, which takes only POST
+            raise HTTPException(405)
         state = app.state
         return await get_order(
             state.engine, state.js, state.floor, order_id, tenant, settings.db_read_timeout_seconds

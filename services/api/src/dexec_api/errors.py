@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
+from starlette.routing import Route
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +44,28 @@ def error_response(
 
 
 def validation_details(exc: ValidationError | RequestValidationError) -> list[dict[str, Any]]:
+    """Each error with the field it is about; `null` for one about the body as a whole."""
     return [
-        {"field": ".".join(str(p) for p in err["loc"] if p != "body"), "message": err["msg"]}
+        {
+            "field": ".".join(str(p) for p in err["loc"] if p != "body") or None,
+            "message": err["msg"],
+        }
         for err in exc.errors()
     ]
+
+
+def allowed_methods(request: Request) -> str:
+    """What a 405's `Allow` names: the methods of every route for the request's path.
+
+    Starlette names only the first route that matches the path, and two routes share
+    `/api/orders` (GET and POST). A route written for exactly this path outranks one whose
+    pattern takes it as a parameter: `/api/orders/execute` is not an order id.
+    """
+    path = request.scope["path"]
+    routes = [r for r in request.app.routes if isinstance(r, Route) and r.path_regex.match(path)]
+    literal = [r for r in routes if r.path == path]
+    methods = set().union(*(r.methods or () for r in literal or routes))
+    return ", ".join(sorted(methods))
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -59,10 +78,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, "VALIDATION_ERROR", "invalid request", validation_details(exc))
 
     @app.exception_handler(HTTPException)
-    async def on_http(_: Request, exc: HTTPException) -> JSONResponse:
+    async def on_http(request: Request, exc: HTTPException) -> JSONResponse:
         code = "NOT_FOUND" if exc.status_code == 404 else f"HTTP_{exc.status_code}"
-        # Starlette's headers go along: a 405's `Allow` lists the methods the path takes.
-        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": allowed_methods(request)}
+        return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -88,6 +88,18 @@ class OrderRequest(BaseModel):
     webhook_url: str | None = Field(None, alias="webhookUrl", max_length=2048)
 
     _plain_numbers = field_validator("slippage_bps", "slippage", mode="before")(plain_number)
+
+    @field_validator("amount", mode="before")
+    @classmethod
+    def _number_or_text(cls, value: object) -> object:
+        # One error naming the field: the union would answer one per member of it, as
+        # `amount.decimal` and `amount.constrained-str`. (NaN and Infinity parse as floats.)
+        if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
+            raise ValueError("amount must be a decimal number, or a string holding one")
+        if isinstance(value, Decimal) and not value.is_finite():
+            raise ValueError("amount must be finite")
+        return value
+
     _whole_numbers = field_validator("slippage_bps", mode="before")(whole_number)
 
     @field_validator("webhook_url")

@@ -61,9 +61,12 @@ class BadAmount(ValueError):
 
 
 def resolve_token(key: str) -> Token:
-    """A token by symbol (any case, `wSOL` is SOL) or by mint address."""
+    """A token by symbol (any case of its ASCII letters, `wSOL` is SOL) or by mint address.
+
+    Only ASCII is upper-cased: `str.upper` makes `SOL` of "\u017fol" (a long s) and `WIF` of
+    "w\u0131f" (a dotless i), look-alikes that must not name a token."""
     key = key.strip()
-    token = _BY_MINT.get(key) or _BY_SYMBOL.get(key.upper())
+    token = _BY_MINT.get(key) or (_BY_SYMBOL.get(key.upper()) if key.isascii() else None)
     if token is None:
         raise UnknownToken(f"unknown token {key!r}")
     return token
