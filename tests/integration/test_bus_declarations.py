@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+import pytest
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, StorageType
+from nats.js.errors import ServerError
 
 from dexec.bus.connection import ensure_consumer, ensure_stream
 from dexec.bus.subjects import (
     ALL_EVENTS,
+    CHAIN_BUCKET,
     EXECUTOR_CONSUMER,
     IDEMPOTENCY_BUCKET,
     STREAM,
     kv_stream,
 )
-from dexec.settings import CommonSettings
+from dexec.market.chain import SimulatedChain
+from dexec.market.market import Market
+from dexec.settings import ChainSettings, CommonSettings
 from dexec_api.idempotency import IdempotencyStore
+
+# What a single, unclustered server answers a request for more than one replica.
+REPLICAS_NEED_A_CLUSTER = 10074
+CHAIN_SETTINGS = ChainSettings(latency_mode="zero")
+
+
+async def _open_idempotency(js: JetStreamContext, replicas: int) -> None:
+    await IdempotencyStore.open(js, ttl_seconds=3600, replicas=replicas)
+
+
+async def _open_chain(js: JetStreamContext, replicas: int) -> None:
+    market = Market.from_settings(CHAIN_SETTINGS)
+    chain = await SimulatedChain.open(js, market, CHAIN_SETTINGS, replicas)
+    await chain.close()
 
 
 async def test_the_stream_takes_its_limits_from_the_settings_and_follows_changes(
@@ -57,3 +78,26 @@ async def test_the_idempotency_bucket_follows_its_ttl_setting(js: JetStreamConte
 
     config = (await js.stream_info(kv_stream(IDEMPOTENCY_BUCKET))).config
     assert config.max_age == 3600
+
+
+@pytest.mark.parametrize(
+    ("bucket", "open_bucket"),
+    [(IDEMPOTENCY_BUCKET, _open_idempotency), (CHAIN_BUCKET, _open_chain)],
+)
+async def test_the_key_value_buckets_get_the_streams_replica_count(
+    js: JetStreamContext,
+    bucket: str,
+    open_bucket: Callable[[JetStreamContext, int], Awaitable[None]],
+) -> None:
+    """`DEXEC_STREAM_REPLICAS` holds for the buckets too, when they are made and when they
+    exist already (a deployment grown to a cluster). A single server refuses more than one
+    replica: its refusal shows that the count reached it, both ways."""
+    with pytest.raises(ServerError) as refused_at_creation:
+        await open_bucket(js, 3)
+    assert refused_at_creation.value.err_code == REPLICAS_NEED_A_CLUSTER
+
+    await open_bucket(js, 1)
+    assert (await js.stream_info(kv_stream(bucket))).config.num_replicas == 1
+    with pytest.raises(ServerError) as refused_at_update:
+        await open_bucket(js, 3)
+    assert refused_at_update.value.err_code == REPLICAS_NEED_A_CLUSTER

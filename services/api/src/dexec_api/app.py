@@ -47,7 +47,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         await ensure_stream(js, settings)
         app.state.nc, app.state.js = nc, js
         app.state.floor = RecordedFloor(js)
-        idempotency = await IdempotencyStore.open(js, settings.idempotency_ttl_seconds)
+        idempotency = await IdempotencyStore.open(
+            js, settings.idempotency_ttl_seconds, settings.stream_replicas
+        )
         backlog = RouterBacklog(js, settings.max_router_backlog, settings.backlog_refresh_seconds)
         await backlog.start()
         app.state.intake = OrderIntake(settings, js, idempotency, backlog, app.state.limit)

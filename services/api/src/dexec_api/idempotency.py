@@ -19,17 +19,16 @@ from dataclasses import dataclass, replace
 import orjson
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import (
     APIError,
-    BucketNotFoundError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
 )
 from nats.js.kv import KeyValue
 
+from dexec.bus.connection import ensure_key_value
 from dexec.bus.errors import WRONG_LAST_SEQUENCE
-from dexec.bus.subjects import IDEMPOTENCY_BUCKET, kv_stream
+from dexec.bus.subjects import IDEMPOTENCY_BUCKET
 from dexec.orders.events import OrderSpec
 
 # A claim released between this request's `create` and its read: claim the key again, a few
@@ -87,24 +86,12 @@ class IdempotencyStore:
         self._kv = kv
 
     @classmethod
-    async def open(cls, js: JetStreamContext, ttl_seconds: int) -> IdempotencyStore:
-        """The bucket, created with `ttl_seconds`, or brought to it if it exists: a key must
-        not outlive what the settings allow (see `ApiSettings`)."""
-        try:
-            kv = await js.key_value(IDEMPOTENCY_BUCKET)
-            config = (await js.stream_info(kv_stream(IDEMPOTENCY_BUCKET))).config
-            if config.max_age != ttl_seconds:
-                await js.update_stream(replace(config, max_age=float(ttl_seconds)))
-        except BucketNotFoundError:
-            kv = await js.create_key_value(
-                KeyValueConfig(
-                    bucket=IDEMPOTENCY_BUCKET,
-                    history=1,
-                    ttl=float(ttl_seconds),
-                    storage=StorageType.FILE,
-                )
-            )
-        return cls(kv)
+    async def open(
+        cls, js: JetStreamContext, ttl_seconds: int, replicas: int = 1
+    ) -> IdempotencyStore:
+        """The bucket, created with `ttl_seconds` and `replicas`, or brought to them if it
+        exists: a key must not outlive what the settings allow (see `ApiSettings`)."""
+        return cls(await ensure_key_value(js, IDEMPOTENCY_BUCKET, replicas, ttl_seconds))
 
     async def claim(self, tenant: str | None, key: str, spec: OrderSpec, order_id: str) -> Claim:
         """The key claimed for `order_id`, or the claim it has (for the same order, else

@@ -110,7 +110,9 @@ class ExecutorService:
         # One context: it holds the inbox that deferred publishes' acks come back to.
         self._js = self._nc.jetstream()
         await ensure_stream(self.js, self.settings)
-        self.chain = await SimulatedChain.open(self.js, self.market, self.settings)
+        self.chain = await SimulatedChain.open(
+            self.js, self.market, self.settings, self.settings.stream_replicas
+        )
         self._worker = ConsumerWorker(
             self.js,
             self.settings,

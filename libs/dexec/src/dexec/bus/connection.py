@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import nats
 from nats.aio.client import Client
@@ -12,13 +13,15 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
+    KeyValueConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, BucketNotFoundError
+from nats.js.kv import KeyValue
 
-from dexec.bus.subjects import ALL_EVENTS, STREAM, ConsumerSpec
+from dexec.bus.subjects import ALL_EVENTS, STREAM, ConsumerSpec, kv_stream
 from dexec.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -105,6 +108,33 @@ async def ensure_stream(js: JetStreamContext, settings: CommonSettings) -> None:
         if exc.err_code != STREAM_NAME_IN_USE:
             raise
         await js.update_stream(config)
+
+
+async def ensure_key_value(
+    js: JetStreamContext, bucket: str, replicas: int, ttl_seconds: float | None = None
+) -> KeyValue:
+    """The KV bucket (one value per key, on disk), created with `replicas` copies and
+    `ttl_seconds` (None: keys never expire), or brought to them if it exists: a bucket made
+    before a deployment grew to a NATS cluster must not stay on one server."""
+    try:
+        kv = await js.key_value(bucket)
+    except BucketNotFoundError:
+        return await js.create_key_value(
+            KeyValueConfig(
+                bucket=bucket,
+                history=1,
+                ttl=None if ttl_seconds is None else float(ttl_seconds),
+                storage=StorageType.FILE,
+                replicas=replicas,
+            )
+        )
+    config = (await js.stream_info(kv_stream(bucket))).config
+    wanted = replace(config, num_replicas=replicas)
+    if ttl_seconds is not None:
+        wanted = replace(wanted, max_age=float(ttl_seconds))
+    if wanted != config:
+        await js.update_stream(wanted)
+    return kv
 
 
 async def ensure_consumer(

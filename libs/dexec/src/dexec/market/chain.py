@@ -25,9 +25,10 @@ from typing import Literal
 
 import orjson
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from dexec.bus.connection import ensure_key_value
 from dexec.bus.subjects import CHAIN_BUCKET
 from dexec.market.base58 import b58encode
 from dexec.market.landings import Landings
@@ -158,12 +159,10 @@ class SimulatedChain:
 
     @classmethod
     async def open(
-        cls, js: JetStreamContext, market: Market, settings: ChainSettings
+        cls, js: JetStreamContext, market: Market, settings: ChainSettings, replicas: int = 1
     ) -> SimulatedChain:
-        try:
-            kv = await js.key_value(CHAIN_BUCKET)
-        except BucketNotFoundError:
-            kv = await js.create_key_value(bucket=CHAIN_BUCKET, history=1)
+        """`replicas`: copies of the chain's records (which signature landed) in a NATS cluster."""
+        kv = await ensure_key_value(js, CHAIN_BUCKET, replicas)
         landings = Landings(CHAIN_BUCKET)
         await landings.start(js)
         return cls(kv, market, settings, landings)
