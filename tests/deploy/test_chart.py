@@ -12,6 +12,7 @@ from pathlib import Path
 
 import helm_python as helm
 import pytest
+import yaml
 
 from dexec.auth import AuthSettings, hash_api_key
 from dexec_api.settings import ApiSettings
@@ -376,6 +377,31 @@ def test_per_service_settings_reach_only_that_service() -> None:
     assert env["DEXEC_EXECUTOR_CONCURRENCY"] == "256"
     router_env = {e["name"] for e in main_container(deployment("router", "external"))["env"]}
     assert "DEXEC_EXECUTOR_CONCURRENCY" not in router_env
+
+
+def test_numbers_written_bare_reach_the_services_as_numbers_they_read() -> None:
+    """A values file's numbers are floats to the templates: a large whole one must not come
+    out as 1.6777216e+07, which no setting parses."""
+    values = yaml.safe_load(
+        """
+        config: {DEXEC_STREAM_MAX_AGE_SECONDS: 2592000, DEXEC_RETRY_BACKOFF_BASE_SECONDS: 0.5}
+        notifier: {env: {DEXEC_WS_BACKFILL_CACHE_BYTES: 16777216}}
+        """
+    )
+    values["database"] = {"url": DATABASE_URL}
+    index = by_kind_and_name(render_objects(values))
+    config = index[("ConfigMap", "dexec-config")]["data"]
+    notifier = main_container(index[("Deployment", "dexec-notifier")])
+    env = {e["name"]: e.get("value") for e in notifier["env"]}
+
+    assert config["DEXEC_STREAM_MAX_AGE_SECONDS"] == "2592000"
+    assert config["DEXEC_RETRY_BACKOFF_BASE_SECONDS"] == "0.5"
+    assert env["DEXEC_WS_BACKFILL_CACHE_BYTES"] == "16777216"
+    settings = NotifierSettings.model_validate(
+        {k.removeprefix("DEXEC_").lower(): v for k, v in {**config, **env}.items() if v}
+    )
+    assert settings.stream_max_age_seconds == 2_592_000
+    assert settings.ws_backfill_cache_bytes == 16_777_216
 
 
 def test_images_come_from_the_registry_with_one_tag() -> None:

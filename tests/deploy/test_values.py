@@ -25,6 +25,8 @@ WITH_DATABASE = {"database": {"url": DATABASE_URL}}
         ({"config": {"LOG_LEVEL": "DEBUG"}}, "LOG_LEVEL"),
         ({"config": {"DEXEC_DATABASE_URL": DATABASE_URL}}, "DEXEC_DATABASE_URL"),
         ({"config": {"DEXEC_API_PORT": "9000"}}, "DEXEC_API_PORT"),
+        ({"api": {"env": {"DEXEC_API_PORT": "9000"}}}, "DEXEC_API_PORT"),
+        ({"notifier": {"env": {"DEXEC_DATABASE_URL": DATABASE_URL}}}, "DEXEC_DATABASE_URL"),
         ({"config": {"DEXEC_WEBHOOK_SECRET": "in-a-configmap"}}, "DEXEC_WEBHOOK_SECRET"),
         ({"config": {"DEXEC_STREAM_REPLICAS": "7"}}, "DEXEC_STREAM_REPLICAS"),
         ({"database": {"url": "postgresql://u:p@h/db"}}, "/database/url"),

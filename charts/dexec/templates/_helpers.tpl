@@ -243,3 +243,16 @@ livenessProbe:
   timeoutSeconds: 3
   failureThreshold: 3
 {{- end }}
+
+{{/*
+A DEXEC_* value as the string its variable holds. A values file's numbers reach templates as
+floats, and a float of a million or more prints as 1.6777216e+07, which no setting parses:
+a whole number is printed as one.
+*/}}
+{{- define "dexec.envValue" -}}
+{{- if and (kindIs "float64" .) (eq (floor .) .) -}}
+{{- int64 . | toString | quote -}}
+{{- else -}}
+{{- . | toString | quote -}}
+{{- end -}}
+{{- end -}}
