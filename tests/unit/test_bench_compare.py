@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from dexec_tools import bench_compare
 from dexec_tools.bench_compare import (
     Variant,
     commit_of,
@@ -40,6 +41,30 @@ def test_medians_and_ratios_against_the_first_revision() -> None:
     # Figures a report lacks are shown as missing, not as zero.
     assert rows["POST p99 ms"] == "| POST p99 ms | n/a | n/a |"
     assert rows["lost+stuck+duplicated"] == "| lost+stuck+duplicated | 0 | 0 |"
+
+
+def test_a_median_over_fewer_than_all_rounds_says_so() -> None:
+    """A round that failed (no report) or lacks a figure must not pass for a full median."""
+    table = summarise(["old", "new"], {"old": [report(100)] * 3, "new": [{}, report(300), {}]})
+    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()}
+    assert rows["completed orders/s"] == (
+        "| completed orders/s | 100 | 300 (x3.00) [1 of 3 rounds] |"
+    )
+
+
+def test_a_round_whose_benchmark_wrote_no_report_has_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not the report an earlier run left in the same folder; and with no rate of its own, a
+    round runs at its mode's standard rate (no --rate)."""
+    (tmp_path / "realistic.json").write_text('{"stale": true}')
+    commands: list[list[str]] = []
+    monkeypatch.setattr(bench_compare.subprocess, "run", lambda cmd, **_: commands.append(cmd))
+
+    assert bench_compare.run_once(tmp_path, "realistic", 3000, None, tmp_path, 1) == {}
+    assert "--rate" not in commands[0]
+    bench_compare.run_once(tmp_path, "realistic", 3000, "250", tmp_path, 1)
+    assert commands[1][commands[1].index("--rate") + 1] == "250"
 
 
 def test_a_revision_may_ask_for_replicas_a_rate_orders_an_interpreter_and_priorities() -> None:

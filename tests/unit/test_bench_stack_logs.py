@@ -87,3 +87,23 @@ def test_a_checkout_whose_dexec_dev_predates_engine_python_is_not_given_it(
     devstack.write_text('parser.add_argument("--replicas")\n')
     assert not engine_env.supports_engine_python(tmp_path)
     assert engine_env.supports_engine_python(Path(bench.__file__).resolve().parents[3])
+
+
+def test_a_run_whose_load_generator_wrote_no_report_has_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not the report an earlier run left in the output folder."""
+    (tmp_path / "zero.json").write_text('{"stale": true}')
+    monkeypatch.setattr(bench, "start_stack", lambda *_: (None, "http://127.0.0.1:1"))
+    monkeypatch.setattr(bench, "stop_stack", lambda _: None)
+    monkeypatch.setattr(bench.subprocess, "run", lambda *_, **__: None)  # wrote nothing
+    args = argparse.Namespace(
+        replicas=1,
+        stack_tree=None,
+        cpu_priority=None,
+        services_python=None,
+        rate=None,
+        orders=3000,
+        workers=2,
+    )
+    assert bench.run_mode("zero", args, tmp_path) == {}

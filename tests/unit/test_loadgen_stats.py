@@ -16,6 +16,7 @@ import pytest
 
 from dexec_tools.loadgen.config import RunConfig, plan_workers
 from dexec_tools.loadgen.follow import Ledger
+from dexec_tools.loadgen.report import exit_status
 from dexec_tools.loadgen.samples import OrderSample, Received
 from dexec_tools.loadgen.schedule import Amounts
 from dexec_tools.loadgen.stats import (
@@ -111,7 +112,22 @@ def test_a_repeated_seq_is_a_duplicate_and_a_lower_one_is_out_of_order() -> None
 
 def test_a_clean_stream_has_no_anomalies() -> None:
     line = timeline(happy_events())
-    assert (line.duplicated, line.out_of_order) == (0, 0)
+    assert (line.duplicated, line.out_of_order, line.after_end) == (0, 0, 0)
+
+
+def test_an_order_that_ends_twice_is_caught_and_fails_the_run() -> None:
+    """A second `confirmed` has a seq of its own: not a duplicate, but an order executed twice."""
+    events = happy_events()
+    again = event(events[-1].seq + 1, "confirmed", 0.060)
+    line = timeline([*events, again])
+    assert (line.duplicated, line.out_of_order, line.after_end) == (0, 0, 1)
+
+    stats = compute([accepted_order(0, [*events, again])])
+    assert (stats.completed, stats.duplicated, stats.after_end) == (1, 0, 1)
+    orders = {"requested": 1, "accepted": 1, "completed": 1}
+    clean = {"duplicated": 0, "out_of_order": 0, "after_end": 0}
+    assert exit_status({"orders": orders, "events": {**clean, "after_end": 1}}) == 1
+    assert exit_status({"orders": orders, "events": clean}) == 0
 
 
 # --- stage latencies --------------------------------------------------------------------------

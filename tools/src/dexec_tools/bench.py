@@ -105,6 +105,7 @@ def stop_stack(stack: subprocess.Popen[str]) -> None:
 def run_mode(mode: str, args: argparse.Namespace, out: Path) -> dict:
     data_dir = Path(tempfile.mkdtemp(prefix=f"dexec-bench-{mode}-"))
     report = out / f"{mode}.json"
+    report.unlink(missing_ok=True)  # an earlier run's: a run that writes none has no figures
     try:
         try:
             stack, api = start_stack(

@@ -155,7 +155,7 @@ def run_once(
     tree: Path,
     mode: str,
     orders: int,
-    rate: str,
+    rate: str | None,
     out: Path,
     replicas: int,
     priority: str | None = None,
@@ -164,12 +164,15 @@ def run_once(
     """One benchmark: the engine from `tree`, measured by this checkout's load generator."""
     command = [sys.executable, "-m", "dexec_tools.bench", "--modes", mode]
     command += ["--engine-env", engine_env]
-    command += ["--orders", str(orders), "--rate", rate, "--out", str(out)]
+    command += ["--orders", str(orders), "--out", str(out)]
     command += ["--replicas", str(replicas), "--stack-tree", str(tree)]
+    if rate is not None:  # else the mode's standard rate (`dexec_tools.bench.MODES`)
+        command += ["--rate", rate]
     if priority is not None:
         command += ["--cpu-priority", priority]
-    subprocess.run(command, check=False, stdout=subprocess.DEVNULL)
     report = out / f"{mode}.json"
+    report.unlink(missing_ok=True)  # a failed round must not read an earlier run's report
+    subprocess.run(command, check=False, stdout=subprocess.DEVNULL)
     return json.loads(report.read_text()) if report.exists() else {}
 
 
@@ -185,19 +188,24 @@ def summarise(revs: list[str], reports: dict[str, list[dict[str, Any]]]) -> str:
     lines = ["| figure (median) | " + " | ".join(revs) + " |"]
     lines.append("|---" * (len(revs) + 1) + "|")
     for name, (read, _) in FIGURES.items():
-        medians = []
+        medians, counts = [], []
         for rev in revs:
             values = [v for r in reports[rev] if (v := figure(r, read)) is not None]
             medians.append(statistics.median(values) if values else None)
+            counts.append((len(values), len(reports[rev])))
         base = medians[0]
         cells = []
-        for i, median in enumerate(medians):
+        for i, (median, (measured, rounds)) in enumerate(zip(medians, counts, strict=True)):
             if median is None:
-                cells.append("n/a")
+                cell = "n/a"
             elif i == 0 or not base:
-                cells.append(_number(median))
+                cell = _number(median)
             else:
-                cells.append(f"{_number(median)} (x{median / base:.2f})")
+                cell = f"{_number(median)} (x{median / base:.2f})"
+            if median is not None and measured < rounds:
+                # A round that failed, or never measured this figure (an engine never idle).
+                cell += f" [{measured} of {rounds} rounds]"
+            cells.append(cell)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -213,7 +221,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--orders", type=int, default=3000)
     parser.add_argument("--mode", default="zero", choices=["zero", "realistic"])
-    parser.add_argument("--rate", default="0", help="orders/s for the load generator (0 = max)")
+    parser.add_argument(
+        "--rate",
+        default=None,
+        help="orders/s for the load generator (0 = max); default: the mode's standard rate, "
+        "as `make bench` (zero latency unpaced, realistic 500/s)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench-results/compare"))
     parser.add_argument("--worktrees", type=Path, default=Path("/tmp/dexec-bench-trees"))
     parser.add_argument(

@@ -87,6 +87,7 @@ def build_report(
             "received": stats.events,
             "duplicated": stats.duplicated,
             "out_of_order": stats.out_of_order,
+            "after_end": stats.after_end,
             "error_frames": dict(error_frames),
             "abnormal_closes": {str(code): n for code, n in sorted(closes.items())},
             "connect_failures": dict(connect_failures),
@@ -141,13 +142,15 @@ def _settled(report: dict[str, Any]) -> str:
 
 
 def exit_status(report: dict[str, Any]) -> int:
-    """0 if every order was accepted and seen to its end exactly once, in order; else 1."""
+    """0 if every order was accepted and seen to its end exactly once, in order, and nothing
+    after it; else 1."""
     orders, events = report["orders"], report["events"]
     clean = (
         orders["accepted"] == orders["requested"]
         and orders["completed"] == orders["accepted"]
         and events["duplicated"] == 0
         and events["out_of_order"] == 0
+        and events.get("after_end", 0) == 0  # reports written before it was counted lack it
     )
     return 0 if clean else 1
 
@@ -179,7 +182,8 @@ def render_text(report: dict[str, Any]) -> str:
         f"unknown to the notifier {orders['not_found']}  "
         f"peak in flight {orders['peak_in_flight']}",
         f"events      received {events['received']}  duplicated {events['duplicated']}  "
-        f"out of order {events['out_of_order']}  reconnects {events['reconnects']}  "
+        f"out of order {events['out_of_order']}  after the end {events.get('after_end', 0)}  "
+        f"reconnects {events['reconnects']}  "
         f"sockets {events['sockets_opened']}",
         f"            error frames: {_counts(events['error_frames'])}  "
         f"abnormal closes: {_counts(events['abnormal_closes'])}  "

@@ -98,6 +98,8 @@ class Timeline:
     at: list[float]  # parse_at of each event's `at`
     duplicated: int
     out_of_order: int
+    # Events with a seq past the order's end (a second `confirmed`: an order executed twice).
+    after_end: int = 0
 
 
 def timeline(events: Sequence[Received], parse: Callable[[str], float] = parse_at) -> Timeline:
@@ -115,7 +117,9 @@ def timeline(events: Sequence[Received], parse: Callable[[str], float] = parse_a
         else:
             highest = event.seq
         unique.append(event)
-    return Timeline(unique, [parse(e.at) for e in unique], duplicated, out_of_order)
+    end = min((e.seq for e in unique if e.status in TERMINAL_STATUSES), default=None)
+    after_end = 0 if end is None else sum(e.seq > end for e in unique)
+    return Timeline(unique, [parse(e.at) for e in unique], duplicated, out_of_order, after_end)
 
 
 def stage_latencies(line: Timeline) -> dict[str, float]:
@@ -166,6 +170,7 @@ class RunStats:
     events: int = 0  # messages about orders, duplicates included
     duplicated: int = 0
     out_of_order: int = 0
+    after_end: int = 0
     accept_window: float | None = None
     completion_window: float | None = None
     post_ms: Summary | None = None
@@ -223,6 +228,7 @@ def compute(orders: Iterable[OrderSample], parse: Callable[[str], float] = parse
         stats.events += len(order.events)
         stats.duplicated += line.duplicated
         stats.out_of_order += line.out_of_order
+        stats.after_end += line.after_end
         delivery.extend(
             (event.received - at) * 1000 for event, at in zip(line.events, line.at, strict=True)
         )
