@@ -324,7 +324,8 @@ class StreamSession:
             fits = self._fitting(waiting, rewinds)
             if not fits:
                 break
-            waiting = [i for i in waiting if i not in fits]
+            taken = set(fits)
+            waiting = [i for i in waiting if i not in taken]
             allowed = self._budget.take(len(fits))
             left_out = await self._subscribe([(i, after.get(i, 0)) for i in fits[:allowed]])
             for order_id, code in left_out.items():
@@ -333,7 +334,8 @@ class StreamSession:
                 # Out of budget: what would fit is refused for now, the rest is beyond.
                 unserved = fits[allowed:] + waiting
                 rate_limited = self._fitting(unserved, rewinds)
-                waiting = [i for i in unserved if i not in rate_limited]
+                refused = set(rate_limited)
+                waiting = [i for i in unserved if i not in refused]
                 break
             if not left_out:
                 break  # no room came free: whatever still waits is beyond the limit
