@@ -8,10 +8,10 @@ import logging
 import orjson
 import pytest
 import websockets
+from prometheus_client import REGISTRY
 
 from dexec_notifier import sockets
 from dexec_notifier.frames import MAX_EVENTS_PER_FRAME
-from dexec_notifier.metrics import WS_CONNECTIONS
 from tests.support.stack import Stack
 from tests.support.waiting import eventually
 
@@ -268,7 +268,7 @@ async def test_clients_leaving_a_single_order_socket_before_its_backfill_leave_n
     order_id = (await stack.submit(ORDER)).json()["orderId"]
     history = await stack.watch(order_id)
     caplog.set_level(logging.ERROR)
-    open_before = WS_CONNECTIONS._value.get()
+    open_before = REGISTRY.get_sample_value("dexec_ws_connections")
 
     for target in (order_id, "no-such-order"):
         for _ in range(10):
@@ -279,7 +279,7 @@ async def test_clients_leaving_a_single_order_socket_before_its_backfill_leave_n
             await ws.close()
 
     async def all_closed() -> bool:
-        return WS_CONNECTIONS._value.get() == open_before
+        return REGISTRY.get_sample_value("dexec_ws_connections") == open_before
 
     await eventually(all_closed, 10, "the server to close every socket")
     assert await stack.watch(order_id) == history  # a whole session after theirs

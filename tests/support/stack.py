@@ -67,10 +67,16 @@ async def start_router(nats_url: str, database_url: str, **overrides: Any) -> Ro
     return router
 
 
+GRACEFUL_STOP_SECONDS = 15
+
+
 async def _serve(
     app: object, port: int, forwarded_allow_ips: str | None = None
 ) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     config = http_config(app, "127.0.0.1", port, forwarded_allow_ips=forwarded_allow_ips)
+    # A stop waits for open requests and sockets, but not forever: a connection a test left
+    # half-open must fail that test's teardown late, not hang the whole run (CI once did).
+    config.timeout_graceful_shutdown = GRACEFUL_STOP_SECONDS
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     deadline = time.monotonic() + 20
