@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
 
+import psutil
 import pytest
 
 from dexec_tools.loadgen.rss import ServiceSampler, Watched
@@ -24,6 +26,14 @@ print("idle", flush=True)
 time.sleep(600)
 """
 ALWAYS_BUSY = "while True:\n    pass\n"
+# Takes a core for this much CPU, then exits.
+COMPETITOR_CPU_SECONDS = 2.0
+BUSY_FOR_A_WHILE = f"""
+import time
+start = time.process_time()
+while time.process_time() - start < {COMPETITOR_CPU_SECONDS}:
+    pass
+"""
 
 
 @pytest.fixture
@@ -71,3 +81,29 @@ def test_an_engine_that_never_goes_idle_has_no_settle_figure(
         sampler.settle(timeout=2, step=0.5)
     assert sampler.settle_seconds is None
     assert sampler.cpu_seconds_to_settle == {}
+
+
+def test_a_worker_starved_of_cpu_is_not_taken_for_idle(
+    spawn: list[subprocess.Popen[str]],
+) -> None:
+    """As on a busy machine: the worker shares one core with a process of normal priority
+    while its own is the lowest, so for about two seconds it gets next to no CPU although it
+    has work. It waits for the core all that time, and the settle waits for it."""
+    core = min(os.sched_getaffinity(0))
+    worker = start(spawn, BUSY_THEN_IDLE)
+    psutil.Process(worker.pid).cpu_affinity([core])
+    psutil.Process(worker.pid).nice(19)
+    with ServiceSampler([Watched("worker", worker.pid)]) as sampler:
+        sampler.window_start()
+        assert worker.stdin is not None and worker.stdout is not None
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
+        assert worker.stdout.readline() == "busy\n"
+        competitor = start(spawn, BUSY_FOR_A_WHILE)
+        psutil.Process(competitor.pid).cpu_affinity([core])
+        sampler.window_end()
+        sampler.settle(timeout=60, step=0.5)
+    assert competitor.poll() == 0  # it did take the core, and is done
+    assert worker.stdout.readline() == "idle\n"
+    assert sampler.settle_seconds is not None
+    assert sampler.cpu_seconds_to_settle["worker"] >= BUSY_CPU_SECONDS * 0.95

@@ -21,6 +21,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import psutil
@@ -36,8 +37,10 @@ SERVICE_MODULES = {
 }
 SERVER_NAMES = {"nats-server": "nats", "postgres": "postgres"}
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0", ""})
-# The engine is settled when all its processes together use less than this share of one core
-# over a step (a stack at rest here uses 2-3%: metrics samplers, probes, NATS heartbeats).
+# The engine is settled when all its processes together ran, or waited for a core to run on,
+# less than this share of one core over a step (a stack at rest here uses 2-3%: metrics
+# samplers, probes, NATS heartbeats). The wait counts because on a busy machine a process
+# still working may get almost no CPU for a while, and low CPU alone would call it idle.
 SETTLED_PERCENT_OF_ONE_CORE = 10.0
 SETTLE_STEP_SECONDS = 1.0
 
@@ -202,19 +205,31 @@ class ServiceSampler:
         if not self._cpu_start or timeout <= 0:
             return
         ended = time.monotonic()
-        before = self._cpu_seconds()
+        before, waited_before = self._cpu_seconds(), self._runqueue_seconds()
         while time.monotonic() - ended < timeout:
             time.sleep(step)  # a sampling interval: CPU use is a rate over time
-            after = self._cpu_seconds()
+            after, waited_after = self._cpu_seconds(), self._runqueue_seconds()
             used = sum(after.values()) - sum(before.values())
-            if 100 * used / step < SETTLED_PERCENT_OF_ONE_CORE:
+            waited = waited_after - waited_before
+            if 100 * (used + waited) / step < SETTLED_PERCENT_OF_ONE_CORE:
                 self.settle_seconds = round(time.monotonic() - ended, 1)
                 self.cpu_seconds_to_settle = {
                     name: round(seconds - self._cpu_start.get(name, 0.0), 3)
                     for name, seconds in after.items()
                 }
                 return
-            before = after
+            before, waited_before = after, waited_after
+
+    def _runqueue_seconds(self) -> float:
+        """Seconds the watched processes' threads have spent runnable but not running."""
+        total = 0.0
+        for watched in self._watched:
+            process = _process(watched.pid)
+            if process is None:
+                continue
+            tree = [process, *(_children(process, recursive=True) if watched.with_children else [])]
+            total += sum(runqueue_seconds(p.pid) for p in tree)
+        return total
 
     def _cpu_seconds(self) -> dict[str, float]:
         seconds: dict[str, float] = {}
@@ -274,6 +289,19 @@ def cpu_seconds(process: psutil.Process) -> float:
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return 0.0
     return float(times.user + times.system)
+
+
+def runqueue_seconds(pid: int) -> float:
+    """Time a process's threads have waited for a core so far, from the scheduler's own
+    accounting (the second field of each thread's /proc schedstat, in nanoseconds). 0 where
+    the kernel does not keep it or the process is gone."""
+    total = 0
+    for schedstat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(schedstat.read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that ended while being read
+    return total / 1e9
 
 
 def _rss(process: psutil.Process) -> int:
