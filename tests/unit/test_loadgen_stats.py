@@ -130,6 +130,20 @@ def test_an_order_that_ends_twice_is_caught_and_fails_the_run() -> None:
     assert exit_status({"orders": orders, "events": clean}) == 0
 
 
+def test_two_orders_given_one_id_are_caught_and_fail_the_run() -> None:
+    """Orders from different workers are merged before counting, so an id the API handed to
+    two of the run's orders (each with its own key) shows up wherever they were sent from."""
+    first, second, third = (accepted_order(i, happy_events(first_seq=10 * i)) for i in (1, 2, 3))
+    second.order_id = first.order_id
+    stats = compute([first, second, third])
+    assert stats.shared_order_ids == 2
+    assert compute([first, third]).shared_order_ids == 0
+    orders = {"requested": 3, "accepted": 3, "completed": 3}
+    clean = {"duplicated": 0, "out_of_order": 0, "after_end": 0}
+    assert exit_status({"orders": {**orders, "shared_order_ids": 2}, "events": clean}) == 1
+    assert exit_status({"orders": {**orders, "shared_order_ids": 0}, "events": clean}) == 0
+
+
 # --- stage latencies --------------------------------------------------------------------------
 
 
@@ -236,6 +250,23 @@ def test_compute_counts_and_times_a_whole_run() -> None:
     # Six accepted at T0, in flight together until the first ends (~T0 + 52 ms); the late one
     # comes at T0 + 0.5, after three have ended (stuck and lost never end).
     assert stats.peak_in_flight == 6
+
+
+def test_post_latency_from_the_schedule_counts_the_wait_for_a_slot_and_retries() -> None:
+    on_time = accepted_order(0, happy_events(first_seq=10), post=0.005)
+    on_time.due_at = T0 - 0.005  # sent when due; answered 5 ms later
+    late = accepted_order(1, happy_events(first_seq=20), post=0.005)
+    late.due_at = T0 - 0.205  # waited 200 ms for a free slot, then 5 ms on the wire
+    unpaced = accepted_order(2, happy_events(first_seq=30), post=0.005)
+
+    stats = compute([on_time, late, unpaced])
+
+    assert stats.post_ms is not None and stats.post_ms.max == pytest.approx(5.0)
+    schedule = stats.post_from_schedule_ms
+    assert schedule is not None and schedule.count == 2  # unpaced orders have no schedule
+    assert schedule.p50 == pytest.approx(105.0)
+    assert schedule.max == pytest.approx(205.0)
+    assert compute([unpaced]).post_from_schedule_ms is None
 
 
 def test_peak_in_flight_follows_accepts_and_ends_in_time_order() -> None:
@@ -368,6 +399,10 @@ def test_workers_share_the_orders_rate_and_concurrency() -> None:
     assert sum(p.rate for p in plans) == pytest.approx(500.0)
     assert [p.concurrency for p in plans] == [22, 21, 21]
     assert len(plan_workers(config(orders=2, workers=4))) == 2  # no idle workers
+    # More workers than POST slots: one slot each, never more in flight than asked for.
+    narrow = plan_workers(config(workers=4, concurrency=2))
+    assert [p.concurrency for p in narrow] == [1, 1]
+    assert sum(p.orders for p in narrow) == 1001
 
 
 def test_amounts_vary_exactly_within_the_jitter() -> None:

@@ -42,6 +42,10 @@ FIGURES: dict[str, tuple[Figure, bool]] = {
     "completed orders/s": (lambda r: r["throughput"]["completion_per_second"], True),
     "accepted orders/s": (lambda r: r["throughput"]["accept_per_second"], True),
     "POST p99 ms": (lambda r: r["latency_ms"]["post"]["p99"], False),
+    "POST from schedule p99 ms": (
+        lambda r: (r["latency_ms"].get("post_from_schedule") or {}).get("p99"),
+        False,
+    ),
     "end to end p50 ms": (lambda r: r["latency_ms"]["stages"]["pending_to_terminal"]["p50"], False),
     "routed→building p50 ms": (
         lambda r: r["latency_ms"]["stages"]["routed_to_building"]["p50"],

@@ -173,7 +173,7 @@ def config_from(args: argparse.Namespace) -> RunConfig:
         orders=args.orders,
         rate=args.rate,
         concurrency=args.concurrency,
-        workers=min(args.workers, args.orders),
+        workers=min(args.workers, args.orders, args.concurrency),  # each needs a POST slot
         sockets=args.sockets,
         sockets_per_worker=args.sockets_per_worker,
         subscribe_batch_seconds=args.subscribe_batch_ms / 1000,

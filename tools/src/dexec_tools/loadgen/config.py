@@ -62,9 +62,10 @@ def plan_workers(config: RunConfig) -> list[WorkerPlan]:
     """Split the orders, the rate and the concurrency among the workers.
 
     Each worker paces its own share at rate * its share of the orders, so the workers together
-    keep the target rate without talking to each other. A worker with no orders is not started.
+    keep the target rate without talking to each other. A worker with no orders, or with no
+    POST slot of its own (more workers than `concurrency`), is not started.
     """
-    workers = max(1, min(config.workers, config.orders))
+    workers = max(1, min(config.workers, config.orders, config.concurrency))
     plans: list[WorkerPlan] = []
     first = 0
     for worker in range(workers):
@@ -75,7 +76,7 @@ def plan_workers(config: RunConfig) -> list[WorkerPlan]:
                 first_index=first,
                 orders=orders,
                 rate=config.rate * orders / config.orders if config.orders else 0.0,
-                concurrency=max(1, _split(config.concurrency, workers, worker)),
+                concurrency=_split(config.concurrency, workers, worker),
             )
         )
         first += orders

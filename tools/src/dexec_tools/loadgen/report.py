@@ -82,6 +82,7 @@ def build_report(
             "lost": stats.lost,
             "peak_in_flight": stats.peak_in_flight,
             "not_found": stats.not_found,
+            "shared_order_ids": stats.shared_order_ids,
         },
         "events": {
             "received": stats.events,
@@ -102,6 +103,7 @@ def build_report(
         },
         "latency_ms": {
             "post": _summary(stats.post_ms),
+            "post_from_schedule": _summary(stats.post_from_schedule_ms),
             "stages": {name: _summary(stats.stages_ms.get(name)) for name in STAGE_NAMES},
             "delivery": _summary(stats.delivery_ms),
         },
@@ -142,15 +144,17 @@ def _settled(report: dict[str, Any]) -> str:
 
 
 def exit_status(report: dict[str, Any]) -> int:
-    """0 if every order was accepted and seen to its end exactly once, in order, and nothing
-    after it; else 1."""
+    """0 if every order was accepted as an order of its own and seen to its end exactly once,
+    in order, and nothing after it; else 1."""
     orders, events = report["orders"], report["events"]
     clean = (
         orders["accepted"] == orders["requested"]
         and orders["completed"] == orders["accepted"]
         and events["duplicated"] == 0
         and events["out_of_order"] == 0
-        and events.get("after_end", 0) == 0  # reports written before it was counted lack it
+        # Reports written before these were counted lack them.
+        and events.get("after_end", 0) == 0
+        and orders.get("shared_order_ids", 0) == 0
     )
     return 0 if clean else 1
 
@@ -180,6 +184,7 @@ def render_text(report: dict[str, Any]) -> str:
         f"failed: {_counts(orders['failed'])}",
         f"            lost {orders['lost']}  stuck {orders['stuck']}  "
         f"unknown to the notifier {orders['not_found']}  "
+        f"shared ids {orders.get('shared_order_ids', 0)}  "
         f"peak in flight {orders['peak_in_flight']}",
         f"events      received {events['received']}  duplicated {events['duplicated']}  "
         f"out of order {events['out_of_order']}  after the end {events.get('after_end', 0)}  "
@@ -197,6 +202,8 @@ def render_text(report: dict[str, Any]) -> str:
     ]
     rows = [
         ("POST /api/orders/execute", latency["post"]),
+        # Reports written before it was measured lack it.
+        ("POST, from its scheduled time", latency.get("post_from_schedule")),
         *((STAGE_LABELS[name], latency["stages"][name]) for name in STAGE_NAMES),
         ("event → client (delivery)", latency["delivery"]),
     ]

@@ -30,6 +30,7 @@ class OrderSample:
     index: int  # the order's number in the run (0..N-1), also in its Idempotency-Key
     idempotency_key: str
     order_id: str | None = None
+    due_at: float | None = None  # wall clock when the schedule said to send it (paced runs)
     first_post_at: float | None = None  # wall clock of the first attempt
     accepted_at: float | None = None  # wall clock when the accepting answer arrived
     post_seconds: float | None = None  # round trip of the attempt that was answered

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -63,14 +64,21 @@ def order_body(config: RunConfig, amount: str) -> dict[str, Any]:
 class Pacer:
     """An open-loop schedule: the k-th order is due at start + k / rate, whatever came before.
 
-    A slow answer therefore does not push later orders back (no coordinated omission); a
-    sender that fell behind catches up at once. Rate 0 means no pacing at all.
+    A slow answer therefore does not push later orders back; a sender that fell behind
+    catches up at once. But a send can still start late (all `concurrency` slots taken), so
+    `due_at` gives each order's scheduled time, from which the report measures the latency a
+    client keeping that rate would see (no coordinated omission). Rate 0 means no pacing.
     """
 
     def __init__(self, rate: float) -> None:
         self._rate = rate
         self._loop = asyncio.get_running_loop()
         self._start = self._loop.time()
+        self._start_wall = time.time()
+
+    def due_at(self, k: int) -> float | None:
+        """When the k-th order is due, by the wall clock (None: unpaced, it is never late)."""
+        return self._start_wall + k / self._rate if self._rate > 0 else None
 
     async def wait_turn(self, k: int) -> None:
         if self._rate <= 0:

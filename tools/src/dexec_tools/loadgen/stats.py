@@ -10,6 +10,12 @@ Definitions:
   engine, not the client; `submitted → confirmed` starts at the last submission (the one that
   landed, after any retries). Delivery latency is the client's receive time minus `at`: the
   same machine's clock on both sides.
+- POST latency is the round trip of the attempt that was answered; in a paced run, POST from
+  its scheduled time runs from when the schedule said to send the order to the accepting
+  answer, so time spent waiting for a free slot or retrying counts, as a client keeping the
+  rate would see it (no coordinated omission).
+- a *shared order id* is an id the API gave to more than one of the run's orders (each has its
+  own Idempotency-Key and amount, so each must get its own order).
 - accept throughput is accepted orders over the span from the first POST to the last accept;
   completion throughput is completed orders from the first POST to the last terminal event.
 """
@@ -167,6 +173,7 @@ class RunStats:
     stuck: int = 0
     lost: int = 0
     not_found: int = 0  # accepted, yet the notifier said it does not know the order
+    shared_order_ids: int = 0  # accepted orders whose id another order of the run also got
     events: int = 0  # messages about orders, duplicates included
     duplicated: int = 0
     out_of_order: int = 0
@@ -174,6 +181,9 @@ class RunStats:
     accept_window: float | None = None
     completion_window: float | None = None
     post_ms: Summary | None = None
+    # From the time the schedule set for the first attempt to the accepting answer: waits for
+    # a free slot and retries included (paced runs only).
+    post_from_schedule_ms: Summary | None = None
     stages_ms: dict[str, Summary | None] = field(default_factory=dict)
     delivery_ms: Summary | None = None
     # Most orders accepted and not yet seen to their end at one moment (the client's view).
@@ -195,6 +205,7 @@ def _rate(count: int, window: float | None) -> float | None:
 def compute(orders: Iterable[OrderSample], parse: Callable[[str], float] = parse_at) -> RunStats:
     stats = RunStats()
     post: list[float] = []
+    from_schedule: list[float] = []
     delivery: list[float] = []
     stages: dict[str, list[float]] = {name: [] for name in STAGE_NAMES}
     first_post: float | None = None
@@ -202,6 +213,7 @@ def compute(orders: Iterable[OrderSample], parse: Callable[[str], float] = parse
     last_terminal: float | None = None
     # (time, +1) when an order was accepted, (time, -1) when its end was read.
     changes: list[tuple[float, int]] = []
+    ids: Counter[str] = Counter()
     for order in orders:
         stats.requested += 1
         stats.retries += order.retries
@@ -213,10 +225,13 @@ def compute(orders: Iterable[OrderSample], parse: Callable[[str], float] = parse
             stats.rejected[order.error or "UNKNOWN"] += 1
             continue
         stats.accepted += 1
+        ids[order.order_id or ""] += 1
         stats.replayed += order.replayed
         stats.not_found += order.not_found
         if order.post_seconds is not None:
             post.append(order.post_seconds * 1000)
+        if order.due_at is not None and order.accepted_at is not None:
+            from_schedule.append((order.accepted_at - order.due_at) * 1000)
         last_accept = _max(last_accept, order.accepted_at)
         if order.accepted_at is not None:
             changes.append((order.accepted_at, 1))
@@ -247,7 +262,9 @@ def compute(orders: Iterable[OrderSample], parse: Callable[[str], float] = parse
         stats.accept_window = last_accept - first_post if last_accept is not None else None
         stats.completion_window = last_terminal - first_post if last_terminal is not None else None
     stats.peak_in_flight = peak_concurrency(changes)
+    stats.shared_order_ids = sum(n for n in ids.values() if n > 1)
     stats.post_ms = summarize(post)
+    stats.post_from_schedule_ms = summarize(from_schedule)
     stats.stages_ms = {name: summarize(values) for name, values in stages.items()}
     stats.delivery_ms = summarize(delivery)
     return stats

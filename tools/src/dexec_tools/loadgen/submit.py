@@ -86,6 +86,7 @@ class Submitter:
                 slots.release()
 
             for k, (order, body) in enumerate(zip(self._orders, self._bodies, strict=True)):
+                order.due_at = pacer.due_at(k)
                 await pacer.wait_turn(k)
                 await slots.acquire()
                 task = asyncio.create_task(self._submit(session, order, body))
