@@ -125,3 +125,14 @@ def test_a_revision_is_resolved_to_its_commit_so_a_moved_head_gets_a_new_worktre
     assert commit_of(tmp_path, "HEAD~1") == first
     with pytest.raises(subprocess.CalledProcessError):
         commit_of(tmp_path, "no-such-revision")
+
+
+def test_a_revision_given_twice_gets_a_column_each() -> None:
+    labels = bench_compare.column_labels(["HEAD", "HEAD", "abc,replicas=2", "HEAD"])
+    assert labels == ["HEAD", "HEAD #2", "abc,replicas=2", "HEAD #3"]
+    reports = {
+        "HEAD": [{"throughput": {"completion_per_second": 100.0}}],
+        "HEAD #2": [{"throughput": {"completion_per_second": 90.0}}],
+    }
+    table = bench_compare.summarise(["HEAD", "HEAD #2"], reports)
+    assert "| completed orders/s | 100 | 90 (x0.90) |" in table

@@ -118,6 +118,17 @@ def parse_variant(spec: str) -> Variant:
     return Variant(rev, **fields)
 
 
+def column_labels(specs: list[str]) -> list[str]:
+    """A column per spec as given, a repeated one numbered (`HEAD HEAD` is an A/A run: how far
+    apart the same engine measures against itself, which is this machine's noise)."""
+    seen: dict[str, int] = {}
+    labels = []
+    for spec in specs:
+        seen[spec] = seen.get(spec, 0) + 1
+        labels.append(spec if seen[spec] == 1 else f"{spec} #{seen[spec]}")
+    return labels
+
+
 def worktree_env() -> dict[str, str]:
     """This process's environment minus its virtualenv: each worktree uses its own."""
     return {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
@@ -243,8 +254,11 @@ def main() -> None:
     args = parser.parse_args()
 
     repo = Path.cwd()
+    labels = column_labels(args.revs)
     try:
-        variants = {spec: parse_variant(spec) for spec in args.revs}
+        variants = {
+            label: parse_variant(spec) for label, spec in zip(labels, args.revs, strict=True)
+        }
     except ValueError as exc:
         parser.error(str(exc))
     builds = {(v.rev, v.python) for v in variants.values()}
@@ -255,20 +269,21 @@ def main() -> None:
         print("dexec-bench-compare: a revision's dexec-dev has no --engine-python: every")
         print("revision's services run in its dev environment (--engine-env dev)")
         engine_env = "dev"
-    reports: dict[str, list[dict[str, Any]]] = {spec: [] for spec in args.revs}
+    reports: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
     for round_no in range(1, args.rounds + 1):
-        for spec, v in variants.items():
-            out = (args.out / spec.replace("/", "_") / str(round_no)).resolve()
+        for label, v in variants.items():
+            folder = label.replace("/", "_").replace(" #", "-")
+            out = (args.out / folder / str(round_no)).resolve()
             out.mkdir(parents=True, exist_ok=True)
             orders, rate = v.orders or args.orders, v.rate or args.rate
             tree = trees[(v.rev, v.python)]
             report = run_once(
                 tree, args.mode, orders, rate, out, v.replicas, v.priority, engine_env
             )
-            reports[spec].append(report)
+            reports[label].append(report)
             completed = figure(report, FIGURES["completed orders/s"][0])
-            print(f"round {round_no} {spec}: {completed} completed orders/s", flush=True)
-    table = summarise(args.revs, reports)
+            print(f"round {round_no} {label}: {completed} completed orders/s", flush=True)
+    table = summarise(labels, reports)
     (args.out / "summary.md").write_text(table + "\n")
     (args.out / "reports.json").write_text(json.dumps(reports, indent=2))
     print(table)
