@@ -39,7 +39,7 @@ from tests.support.events import spec_data
 from tests.support.stack import Stack
 from tests.support.stream import orders_in_stream
 from tests.support.waiting import eventually
-from tests.support.webhook_receiver import TricklingReceiver, WebhookReceiver
+from tests.support.webhook_receiver import FloodingReceiver, TricklingReceiver, WebhookReceiver
 
 SECRET = "test-webhook-secret"
 LIFECYCLE = ["pending", "routing", "routed", "building", "submitted", "confirmed"]
@@ -350,6 +350,31 @@ async def test_a_post_whose_answer_never_ends_fails_at_the_timeout_and_is_never_
     # Each POST ended (at the timeout) before the next began.
     for earlier, later in itertools.pairwise(requests):
         assert earlier.closed is not None and earlier.closed <= later.arrived
+
+
+async def test_a_huge_answer_is_not_read_the_status_is_enough(
+    js: JetStreamContext, database_url: str
+) -> None:
+    """A receiver answering 200 with a gigabyte: the event is delivered, and the notifier
+    takes at most a little of the answer (what the sockets buffer) before hanging up, rather
+    than holding it all in memory."""
+    async with (
+        dispatching(js, database_url, webhook_allow_private_targets=True) as (engine, dispatcher),
+        FloodingReceiver() as receiver,
+    ):
+        await record_batch(engine, queued_order("flooded", receiver.url)[:1])
+        await dispatcher.start()
+
+        async def delivered() -> bool:
+            return await delivery_states(engine, "flooded") == ["delivered"]
+
+        await eventually(delivered, what="the event delivered")
+
+        async def hung_up() -> bool:
+            return len(receiver.written) == 1
+
+        await eventually(hung_up, what="the notifier hanging up")
+    assert receiver.written[0] < 64 << 20, receiver.written
 
 
 def webhook_holds() -> float:

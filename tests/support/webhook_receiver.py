@@ -137,3 +137,52 @@ class TricklingReceiver:
             task.cancel()
         await asyncio.gather(*self._handlers, return_exceptions=True)
         await self._server.wait_closed()
+
+
+@dataclass
+class FloodingReceiver:
+    """A raw HTTP server that answers every POST 200 with a body of `size` bytes, written as
+    fast as the client takes it, and counts how much the client took before it hung up."""
+
+    size: int = 1 << 30
+    port: int = field(default_factory=free_port)
+    written: list[int] = field(default_factory=list)  # bytes of body taken, per POST ended
+    _handlers: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        chunk = b"x" * (1 << 20)
+        written = 0
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode().split("\r\n")[1:]
+            headers = dict(line.lower().split(": ", 1) for line in lines if line)
+            await reader.readexactly(int(headers.get("content-length", "0")))
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % self.size)
+            while written < self.size:
+                writer.write(chunk)
+                await writer.drain()  # raises once the client has closed
+                written += len(chunk)
+        except ConnectionError:
+            pass
+        finally:
+            self.written.append(written)
+            writer.close()
+            self._handlers.discard(task)
+
+    async def __aenter__(self) -> FloodingReceiver:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.close()
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        await self._server.wait_closed()

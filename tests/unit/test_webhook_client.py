@@ -12,7 +12,12 @@ import httpx
 import pytest
 
 from dexec.webhook_targets import RefusedTarget
-from dexec_notifier.webhook_client import PER_ADDRESS_SECONDS, TargetCheckingBackend, webhook_client
+from dexec_notifier.webhook_client import (
+    PER_ADDRESS_SECONDS,
+    TargetCheckingBackend,
+    numeric_address,
+    webhook_client,
+)
 from tests.support.webhook_receiver import WebhookReceiver
 
 
@@ -72,3 +77,48 @@ async def test_an_address_that_never_answers_leaves_time_for_the_next(
         )
     assert stream.get_extra_info("server_addr")[0] == "127.0.0.1"
     await stream.aclose()
+
+
+@pytest.fixture
+def silent_name_server() -> Iterator[tuple[str, socket.socket]]:
+    """A name server (UDP, on a free port) that takes every query and never answers."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.setblocking(False)
+    try:
+        yield f"127.0.0.1:{server.getsockname()[1]}", server
+    finally:
+        server.close()
+
+
+async def test_lookups_a_name_server_never_answers_do_not_hold_up_other_webhooks(
+    silent_name_server: tuple[str, socket.socket],
+) -> None:
+    """Many POSTs to names whose lookups never end (a dead name server) are in flight; a POST
+    to a name in the hosts file, and one to an address, still go through at once. Lookups on
+    a thread pool would have queued behind the hung ones."""
+    address, server = silent_name_server
+    async with (
+        WebhookReceiver() as receiver,
+        webhook_client(3, allow_private=True, nameservers=[address]) as client,
+    ):
+        hung = [
+            asyncio.create_task(client.post(f"http://hook-{i}.unanswered.example/h"))
+            for i in range(16)
+        ]
+        async with asyncio.timeout(2):  # well before the hung POSTs' 3 s timeout
+            by_name = await client.post(receiver.url_via("localhost"), content=b"{}")
+            by_address = await client.post(receiver.url, content=b"{}")
+        outcomes = await asyncio.gather(*hung, return_exceptions=True)
+    assert (by_name.status_code, by_address.status_code) == (200, 200)
+    assert all(isinstance(o, httpx.ConnectTimeout) for o in outcomes), outcomes
+    assert server.recv(512)  # the queries did go to the silent name server
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [("127.0.0.1", "127.0.0.1"), ("::1", "::1"), ("127.1", "127.0.0.1"), ("0x7f.1", "127.0.0.1")],
+)
+def test_numeric_hosts_are_read_as_the_system_reads_them(host: str, address: str) -> None:
+    assert numeric_address(host) == [address]
+    assert numeric_address("hooks.example") == []

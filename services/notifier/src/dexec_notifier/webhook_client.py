@@ -9,6 +9,13 @@ pool still keys connections by host name and TLS still sends and verifies the UR
 do the same for one request, but httpcore pools connections by the URL's host: two names on one
 address would share TLS connections verified for only one of them.)
 
+Names are resolved with c-ares (aiodns), not the system's getaddrinfo: on uvloop that runs on
+libuv's four worker threads, and a lookup cancelled by the POST's timeout keeps its thread
+until the system resolver gives up (10 s and more), so a few URLs on a name server that never
+answers would stall every other webhook, and the service's own connections, behind them.
+A c-ares lookup holds no thread and ends when it is cancelled. Numeric hosts are read as
+addresses without a lookup, in every form the system accepts (`2130706433` is 127.0.0.1).
+
 A refused target raises `RefusedTarget`, which no retry can change; a name that does not
 resolve is an ordinary `httpx.ConnectError`. Proxy variables (HTTP_PROXY ...) are ignored: a
 proxy would connect to addresses this check never saw.
@@ -18,11 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterable
-from ipaddress import ip_address
+from collections.abc import Iterable, Sequence
+from ipaddress import IPv4Address, ip_address
+from typing import Any
 
+import aiodns
 import httpcore
 import httpx
+import pycares
 
 from dexec.webhook_targets import RefusedTarget, is_localhost_name, is_public
 
@@ -33,11 +43,20 @@ LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepali
 
 
 class TargetCheckingBackend(httpcore.AsyncNetworkBackend):
-    """Resolves, judges every address, then connects to a judged address (asyncio only)."""
+    """Resolves, judges every address, then connects to a judged address (asyncio only).
 
-    def __init__(self, allow_private: bool) -> None:
+    `nameservers` ("host:port", …) replaces the system's resolver configuration (tests)."""
+
+    def __init__(self, allow_private: bool, nameservers: Sequence[str] | None = None) -> None:
         self._allow_private = allow_private
         self._sockets = httpcore.AnyIOBackend()
+        self._nameservers = nameservers
+        self._resolver: aiodns.DNSResolver | None = None  # made in the loop that uses it
+
+    async def aclose(self) -> None:
+        if self._resolver is not None:
+            await self._resolver.close()
+            self._resolver = None
 
     async def connect_tcp(
         self,
@@ -57,15 +76,7 @@ class TargetCheckingBackend(httpcore.AsyncNetworkBackend):
     async def _allowed_addresses(self, host: str, port: int) -> list[str]:
         if not self._allow_private and is_localhost_name(host):
             raise RefusedTarget(f"{host}: a localhost name")
-        try:
-            found = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM
-            )
-        except socket.gaierror as exc:  # a DNS failure, like a refused connection, may pass
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-        except UnicodeError as exc:  # an empty or over-long label: it never will resolve
-            raise RefusedTarget(f"{host}: not a valid host name") from exc
-        addresses = list(dict.fromkeys(str(sockaddr[0]) for *_, sockaddr in found))
+        addresses = numeric_address(host) or await self._resolve(host, port)
         if not addresses:
             raise httpcore.ConnectError(f"{host} resolves to no address")
         if not self._allow_private:
@@ -73,6 +84,20 @@ class TargetCheckingBackend(httpcore.AsyncNetworkBackend):
             if refused:
                 raise RefusedTarget(f"{host}: not a public address ({', '.join(refused)})")
         return addresses
+
+    async def _resolve(self, host: str, port: int) -> list[str]:
+        if self._resolver is None:
+            self._resolver = aiodns.DNSResolver(nameservers=self._nameservers)
+        try:
+            found = await self._resolver.getaddrinfo(host, port=port, type=socket.SOCK_STREAM)
+        except aiodns.error.DNSError as exc:
+            code = exc.args[0] if exc.args else None
+            if code == pycares.errno.ARES_EBADNAME:  # an empty or over-long label: never valid
+                raise RefusedTarget(f"{host}: not a valid host name") from exc
+            # Not found, no answer in time: DNS may come back, as a refused connection may.
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        # c-ares gives addresses as bytes; order kept, repeats (one per socket type) dropped.
+        return list(dict.fromkeys(node.addr[0].decode() for node in found.nodes))
 
     async def _connect_any(
         self,
@@ -109,21 +134,45 @@ class TargetCheckingBackend(httpcore.AsyncNetworkBackend):
         await self._sockets.sleep(seconds)
 
 
+def numeric_address(host: str) -> list[str]:
+    """The address a numeric host names (`[]` for a name), as the system's getaddrinfo reads
+    it: IPv6, dotted quads, and the older IPv4 forms inet_aton takes (`127.1`, `0x7f.1`)."""
+    try:
+        return [str(ip_address(host))]
+    except ValueError:
+        pass
+    try:
+        return [str(IPv4Address(socket.inet_aton(host)))]
+    except (OSError, UnicodeError, ValueError):
+        return []
+
+
 class TargetCheckingTransport(httpx.AsyncHTTPTransport):
     """httpx's transport over a connection pool that connects through `TargetCheckingBackend`."""
 
-    def __init__(self, allow_private: bool) -> None:
+    def __init__(self, allow_private: bool, nameservers: Sequence[str] | None = None) -> None:
         super().__init__()
+        self._backend = TargetCheckingBackend(allow_private, nameservers)
         # httpx takes no network backend, so the pool it just built is replaced by one like it.
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(),
             max_connections=LIMITS.max_connections,
             max_keepalive_connections=LIMITS.max_keepalive_connections,
             keepalive_expiry=LIMITS.keepalive_expiry,
-            network_backend=TargetCheckingBackend(allow_private),
+            network_backend=self._backend,
         )
 
+    async def aclose(self) -> None:
+        await super().aclose()
+        await self._backend.aclose()
 
-def webhook_client(timeout: float, allow_private: bool) -> httpx.AsyncClient:
-    transport = TargetCheckingTransport(allow_private)
+    async def __aexit__(self, *exc: Any) -> None:  # `async with client` ends here, not in aclose
+        await super().__aexit__(*exc)
+        await self._backend.aclose()
+
+
+def webhook_client(
+    timeout: float, allow_private: bool, nameservers: Sequence[str] | None = None
+) -> httpx.AsyncClient:
+    transport = TargetCheckingTransport(allow_private, nameservers)
     return httpx.AsyncClient(timeout=timeout, transport=transport, trust_env=False)

@@ -155,6 +155,10 @@ CLAIM = (
 
 # Room left between a POST's deadline and its lease's end.
 LEASE_MARGIN_SECONDS = 1.0
+# Of a receiver's answer, at most this much is read (the status decides; the body is unused).
+ANSWER_BYTES_READ = 64 * 1024
+# The backoff stops doubling here (base * 2^30 is past any ceiling a deployment would set).
+BACKOFF_DOUBLINGS_CAP = 30
 
 
 class Sent(StrEnum):
@@ -405,9 +409,8 @@ class WebhookDispatcher:
 
     async def _retry_later(self, delivery: Delivery) -> None:
         s = self._settings
-        delay = min(
-            s.webhook_backoff_base_seconds * 2 ** (delivery.attempts - 1),
-            s.webhook_backoff_max_seconds,
+        delay = backoff_seconds(
+            delivery.attempts, s.webhook_backoff_base_seconds, s.webhook_backoff_max_seconds
         )
         log.debug("webhook for %s in %.1f s", delivery.msg_id, delay)
         await self._update(
@@ -450,8 +453,11 @@ class WebhookDispatcher:
             # that trickles its answer a byte at a time would keep the POST alive past its
             # lease, and the row would be claimed and POSTed again alongside it. So the whole
             # POST, from the connect to the answer's last byte, gets the webhook timeout.
-            async with asyncio.timeout(limit):
-                response = await self._http.post(delivery.url, content=body, headers=headers)
+            async with (
+                asyncio.timeout(limit),
+                self._http.stream("POST", delivery.url, content=body, headers=headers) as answer,
+            ):
+                await _read_at_most(answer, ANSWER_BYTES_READ)
         except RefusedTarget as refusal:
             log.warning("webhook target refused, event %s dropped: %s", delivery.msg_id, refusal)
             return Sent.REFUSED
@@ -474,7 +480,24 @@ class WebhookDispatcher:
             # the end, instead of escaping and leaving the row to be claimed again forever.
             log.exception("webhook POST failed unexpectedly")
             return Sent.FAILED
-        return Sent.DELIVERED if response.is_success else Sent.FAILED
+        return Sent.DELIVERED if answer.is_success else Sent.FAILED
+
+
+async def _read_at_most(answer: httpx.Response, limit: int) -> None:
+    """Read a short answer to its end, so its connection can serve the next POST; stop at
+    `limit` bytes (closing the connection), since the status is all that counts and a
+    receiver's answer of any size would otherwise be held in memory."""
+    read = 0
+    async for chunk in answer.aiter_raw():
+        read += len(chunk)
+        if read >= limit:
+            return
+
+
+def backoff_seconds(attempts: int, base: float, ceiling: float) -> float:
+    """base, 2 base, 4 base, … up to `ceiling`. The exponent is capped first: a give-up time of
+    days allows thousands of attempts, and 2.0 ** 1024 overflows a float."""
+    return min(base * 2.0 ** min(attempts - 1, BACKOFF_DOUBLINGS_CAP), ceiling)
 
 
 def _leased(delivery: Delivery) -> ColumnElement[bool]:
