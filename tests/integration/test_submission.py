@@ -241,10 +241,13 @@ async def test_unknown_or_malformed_order_id_is_a_json_404(stack: Stack, order_i
     [
         ("DELETE", "/api/orders/execute", "POST"),
         ("GET", "/api/orders/execute", "POST"),  # not an order id
-        ("PUT", "/api/orders", "GET, POST"),  # two routes share the path
-        ("POST", "/api/orders/some-order", "GET"),
+        ("PUT", "/api/orders", "GET, HEAD, POST"),  # two routes share the path
+        ("OPTIONS", "/api/orders", "GET, HEAD, POST"),
+        ("POST", "/api/orders/some-order", "GET, HEAD"),  # HEAD wherever GET is
         ("POST", "/metrics", "GET, HEAD"),
         ("DELETE", "/metrics/", "GET, HEAD"),
+        ("POST", "/healthz", "GET, HEAD"),  # routes of an included router count too
+        ("DELETE", "/api/config", "GET, HEAD"),
     ],
 )
 async def test_a_method_the_path_does_not_take_is_a_json_405_that_names_the_allowed(

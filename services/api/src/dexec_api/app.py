@@ -22,6 +22,7 @@ from dexec.tracing import FASTAPI_TELEMETRY_OFF
 from dexec_api import dashboard_routes
 from dexec_api.backpressure import RouterBacklog
 from dexec_api.errors import install_error_handlers
+from dexec_api.head_requests import HeadAsGet
 from dexec_api.idempotency import IdempotencyStore
 from dexec_api.intake import OrderIntake, accepted_body
 from dexec_api.market_routes import market_router
@@ -74,6 +75,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.limit = ClientLimit(settings.rate_limit_per_second, settings.rate_limit_burst)
     app.include_router(dashboard_routes.router)
     app.include_router(market_router(settings))
+    app.add_middleware(HeadAsGet)  # before `instrument`: inside its RequestMetrics
     instrument(app, "api")  # request durations by route, and /metrics
 
     async def submit(

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
@@ -59,12 +60,21 @@ def allowed_methods(request: Request) -> str:
 
     Starlette names only the first route that matches the path, and two routes share
     `/api/orders` (GET and POST). A route written for exactly this path outranks one whose
-    pattern takes it as a parameter: `/api/orders/execute` is not an order id.
+    pattern takes it as a parameter: `/api/orders/execute` is not an order id. Routes of
+    included routers (health, market, dashboard) count too: FastAPI keeps them behind one
+    entry of `app.routes`, which `iter_route_contexts` opens. Every path that takes GET takes
+    HEAD as well (`dexec_api.head_requests.HeadAsGet`), so HEAD is named wherever GET is.
     """
     path = request.scope["path"]
-    routes = [r for r in request.app.routes if isinstance(r, Route) and r.path_regex.match(path)]
+    routes = [
+        r
+        for r in iter_route_contexts(request.app.routes)
+        if isinstance(r.original_route, Route) and r.path_regex.match(path)
+    ]
     literal = [r for r in routes if r.path == path]
     methods = set().union(*(r.methods or () for r in literal or routes))
+    if "GET" in methods:
+        methods.add("HEAD")
     return ", ".join(sorted(methods))
 
 
