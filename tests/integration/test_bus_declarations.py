@@ -101,3 +101,21 @@ async def test_the_key_value_buckets_get_the_streams_replica_count(
     with pytest.raises(ServerError) as refused_at_update:
         await open_bucket(js, 3)
     assert refused_at_update.value.err_code == REPLICAS_NEED_A_CLUSTER
+
+
+async def test_the_chain_keeps_its_records_as_long_as_the_stream_keeps_events(
+    start: Callable[..., Awaitable[object]], js: JetStreamContext
+) -> None:
+    """One record per signature: kept for ever, the bucket would outgrow the stream it sits
+    beside. A bucket made before it had an age limit gets one at the executor's next start."""
+    await _open_chain(js, 1)
+    assert (await js.stream_info(kv_stream(CHAIN_BUCKET))).config.max_age == 0  # for ever
+
+    await start(
+        without=frozenset({"api", "router", "notifier"}),
+        stream_max_age_seconds=3600,
+        idempotency_ttl_seconds=3600,  # which must not outlive the stream
+    )
+
+    assert (await js.stream_info(kv_stream(CHAIN_BUCKET))).config.max_age == 3600
+    assert (await js.stream_info(STREAM)).config.max_age == 3600

@@ -111,7 +111,11 @@ class ExecutorService:
         self._js = self._nc.jetstream()
         await ensure_stream(self.js, self.settings)
         self.chain = await SimulatedChain.open(
-            self.js, self.market, self.settings, self.settings.stream_replicas
+            self.js,
+            self.market,
+            self.settings,
+            self.settings.stream_replicas,
+            ttl_seconds=self.settings.stream_max_age_seconds,  # else the bucket grows for ever
         )
         self._worker = ConsumerWorker(
             self.js,

@@ -159,10 +159,19 @@ class SimulatedChain:
 
     @classmethod
     async def open(
-        cls, js: JetStreamContext, market: Market, settings: ChainSettings, replicas: int = 1
+        cls,
+        js: JetStreamContext,
+        market: Market,
+        settings: ChainSettings,
+        replicas: int = 1,
+        ttl_seconds: float | None = None,
     ) -> SimulatedChain:
-        """`replicas`: copies of the chain's records (which signature landed) in a NATS cluster."""
-        kv = await ensure_key_value(js, CHAIN_BUCKET, replicas)
+        """`replicas`: copies of the chain's records (which signature landed) in a NATS cluster.
+        `ttl_seconds`: how long a record is kept (None: for ever). The executor keeps them as
+        long as the stream keeps events: an order's redelivery reads its signatures from its
+        events, which are older than the records, so it never finds a signature without its
+        record (and takes one that landed for one that never did)."""
+        kv = await ensure_key_value(js, CHAIN_BUCKET, replicas, ttl_seconds)
         landings = Landings(CHAIN_BUCKET)
         await landings.start(js)
         return cls(kv, market, settings, landings)
