@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
+from typing import Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -66,6 +67,16 @@ class MarketSettings(BaseSettings):
     chain_rate_limit_first_attempts: int = Field(0, ge=0)
     # Simulated front-running: every swap lands this many bps worse than the pool's price.
     chain_frontrun_bps: int = Field(0, ge=0, le=10_000)
+
+    @model_validator(mode="after")
+    def _ranges_run_upwards(self) -> Self:
+        # A delay is drawn from min..max: a range running the other way would fail every
+        # quote (max + 1 divides by zero) or give delays outside the documented range.
+        for name in ("quote_latency_ms", "confirm_slots"):
+            if getattr(self, f"{name}_min") > getattr(self, f"{name}_max"):
+                variable = f"DEXEC_{name.upper()}"
+                raise ValueError(f"{variable}_MIN must not exceed {variable}_MAX")
+        return self
 
     @property
     def down_venues(self) -> frozenset[str]:
