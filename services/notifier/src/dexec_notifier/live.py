@@ -33,6 +33,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from opentelemetry.trace import SpanKind
 
 from dexec import tracing
+from dexec.bus.ordered_resume import resume_after
 from dexec.bus.subjects import ALL_EVENTS, STREAM, parse_event_subject
 from dexec.orders.states import TERMINAL_EVENTS, EventType
 from dexec_notifier.client_events import ClientEvent
@@ -199,7 +200,7 @@ class LiveHub:
             idle_heartbeat=heartbeat_seconds,
             cb=self._on_msg,
         )
-        _resume_after(self._sub, start - 1)
+        resume_after(self._sub, start - 1, "live consumer")
         sub = self._sub
         LIVE_PENDING_BYTES.set_function(lambda: sub.pending_bytes)
 
@@ -284,21 +285,6 @@ class LiveHub:
             stream_seq,
         )
         self.cache.clear()
-
-
-def _resume_after(sub: JetStreamContext.PushSubscription, stream_seq: int) -> None:
-    """Make nats-py's ordered consumer resume after `stream_seq` at its next reset, unless it
-    has already delivered later messages. Its state is private (`_JSI._sseq`, the stream seq
-    of the last message delivered, from which `reset_ordered_consumer` is called with
-    `_sseq + 1`, nats-py 2.16): if that changes, the hub says so and works as before, replaying
-    the stream after a reset that comes before its first message."""
-    state = getattr(getattr(sub, "_sub", None), "_jsi", None)
-    if not isinstance(getattr(state, "_sseq", None), int):
-        log.warning(
-            "cannot set where the live consumer resumes: nats-py's ordered consumer changed"
-        )
-        return
-    state._sseq = max(state._sseq, stream_seq)
 
 
 def _fan_out(event: ClientEvent, watchers: set[Watcher]) -> None:
