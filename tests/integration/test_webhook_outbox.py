@@ -56,7 +56,7 @@ async def queued(engine: AsyncEngine) -> list[tuple[str, int, str]]:
 
 async def claim(engine: AsyncEngine, limit: int = 10) -> list[int]:
     async with engine.begin() as conn:
-        rows = await conn.execute(CLAIM, {"limit": limit, "lease": LEASE})
+        rows = await conn.execute(CLAIM, {"limit": limit, "lease": LEASE, "busy": []})
         return sorted(row.seq for row in rows)
 
 

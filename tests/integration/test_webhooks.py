@@ -377,6 +377,43 @@ async def test_a_huge_answer_is_not_read_the_status_is_enough(
     assert receiver.written[0] < 64 << 20, receiver.written
 
 
+async def test_a_host_that_never_answers_does_not_take_every_slot(
+    js: JetStreamContext, database_url: str
+) -> None:
+    """Ten orders to a receiver whose answers never end, queued before one to another host:
+    with four POSTs at once and two per host, the other host's POST goes out while the first
+    two hang, instead of waiting behind them for their timeout."""
+    async with (
+        dispatching(
+            js,
+            database_url,
+            webhook_concurrency=4,
+            webhook_host_concurrency=2,
+            webhook_timeout_seconds=10.0,
+            webhook_allow_private_targets=True,
+        ) as (engine, dispatcher),
+        TricklingReceiver() as hanging,  # on 127.0.0.1
+        WebhookReceiver(host="127.0.0.2") as answering,
+    ):
+        for n in range(10):
+            await record_batch(engine, queued_order(f"hanging-{n}", hanging.url)[:1])
+        await record_batch(engine, queued_order("answered", answering.url)[:1])
+        await dispatcher.start()
+
+        async with asyncio.timeout(5):  # well inside the hanging POSTs' 10 s
+            await answering.arrived.wait()
+        assert len(hanging.requests) == 2, "more POSTs to the hanging host than its limit"
+        assert len(hanging.open) == 2
+
+        async def recorded_delivered() -> bool:
+            return await delivery_states(engine, "answered") == ["delivered"]
+
+        await eventually(recorded_delivered, what="the answered webhook delivered")
+        # Claimed beyond the limit and handed back: not counted as attempts.
+        attempts = [await delivery_attempts(engine, f"hanging-{n}") for n in range(10)]
+        assert sorted(attempts) == [[0]] * 8 + [[1]] * 2
+
+
 def webhook_holds() -> float:
     return REGISTRY.get_sample_value("dexec_webhook_holds_total") or 0.0
 

@@ -12,7 +12,8 @@ from dexec_notifier.webhooks import LEASE_MARGIN_SECONDS, Delivery
 def delivery(lease_ends: float) -> Delivery:
     event = OrderEvent(order_id="o-1", event=EventType.PENDING, status=OrderStatus.PENDING)
     token = datetime(2025, 1, 1, tzinfo=UTC)  # the claim's lease_until (unused here)
-    return Delivery("o-1:pending", 1, "https://hooks.example/x", 1, None, event, lease_ends, token)
+    url = "https://hooks.example/x"
+    return Delivery("o-1:pending", 1, url, "hooks.example", 1, None, event, lease_ends, token)
 
 
 def test_a_post_that_would_end_inside_the_lease_may_start() -> None:

@@ -14,6 +14,7 @@ import re
 import socket
 from encodings.idna import nameprep
 from ipaddress import IPv4Address, IPv6Address, IPv6Network, ip_address
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -42,6 +43,15 @@ REFUSED_ADDRESS = "webhookUrl must not point at a loopback, private or otherwise
 
 class RefusedTarget(Exception):
     """A webhook target this deployment does not POST to; retrying would not change that."""
+
+
+def webhook_host(url: str) -> str | None:
+    """The host a webhook URL POSTs to, lower-case, as the notifier's per-host limit counts
+    it (None for a URL without one)."""
+    try:
+        return urlsplit(url).hostname or None
+    except ValueError:
+        return None
 
 
 def is_public(address: IPAddress) -> bool:

@@ -57,6 +57,7 @@ from dexec.metrics import EVENTS_CONSUMED, STAGE_DURATION, Children, StageName
 from dexec.orders.events import OrderEvent
 from dexec.orders.projection import OrderView
 from dexec.orders.states import EventType
+from dexec.webhook_targets import webhook_host
 from dexec_notifier.data_faults import describe, is_data_fault
 from dexec_notifier.metrics import (
     DB_FAILURES,
@@ -100,12 +101,13 @@ QUEUE_WEBHOOKS = insert(WEBHOOKS).on_conflict_do_nothing(index_elements=["msg_id
 QUEUE_EARLIER_WEBHOOKS = (
     insert(WEBHOOKS)
     .from_select(
-        ["msg_id", "order_id", "seq", "url", "state", "attempts"],
+        ["msg_id", "order_id", "seq", "url", "host", "state", "attempts"],
         select(
             EVENTS.c.msg_id,
             EVENTS.c.order_id,
             EVENTS.c.seq,
             bindparam("b_url", type_=Text),
+            bindparam("b_host", type_=Text),
             literal(WebhookState.PENDING),
             literal(0),
         ).where(EVENTS.c.order_id == bindparam("b_order_id")),
@@ -289,6 +291,7 @@ async def _queue_webhooks(
             "order_id": r.event.order_id,
             "seq": r.seq,
             "url": urls[r.event.order_id],
+            "host": webhook_host(urls[r.event.order_id]),
             "state": WebhookState.PENDING,
             "attempts": 0,
             "traceparent": r.traceparent,
@@ -299,7 +302,11 @@ async def _queue_webhooks(
     if rows:
         await conn.execute(QUEUE_WEBHOOKS, rows)
     first_seen = [
-        {"b_order_id": r.event.order_id, "b_url": urls[r.event.order_id]}
+        {
+            "b_order_id": r.event.order_id,
+            "b_url": urls[r.event.order_id],
+            "b_host": webhook_host(urls[r.event.order_id]),
+        }
         for r in fresh
         if r.event.event == EventType.PENDING and r.event.order_id in urls
     ]

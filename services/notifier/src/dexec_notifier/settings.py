@@ -51,8 +51,10 @@ class NotifierSettings(CommonSettings, AuthSettings, WebhookTargetSettings):
     webhook_backoff_max_seconds: float = Field(60.0, gt=0)
     # An event still undelivered this long after it happened is dropped (and logged).
     webhook_give_up_seconds: float = Field(3600.0, gt=0)
-    # POSTs under way at once per replica.
+    # POSTs under way at once per replica, and of those, to any one host: a receiver that
+    # never answers holds its POSTs for the whole timeout, and must not take every slot.
     webhook_concurrency: int = Field(64, ge=1)
+    webhook_host_concurrency: int = Field(8, ge=1)
     # How often the dispatcher looks for due deliveries without being woken: rows another
     # replica's recorder queued, and deliveries whose replica died mid-POST (lease run out).
     webhook_poll_seconds: float = Field(1.0, gt=0)

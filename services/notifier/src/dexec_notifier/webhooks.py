@@ -6,6 +6,9 @@ every event to find the few that have somewhere to go. A dispatcher on every not
 claims due rows with `FOR UPDATE SKIP LOCKED` and a lease (so two replicas never POST one
 event at once, and a replica that dies mid-POST leaves the row to another when the lease
 runs out), posts, then marks the row delivered or schedules a retry with exponential backoff.
+At most `webhook_host_concurrency` of a replica's POSTs go to one host at once: a claim leaves
+out hosts that have their fill, and hands back (not as an attempt) rows beyond it, so a
+receiver that never answers cannot hold every slot for its timeout.
 A POST, from its connect to its answer's last byte, takes at most `webhook_timeout_seconds`
 (else it failed, as any timeout), and starts only while that much of its lease is left (the
 checks before it may have been slow), so none outlives its lease. Every write after the claim
@@ -55,7 +58,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -116,6 +120,8 @@ _due = (
         WEBHOOKS.c.state == WebhookState.PENDING,
         WEBHOOKS.c.next_attempt_at <= func.now(),
         or_(WEBHOOKS.c.lease_until.is_(None), WEBHOOKS.c.lease_until < func.now()),
+        # Not to a host this replica already has its fill of POSTs in flight to.
+        or_(WEBHOOKS.c.host.is_(None), WEBHOOKS.c.host.not_in(bindparam("busy", expanding=True))),
         # The order's earlier events go first (in flight or waiting for a retry).
         ~exists().where(
             _earlier.c.order_id == WEBHOOKS.c.order_id,
@@ -141,6 +147,7 @@ CLAIM = (
         WEBHOOKS.c.lease_until,
         WEBHOOKS.c.seq,
         WEBHOOKS.c.url,
+        WEBHOOKS.c.host,
         WEBHOOKS.c.attempts,
         WEBHOOKS.c.traceparent,
         EVENTS.c.order_id,
@@ -174,6 +181,7 @@ class Delivery:
     msg_id: str
     seq: int
     url: str
+    host: str | None  # None: queued before hosts were kept, outside any host's limit
     attempts: int
     trace: Context | None
     event: OrderEvent
@@ -202,7 +210,15 @@ class Delivery:
         )
         trace = tracing.extract_sampled({tracing.TRACEPARENT: row.traceparent})
         return cls(
-            row.msg_id, row.seq, row.url, row.attempts, trace, event, lease_ends, row.lease_until
+            row.msg_id,
+            row.seq,
+            row.url,
+            row.host,
+            row.attempts,
+            trace,
+            event,
+            lease_ends,
+            row.lease_until,
         )
 
 
@@ -224,6 +240,8 @@ class WebhookDispatcher:
         self._stopping = False
         self._loop: asyncio.Task[None] | None = None
         self._posting: set[asyncio.Task[None]] = set()
+        self._host_of: dict[asyncio.Task[None], str] = {}
+        self._per_host: Counter[str] = Counter()  # POSTs under way, by host
 
     async def start(self) -> None:
         if self._settings.webhook_secret == DEVELOPMENT_WEBHOOK_SECRET:
@@ -259,30 +277,75 @@ class WebhookDispatcher:
                 # Read before the claim: what was recorded by then, the claim's check saw.
                 floor = await self._recorded_floor()
                 try:
-                    claimed = await self._claim(room)
+                    claimed = await self._claim(room, self._busy_hosts())
                 except Exception as exc:  # Postgres restarting: try again on the next poll
                     log.warning("claiming webhook deliveries failed: %r", exc)
+            over = []
             for delivery in claimed:
-                task = asyncio.create_task(self._deliver(delivery, floor))
-                self._posting.add(task)
-                task.add_done_callback(self._posted)
+                if not self._start(delivery, floor):
+                    over.append(delivery)
+            if over:
+                await self._release(over)
+            # A host whose fill this claim took is left out of the next: no claim comes back
+            # with only its rows again.
             if claimed and len(claimed) == room:
                 continue  # there may be more due
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._settings.webhook_poll_seconds)
 
+    def _busy_hosts(self) -> list[str]:
+        cap = self._settings.webhook_host_concurrency
+        return [host for host, posting in self._per_host.items() if posting >= cap]
+
+    def _start(self, delivery: Delivery, floor: int) -> bool:
+        """Start the delivery, unless its host has its fill of POSTs under way."""
+        host = delivery.host
+        if host is not None and self._per_host[host] >= self._settings.webhook_host_concurrency:
+            return False
+        task = asyncio.create_task(self._deliver(delivery, floor))
+        self._posting.add(task)
+        if host is not None:
+            self._per_host[host] += 1
+            self._host_of[task] = host
+        task.add_done_callback(self._posted)
+        return True
+
     def _posted(self, task: asyncio.Task[None]) -> None:
         self._posting.discard(task)
+        host = self._host_of.pop(task, None)
+        if host is not None:
+            self._per_host[host] -= 1
+            if not self._per_host[host]:
+                del self._per_host[host]
         self._wake.set()  # room for more, and the order's next event may be due
 
-    async def _claim(self, limit: int) -> list[Delivery]:
+    async def _claim(self, limit: int, busy: Sequence[str] = ()) -> list[Delivery]:
+        """Up to `limit` due rows, none to the `busy` hosts, leased to this replica."""
         lease_ends = time.monotonic() + self._lease.total_seconds()
 
         async def claim(conn: AsyncConnection) -> list[Delivery]:
-            rows = await conn.execute(CLAIM, {"limit": limit, "lease": self._lease})
+            parameters = {"limit": limit, "lease": self._lease, "busy": list(busy)}
+            rows = await conn.execute(CLAIM, parameters)
             return [Delivery.of(row, lease_ends) for row in rows]
 
         return await self._in_postgres("claim", claim, write=True)
+
+    async def _release(self, deliveries: list[Delivery]) -> None:
+        """Hand back rows claimed beyond their host's limit, due as before (not an attempt);
+        if this fails, their lease runs out and they come back then. One statement: rows of one
+        claim share its lease (`now()` is the claim's transaction's)."""
+        by_lease: dict[datetime, list[str]] = defaultdict(list)
+        for delivery in deliveries:
+            by_lease[delivery.lease_token].append(delivery.msg_id)
+        for lease, msg_ids in by_lease.items():
+            try:
+                await self._update(
+                    update(WEBHOOKS)
+                    .where(WEBHOOKS.c.msg_id.in_(msg_ids), WEBHOOKS.c.lease_until == lease)
+                    .values(lease_until=None, attempts=WEBHOOKS.c.attempts - 1)
+                )
+            except Exception as exc:
+                log.warning("handing back webhook deliveries failed: %r", exc)
 
     async def _in_postgres(
         self, call: str, work: Callable[[AsyncConnection], Awaitable[T]], *, write: bool

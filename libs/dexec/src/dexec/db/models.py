@@ -80,6 +80,9 @@ class WebhookDeliveryRow(SQLModel, table=True):
     order_id: str = Field(max_length=40)
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))
     url: str = Field(sa_column=Column(Text, nullable=False))
+    # The URL's host (`dexec.webhook_targets.webhook_host`): POSTs in flight are limited per
+    # host. None in rows queued before it was kept.
+    host: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     state: str = Field(default=WebhookState.PENDING, max_length=16)
     attempts: int = 0
     # Set by the database's clock, as every comparison with it is: no skew between replicas.
