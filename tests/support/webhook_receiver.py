@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Self
 
 import uvicorn
 from starlette.applications import Starlette
@@ -73,8 +74,51 @@ class Trickled:
     closed: float | None = None  # loop time the client closed the connection, if it has
 
 
+class RawHttpServer:
+    """A bare asyncio server on 127.0.0.1 for answers no HTTP framework would give: each
+    connection's request is read whole, then `_answer` writes what it likes. Every handler
+    still running is cancelled when the server stops."""
+
+    port: int
+    _handlers: set[asyncio.Task[None]]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def _answer(
+        self, headers: dict[str, str], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        raise NotImplementedError
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode().split("\r\n")[1:]
+            headers = dict(line.lower().split(": ", 1) for line in lines if line)
+            await reader.readexactly(int(headers.get("content-length", "0")))
+            await self._answer(headers, reader, writer)
+        finally:
+            writer.close()
+            self._handlers.discard(task)
+
+    async def __aenter__(self) -> Self:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.close()
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        await self._server.wait_closed()
+
+
 @dataclass
-class TricklingReceiver:
+class TricklingReceiver(RawHttpServer):
     """A raw HTTP server that answers every POST one byte at a time, never finishing.
 
     It reads the whole request, sends the status line and headers of a 200 with a large body,
@@ -89,58 +133,34 @@ class TricklingReceiver:
     _handlers: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    @property
     def open(self) -> list[Trickled]:
         """The requests whose clients are still connected."""
         return [r for r in self.requests if r.closed is None]
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
+    async def _answer(
+        self, headers: dict[str, str], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         loop = asyncio.get_running_loop()
+        request = Trickled(headers.get("x-dexec-event-id", ""), loop.time())
+        self.requests.append(request)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+        hung_up = asyncio.ensure_future(reader.read(1))  # b"" once the client closes
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode().split("\r\n")[1:]
-            headers = dict(line.lower().split(": ", 1) for line in lines if line)
-            await reader.readexactly(int(headers.get("content-length", "0")))
-            request = Trickled(headers.get("x-dexec-event-id", ""), loop.time())
-            self.requests.append(request)
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
-            hung_up = asyncio.ensure_future(reader.read(1))  # b"" once the client closes
-            try:
-                while not hung_up.done():
-                    writer.write(b".")
-                    await writer.drain()
-                    await asyncio.wait({hung_up}, timeout=self.interval)
-            except ConnectionError:
-                pass  # the client closed while this was writing
-            finally:
-                hung_up.cancel()
-                if hung_up.done() and not hung_up.cancelled():
-                    hung_up.exception()  # a reset instead of a close: retrieved, not logged
-            request.closed = loop.time()
+            while not hung_up.done():
+                writer.write(b".")
+                await writer.drain()
+                await asyncio.wait({hung_up}, timeout=self.interval)
+        except ConnectionError:
+            pass  # the client closed while this was writing
         finally:
-            writer.close()
-            self._handlers.discard(task)
-
-    async def __aenter__(self) -> TricklingReceiver:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._server.close()
-        for task in list(self._handlers):
-            task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
-        await self._server.wait_closed()
+            hung_up.cancel()
+            if hung_up.done() and not hung_up.cancelled():
+                hung_up.exception()  # a reset instead of a close: retrieved, not logged
+        request.closed = loop.time()
 
 
 @dataclass
-class FloodingReceiver:
+class FloodingReceiver(RawHttpServer):
     """A raw HTTP server that answers every POST 200 with a body of `size` bytes, written as
     fast as the client takes it, and counts how much the client took before it hung up."""
 
@@ -149,21 +169,12 @@ class FloodingReceiver:
     written: list[int] = field(default_factory=list)  # bytes of body taken, per POST ended
     _handlers: set[asyncio.Task[None]] = field(default_factory=set)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
+    async def _answer(
+        self, headers: dict[str, str], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         chunk = b"x" * (1 << 20)
         written = 0
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode().split("\r\n")[1:]
-            headers = dict(line.lower().split(": ", 1) for line in lines if line)
-            await reader.readexactly(int(headers.get("content-length", "0")))
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % self.size)
             while written < self.size:
                 writer.write(chunk)
@@ -173,16 +184,3 @@ class FloodingReceiver:
             pass
         finally:
             self.written.append(written)
-            writer.close()
-            self._handlers.discard(task)
-
-    async def __aenter__(self) -> FloodingReceiver:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._server.close()
-        for task in list(self._handlers):
-            task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
-        await self._server.wait_closed()
