@@ -69,6 +69,7 @@ def forged_cursor(text: str) -> str:
 
 async def test_bad_listing_parameters_are_4xx(stack: Stack) -> None:
     cursors = [
+        "",  # a client that lost its nextCursor: not the first page again
         "!!",
         forged_cursor("2024-01-01T00:00:00+00:00|\x00"),  # a NUL Postgres cannot compare
         forged_cursor("0001-01-01T00:00:00+05:00|x"),  # year 0 in UTC
@@ -83,6 +84,8 @@ async def test_bad_listing_parameters_are_4xx(stack: Stack) -> None:
         response = await stack.http.get(f"{stack.api_url}/api/orders", params=params)
         assert response.status_code == 422, params
         assert "error" in response.json()
+        if "cursor" in params:
+            assert response.json()["error"]["code"] == "INVALID_CURSOR"
 
 
 async def test_health_and_readiness(stack: Stack) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import httpx
 import pytest
@@ -106,6 +107,13 @@ BAD_BODIES = {
     "missing amount": ({"tokenIn": "SOL", "tokenOut": "USDC"}, 422, "VALIDATION_ERROR"),
     "missing tokens": ({"amount": "1"}, 422, "VALIDATION_ERROR"),
     "missing tokenOut": ({"tokenIn": "SOL", "amount": "1"}, 422, "VALIDATION_ERROR"),
+    "missing outputToken": ({"inputToken": "SOL", "amount": "1"}, 422, "VALIDATION_ERROR"),
+    "side without pair": ({"side": "sell", "amount": "1"}, 422, "VALIDATION_ERROR"),
+    "pair of three": (
+        {"side": "sell", "pair": "SOL/USDC/", "amount": "1"},
+        422,
+        "VALIDATION_ERROR",
+    ),
     "unknown token": ({"tokenIn": "SOL", "tokenOut": "DOGE", "amount": "1"}, 422, "UNKNOWN_TOKEN"),
     "zero amount": ({"tokenIn": "SOL", "tokenOut": "USDC", "amount": "0"}, 422, "INVALID_AMOUNT"),
     "negative amount": (
@@ -164,7 +172,33 @@ async def test_bad_body_gets_a_json_4xx_and_no_order(stack: Stack, case: str) ->
     error = response.json()["error"]
     assert error["code"] == code
     assert error["message"]
+    if code == "VALIDATION_ERROR":  # each error names its field (null: the body as a whole)
+        assert error["details"], error
+        assert all(set(d) == {"field", "message"} for d in error["details"]), error
     assert await orders_in_stream(stack.nats_url) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"tokenIn": "SOL", "amount": "1"}, "tokenOut"),
+        ({"tokenOut": "USDC", "amount": "1"}, "tokenIn"),
+        ({"inputToken": "SOL", "amount": "1"}, "outputToken"),
+        ({"side": "sell", "amount": "1"}, "pair"),
+        ({"pair": "SOL/USDC", "amount": "1"}, "side"),
+        ({"side": "sell", "pair": "SOL/USDC/", "amount": "1"}, "pair"),
+        ({"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "slippage": "0.00005"}, "slippage"),
+        ([ORDER], None),
+    ],
+)
+async def test_a_validation_error_names_its_field(
+    stack: Stack, body: Any, field: str | None
+) -> None:
+    response = await stack.http.post(f"{stack.api_url}/api/orders/execute", json=body)
+    assert response.status_code == 422, response.text
+    [detail] = response.json()["error"]["details"]
+    assert detail["field"] == field
+    assert detail["message"]
 
 
 RAW_REQUESTS = {

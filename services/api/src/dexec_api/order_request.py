@@ -146,19 +146,30 @@ class OrderRequest(BaseModel):
     def token_keys(self) -> tuple[str, str]:
         if self.side is not None or self.pair is not None:
             if self.side is None or self.pair is None or self.pair.count("/") != 1:
-                raise ApiError(422, "VALIDATION_ERROR", "side and pair ('BASE/QUOTE') go together")
+                field = "side" if self.side is None else "pair"
+                raise invalid(field, "side and pair ('BASE/QUOTE') go together")
             base, quote = (part.strip() for part in self.pair.split("/"))
             return (base, quote) if self.side == "sell" else (quote, base)
         token_in = self.token_in or self.input_token
         token_out = self.token_out or self.output_token
         if not token_in or not token_out:
-            raise ApiError(422, "VALIDATION_ERROR", "both the input and output token are required")
+            # Named as the body named its tokens (tokenIn/tokenOut unless it used the others).
+            other_names = self.input_token or self.output_token
+            spelled = ("inputToken", "outputToken") if other_names else ("tokenIn", "tokenOut")
+            field = spelled[0] if not token_in else spelled[1]
+            raise invalid(field, "both the input and output token are required")
         return token_in, token_out
 
     def slippage_in_bps(self, default: int) -> int:
         if self.slippage is not None:
             return fraction_in_bps(self.slippage)
         return default if self.slippage_bps is None else self.slippage_bps
+
+
+def invalid(field: str | None, message: str) -> ApiError:
+    """A VALIDATION_ERROR with its one detail, as pydantic's are given (`field` None: about the
+    body as a whole)."""
+    return ApiError(422, "VALIDATION_ERROR", message, [{"field": field, "message": message}])
 
 
 def fraction_in_bps(slippage: Decimal) -> int:
@@ -175,7 +186,7 @@ def fraction_in_bps(slippage: Decimal) -> int:
     except Inexact:
         bps = None
     if bps is None or bps != bps.to_integral_value():
-        raise ApiError(422, "VALIDATION_ERROR", "slippage finer than 1 bps")
+        raise invalid("slippage", "slippage finer than 1 bps")
     return int(bps)
 
 
@@ -200,7 +211,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         # RecursionError: nesting deeper than the parser's stack (3 KB of "[" is enough).
         raise ApiError(400, "INVALID_JSON", f"the body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
-        raise ApiError(422, "VALIDATION_ERROR", "the body must be a JSON object")
+        raise invalid(None, "the body must be a JSON object")
     return body
 
 

@@ -263,7 +263,7 @@ async def list_orders(
         query = query.where(OrderRow.tenant == tenant)
     if status is not None:
         query = query.where(OrderRow.status == str(status))
-    if cursor:
+    if cursor is not None:  # `cursor=` too: no cursor this API handed out is empty
         created, order_id = decode_cursor(cursor)
         query = query.where(
             or_(
