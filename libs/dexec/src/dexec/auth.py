@@ -15,6 +15,8 @@ from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+# The longest tenant name: the width of `orders.tenant`, where every order records its tenant.
+TENANT_MAX_LENGTH = 64
 
 
 def hash_api_key(key: str) -> str:
@@ -30,12 +32,23 @@ class AuthSettings(BaseSettings):
     @field_validator("api_keys")
     @classmethod
     def _only_digests(cls, keys: dict[str, str]) -> dict[str, str]:
+        owners: dict[str, str] = {}
         for tenant, digest in keys.items():
+            # A name the orders table cannot hold would have every order of the tenant
+            # accepted and then refused by the recorder: never listed, gone with the stream.
+            if not 1 <= len(tenant) <= TENANT_MAX_LENGTH:
+                raise ValueError(
+                    f"tenant {tenant[:TENANT_MAX_LENGTH]!r}…: a tenant's name takes 1 to "
+                    f"{TENANT_MAX_LENGTH} characters"
+                )
             if not DIGEST.match(digest):
                 raise ValueError(
                     f"tenant {tenant!r}: give the key's digest (python -m dexec.auth KEY), "
                     "not the key"
                 )
+            if digest in owners:  # one key for two tenants: whose orders would it place?
+                raise ValueError(f"tenants {owners[digest]!r} and {tenant!r} have the same key")
+            owners[digest] = tenant
         return keys
 
 

@@ -11,6 +11,8 @@ from sqlalchemy import BigInteger, Column, DateTime, Index, Numeric, Text, func,
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
+from dexec.auth import TENANT_MAX_LENGTH
+
 
 class OrderRow(SQLModel, table=True):
     __tablename__ = "orders"
@@ -20,7 +22,7 @@ class OrderRow(SQLModel, table=True):
     )
 
     id: str = Field(primary_key=True, max_length=40)
-    tenant: str | None = Field(default=None, max_length=64)
+    tenant: str | None = Field(default=None, max_length=TENANT_MAX_LENGTH)
     status: str = Field(max_length=16, index=True)
     token_in: str | None = Field(default=None, max_length=16)
     token_out: str | None = Field(default=None, max_length=16)
