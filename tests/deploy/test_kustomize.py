@@ -55,7 +55,9 @@ def plain(directory: str) -> list[Manifest]:
 
 @pytest.mark.parametrize("directory", COMPARABLE)
 def test_every_plain_manifest_is_valid_kubernetes(directory: str) -> None:
-    for obj in plain(directory):
+    rendered = plain(directory)
+    assert rendered, f"k8s/{directory} renders nothing"
+    for obj in rendered:
         validate(obj)
 
 

@@ -13,12 +13,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import asyncpg
 
 from dexec.db.migrate import upgrade
 
+if TYPE_CHECKING:
+    from testcontainers.core.container import DockerContainer
+
 TEMPLATE_DB = "dexec_template"
+C = TypeVar("C", bound="DockerContainer")
 
 
 def docker_answers() -> bool:
@@ -69,14 +74,23 @@ class PostgresBackend:
         return self.url(name)
 
 
+def on_loopback(container: C, port: int) -> C:
+    """The container with `port` published on 127.0.0.1 only (at a free port), not on every
+    interface as Docker does by default. docker-py reads a one-element (address,) tuple as
+    "this address, any port"; testcontainers passes its `ports` to it as they are."""
+    container.ports[port] = ("127.0.0.1",)
+    return container
+
+
 @contextmanager
 def postgres_backend() -> Iterator[PostgresBackend]:
     if docker_answers():
         from testcontainers.postgres import PostgresContainer
 
-        with PostgresContainer(
+        container = PostgresContainer(
             "postgres:16-alpine", username="dexec", password="dexec", dbname="dexec"
-        ) as pg:
+        )
+        with on_loopback(container, 5432) as pg:
             yield PostgresBackend(
                 pg.get_container_host_ip(),
                 int(pg.get_exposed_port(5432)),
@@ -101,7 +115,8 @@ def nats_backend() -> Iterator[str]:
     if docker_answers():
         from testcontainers.nats import NatsContainer
 
-        with NatsContainer("nats:2.10-alpine", jetstream=True) as nats:
+        # The oldest NATS the services accept (`dexec.bus.connection.MIN_SERVER_VERSION`).
+        with on_loopback(NatsContainer("nats:2.11-alpine", jetstream=True), 4222) as nats:
             yield nats.nats_uri()
         return
     from dexec_tools.servers import NatsServer

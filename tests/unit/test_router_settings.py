@@ -10,7 +10,6 @@ from dexec_router.settings import RouterSettings
 
 
 def test_a_quote_may_not_take_longer_than_the_api_waits_for_it() -> None:
-    longest = RouterSettings(quote_timeout_seconds=4).quote_timeout_seconds
-    assert longest < ROUTER_REPLY_TIMEOUT_SECONDS
+    RouterSettings(quote_timeout_seconds=ROUTER_REPLY_TIMEOUT_SECONDS - 1)  # within: accepted
     with pytest.raises(ValidationError, match="quote_timeout_seconds"):
         RouterSettings(quote_timeout_seconds=ROUTER_REPLY_TIMEOUT_SECONDS)
