@@ -230,7 +230,9 @@ class WebhookDispatcher:
         self._js = js
         self._settings = settings
         self._http = webhook_client(
-            settings.webhook_timeout_seconds, settings.webhook_allow_private_targets
+            settings.webhook_timeout_seconds,
+            settings.webhook_allow_private_targets,
+            settings.webhook_nameserver_list,
         )
         # A POST that outlived its lease could be sent twice: the lease outlasts the timeout,
         # which bounds each whole POST (`_send`), and a POST starts only while the rest of the
