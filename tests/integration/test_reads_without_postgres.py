@@ -1,7 +1,8 @@
 """Reading orders while Postgres refuses the API or does not answer at all.
 
 GET of one order falls back to the order's events in the stream; a listing, which only
-Postgres can serve, is `503 DATABASE_UNAVAILABLE`; `/readyz` says Postgres is not ready. Each
+Postgres can serve, is `503 DATABASE_UNAVAILABLE`; submits go on, and `/readyz` stays ready
+(its traffic needs NATS only) while it says Postgres does not answer. Each
 answer comes while Postgres is still down: a request that hung instead would run into the
 HTTP client's timeout and fail the test.
 """
@@ -49,11 +50,12 @@ async def refusing(postgres: PostgresBackend, database_url: str) -> AsyncIterato
 async def assert_reads_without_postgres(stack: Stack, order_id: str) -> None:
     """What the API answers while Postgres cannot serve it (the order is in the stream only)."""
     api = stack.api_url
-    order, listing, unknown, ready = await asyncio.gather(
+    order, listing, unknown, ready, submitted = await asyncio.gather(
         stack.http.get(f"{api}/api/orders/{order_id}"),
         stack.http.get(f"{api}/api/orders", params={"limit": 1}),
         stack.http.get(f"{api}/api/orders/{uuid.uuid4()}"),
         stack.http.get(f"{api}/readyz"),
+        stack.submit(ORDER),
     )
 
     assert order.status_code == 200, order.text
@@ -70,8 +72,9 @@ async def assert_reads_without_postgres(stack: Stack, order_id: str) -> None:
     assert unknown.status_code == 503, unknown.text
     assert unknown.json()["error"]["code"] == "DATABASE_UNAVAILABLE"
 
-    assert ready.status_code == 503
-    assert ready.json() == {"ready": False, "nats": True, "postgres": False}
+    assert ready.status_code == 200
+    assert ready.json() == {"ready": True, "nats": True, "postgres": False}
+    assert submitted.status_code == 202, submitted.text
 
 
 async def assert_postgres_back(stack: Stack) -> None:
@@ -79,11 +82,11 @@ async def assert_postgres_back(stack: Stack) -> None:
         response = await stack.http.get(f"{stack.api_url}/api/orders")
         return response.status_code == 200
 
-    async def ready() -> bool:
-        return (await stack.http.get(f"{stack.api_url}/readyz")).status_code == 200
+    async def postgres_answers() -> bool:
+        return (await stack.http.get(f"{stack.api_url}/readyz")).json()["postgres"] is True
 
     await eventually(listing_answers, what="the listing answered from Postgres again")
-    await eventually(ready, what="the API ready again")
+    await eventually(postgres_answers, what="/readyz seeing Postgres again")
 
 
 async def test_reads_while_postgres_refuses_connections(

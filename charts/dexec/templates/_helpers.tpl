@@ -220,7 +220,8 @@ migrations do not need it). */}}
       key: {{ include "dexec.webhooksSecretKey" . }}
 {{- end }}
 
-{{/* Probes: api and notifier have /healthz (alive) and /readyz (NATS and Postgres answer);
+{{/* Probes: api and notifier have /healthz (alive) and /readyz (NATS answers; Postgres is
+reported but not required: a failover must not take every replica out of service);
 router and executor have only their metrics endpoint, which answers while the process lives.
 Start-up allows 60 s (migrations run in an init container, before this). */}}
 {{- define "dexec.probes" -}}
