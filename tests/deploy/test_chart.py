@@ -139,6 +139,22 @@ def test_probes_use_each_service_s_own_endpoints(value_set: str) -> None:
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_services_clients_reach_keep_serving_while_their_endpoint_is_removed(
+    value_set: str,
+) -> None:
+    """A preStop sleep on the api and notifier, shorter than the grace period; the workers
+    take no connections and stop at once."""
+    for service in SERVICES:
+        pod = deployment(service, value_set)["spec"]["template"]["spec"]
+        lifecycle = main_container(deployment(service, value_set)).get("lifecycle")
+        if service in HTTP_SERVICES:
+            seconds = lifecycle["preStop"]["sleep"]["seconds"]
+            assert 0 < seconds < pod["terminationGracePeriodSeconds"], service
+        else:
+            assert lifecycle is None, service
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
 def test_services_listen_on_all_interfaces_on_their_port(value_set: str) -> None:
     ports = HTTP_SERVICES | WORKER_SERVICES
     for service in SERVICES:

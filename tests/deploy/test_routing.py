@@ -98,6 +98,8 @@ def test_service_monitors_scrape_every_service_s_metrics_port() -> None:
         [service] = [s for s in services if selector.items() <= s["metadata"]["labels"].items()]
         [endpoint] = monitor["spec"]["endpoints"]
         assert endpoint["path"] == "/metrics"
+        # The metrics' own `service` label (the dashboards select on it) is kept.
+        assert endpoint["honorLabels"] is True
         assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
     assert {m["metadata"]["name"] for m in monitors} == {
         f"dexec-{s}" for s in ("api", "router", "executor", "notifier")

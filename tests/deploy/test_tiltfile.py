@@ -103,3 +103,13 @@ def test_service_monitors_wait_for_the_monitoring_stack_that_defines_them() -> N
     assert {o["kind"] for o in tilt().objects if o["kind"] == "ServiceMonitor"} == {
         "ServiceMonitor"
     }
+
+
+def test_the_api_hands_out_websocket_links_the_developer_s_browser_can_open() -> None:
+    """Where the Tiltfile forwards the notifier, not the in-cluster Service name."""
+    [config] = [
+        o
+        for o in tilt().objects
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "dexec-config"
+    ]
+    assert config["data"]["DEXEC_PUBLIC_WS_URL"] == "ws://localhost:8001"
