@@ -222,7 +222,8 @@ migrations do not need it). */}}
 
 {{/* Probes: api and notifier have /healthz (alive) and /readyz (NATS answers; Postgres is
 reported but not required: a failover must not take every replica out of service);
-router and executor have only their metrics endpoint, which answers while the process lives.
+router and executor have only their metrics endpoint, served once the worker is connected to
+NATS with its consumer running, and then while the process lives.
 Start-up allows 60 s (migrations run in an init container, before this). */}}
 {{- define "dexec.probes" -}}
 {{- $port := .spec.portName }}

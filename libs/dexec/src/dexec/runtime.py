@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import uvloop
@@ -25,12 +26,16 @@ class Service(Protocol):
     async def stop(self) -> None: ...
 
 
-async def serve_until_signalled(service: Service) -> None:
+async def serve_until_signalled(
+    service: Service, on_started: Callable[[], object] = lambda: None
+) -> None:
+    """Start the service, call `on_started`, and run until SIGINT/SIGTERM, then stop it."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await service.start()
+    on_started()
     try:
         with probing_loop_lag():
             await stop.wait()
@@ -47,11 +52,17 @@ def run_service(
     tracing.configure(name)
     name_process(name)
     host, port = metrics_address
-    if port:
-        start_http_server(port, host)
     settle_startup_heap()
+
+    def serve_metrics() -> None:
+        # Only once the service is up (connected to NATS, its consumer running): the metrics
+        # endpoint is the worker's readiness probe, and a pod still waiting for NATS must not
+        # count as ready, nor a rollout take the working ones away for it.
+        if port:
+            start_http_server(port, host)
+
     with contextlib.suppress(KeyboardInterrupt):
-        uvloop.run(serve_until_signalled(service))
+        uvloop.run(serve_until_signalled(service, serve_metrics))
 
 
 # uvicorn's WebSocket implementation on the websockets library's Sans-I/O core: cheaper per
