@@ -63,6 +63,7 @@ class NotifierSettings(CommonSettings, AuthSettings, WebhookTargetSettings):
     def webhook_nameserver_list(self) -> list[str] | None:
         servers = [s.strip() for s in self.webhook_nameservers.split(",") if s.strip()]
         return servers or None
+
     # How often the dispatcher looks for due deliveries without being woken: rows another
     # replica's recorder queued, and deliveries whose replica died mid-POST (lease run out).
     webhook_poll_seconds: float = Field(1.0, gt=0)
