@@ -58,12 +58,11 @@ class NotifierSettings(CommonSettings, AuthSettings, WebhookTargetSettings):
     # Name servers for webhook hosts ("10.0.0.53:53,10.0.0.54"): empty, the system's
     # (/etc/resolv.conf). For a deployment whose egress has a resolver of its own.
     webhook_nameservers: str = ""
+    # How often the dispatcher looks for due deliveries without being woken: rows another
+    # replica's recorder queued, and deliveries whose replica died mid-POST (lease run out).
+    webhook_poll_seconds: float = Field(1.0, gt=0)
 
     @property
     def webhook_nameserver_list(self) -> list[str] | None:
         servers = [s.strip() for s in self.webhook_nameservers.split(",") if s.strip()]
         return servers or None
-
-    # How often the dispatcher looks for due deliveries without being woken: rows another
-    # replica's recorder queued, and deliveries whose replica died mid-POST (lease run out).
-    webhook_poll_seconds: float = Field(1.0, gt=0)
