@@ -56,7 +56,8 @@ async def queued(engine: AsyncEngine) -> list[tuple[str, int, str]]:
 
 async def claim(engine: AsyncEngine, limit: int = 10) -> list[int]:
     async with engine.begin() as conn:
-        rows = await conn.execute(CLAIM, {"limit": limit, "lease": LEASE, "busy": []})
+        parameters = {"limit": limit, "lease": LEASE, "host_cap": 8}
+        rows = await conn.execute(CLAIM, {**parameters, "posting_hosts": [], "posting_counts": []})
         return sorted(row.seq for row in rows)
 
 

@@ -394,7 +394,7 @@ async def test_a_host_that_never_answers_does_not_take_every_slot(
             return await delivery_states(engine, "answered") == ["delivered"]
 
         await eventually(recorded_delivered, what="the answered webhook delivered")
-        # Claimed beyond the limit and handed back: not counted as attempts.
+        # Only two of the hanging host's events were claimed (and so counted as attempts).
         attempts = [await delivery_attempts(engine, f"hanging-{n}") for n in range(10)]
         assert sorted(attempts) == [[0]] * 8 + [[1]] * 2
 

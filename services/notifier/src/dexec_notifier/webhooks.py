@@ -6,9 +6,9 @@ every event to find the few that have somewhere to go. A dispatcher on every not
 claims due rows with `FOR UPDATE SKIP LOCKED` and a lease (so two replicas never POST one
 event at once, and a replica that dies mid-POST leaves the row to another when the lease
 runs out), posts, then marks the row delivered or schedules a retry with exponential backoff.
-At most `webhook_host_concurrency` of a replica's POSTs go to one host at once: a claim leaves
-out hosts that have their fill, and hands back (not as an attempt) rows beyond it, so a
-receiver that never answers cannot hold every slot for its timeout.
+At most `webhook_host_concurrency` of a replica's POSTs go to one host (the URL's host name)
+at once: a claim takes for each host no more than its room, so a receiver that never answers
+cannot hold every slot for its timeout.
 A POST, from its connect to its answer's last byte, takes at most `webhook_timeout_seconds`
 (else it failed, as any timeout), and starts only while that much of its lease is left (the
 checks before it may have been slow), so none outlives its lease. Every write after the claim
@@ -58,8 +58,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -73,8 +73,12 @@ from nats.js.errors import BucketNotFoundError, NotFoundError
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 from sqlalchemy import (
+    ARRAY,
     ColumnElement,
+    Integer,
     Interval,
+    TableClause,
+    Text,
     Update,
     and_,
     bindparam,
@@ -113,22 +117,64 @@ GIVEN_UP = {call: DB_FAILURES.labels(call=call) for call in ("claim", "check", "
 
 WEBHOOKS = WebhookDeliveryRow.__table__
 EVENTS = OrderEventRow.__table__
-_earlier = WEBHOOKS.alias("earlier")
-_due = (
-    select(WEBHOOKS.c.msg_id)
-    .where(
-        WEBHOOKS.c.state == WebhookState.PENDING,
-        WEBHOOKS.c.next_attempt_at <= func.now(),
-        or_(WEBHOOKS.c.lease_until.is_(None), WEBHOOKS.c.lease_until < func.now()),
-        # Not to a host this replica already has its fill of POSTs in flight to.
-        or_(WEBHOOKS.c.host.is_(None), WEBHOOKS.c.host.not_in(bindparam("busy", expanding=True))),
+# How many of the earliest due rows a claim looks through to share out among hosts.
+CLAIM_SCAN_ROWS = 2048
+
+
+def _due(rows: TableClause) -> list[ColumnElement[bool]]:
+    """Whether a row of `rows` (the outbox, or an alias of it) may be claimed now."""
+    earlier = WEBHOOKS.alias()
+    return [
+        rows.c.state == WebhookState.PENDING,
+        rows.c.next_attempt_at <= func.now(),
+        or_(rows.c.lease_until.is_(None), rows.c.lease_until < func.now()),
         # The order's earlier events go first (in flight or waiting for a retry).
         ~exists().where(
-            _earlier.c.order_id == WEBHOOKS.c.order_id,
-            _earlier.c.state == WebhookState.PENDING,
-            _earlier.c.seq < WEBHOOKS.c.seq,
+            earlier.c.order_id == rows.c.order_id,
+            earlier.c.state == WebhookState.PENDING,
+            earlier.c.seq < rows.c.seq,
         ),
+    ]
+
+
+# Each host gets at most its room: `host_cap` less the POSTs this replica has under way to it
+# (`posting_hosts`, `posting_counts`), its earliest rows first. Done here, not by handing
+# back what a claim took beyond it: a host with a backlog would otherwise fill every claim
+# with rows to hand back. The ranking sees the earliest CLAIM_SCAN_ROWS due rows (a window
+# function cannot sit in the query that locks). Rows without a host have no limit.
+_scan = WEBHOOKS.alias("scan")
+_scanned = (
+    select(_scan.c.msg_id, _scan.c.host, _scan.c.next_attempt_at, _scan.c.seq)
+    .where(*_due(_scan))
+    .order_by(_scan.c.next_attempt_at, _scan.c.seq)
+    .limit(CLAIM_SCAN_ROWS)
+    .subquery("scanned")
+)
+_ranked = select(
+    _scanned.c.msg_id,
+    _scanned.c.host,
+    func.row_number()
+    .over(partition_by=_scanned.c.host, order_by=(_scanned.c.next_attempt_at, _scanned.c.seq))
+    .label("place"),
+).subquery("ranked")
+_posting = (
+    func.unnest(
+        bindparam("posting_hosts", type_=ARRAY(Text)),
+        bindparam("posting_counts", type_=ARRAY(Integer)),
     )
+    .table_valued("host", "posts")
+    .render_derived(name="posting")
+)
+_room = bindparam("host_cap", type_=Integer) - func.coalesce(
+    select(_posting.c.posts).where(_posting.c.host == _ranked.c.host).scalar_subquery(), 0
+)
+_within_room = select(_ranked.c.msg_id).where(
+    or_(_ranked.c.host.is_(None), _ranked.c.place <= _room)
+)
+_claimable = (
+    select(WEBHOOKS.c.msg_id)
+    # Checked again on the row it locks: another replica may have claimed it meanwhile.
+    .where(*_due(WEBHOOKS), WEBHOOKS.c.msg_id.in_(_within_room))
     .order_by(WEBHOOKS.c.next_attempt_at, WEBHOOKS.c.seq)
     .limit(bindparam("limit"))
     .with_for_update(skip_locked=True)
@@ -137,7 +183,7 @@ _due = (
 # Take up to `limit` due rows for `lease`, with the events to send.
 CLAIM = (
     update(WEBHOOKS)
-    .where(WEBHOOKS.c.msg_id == _due.c.msg_id, EVENTS.c.msg_id == WEBHOOKS.c.msg_id)
+    .where(WEBHOOKS.c.msg_id == _claimable.c.msg_id, EVENTS.c.msg_id == WEBHOOKS.c.msg_id)
     .values(
         lease_until=func.now() + bindparam("lease", type_=Interval),
         attempts=WEBHOOKS.c.attempts + 1,
@@ -279,38 +325,23 @@ class WebhookDispatcher:
                 # Read before the claim: what was recorded by then, the claim's check saw.
                 floor = await self._recorded_floor()
                 try:
-                    claimed = await self._claim(room, self._busy_hosts())
+                    claimed = await self._claim(room)
                 except Exception as exc:  # Postgres restarting: try again on the next poll
                     log.warning("claiming webhook deliveries failed: %r", exc)
-            over = []
             for delivery in claimed:
-                if not self._start(delivery, floor):
-                    over.append(delivery)
-            if over:
-                await self._release(over)
-            # A host whose fill this claim took is left out of the next: no claim comes back
-            # with only its rows again.
+                self._start(delivery, floor)
             if claimed and len(claimed) == room:
                 continue  # there may be more due
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._settings.webhook_poll_seconds)
 
-    def _busy_hosts(self) -> list[str]:
-        cap = self._settings.webhook_host_concurrency
-        return [host for host, posting in self._per_host.items() if posting >= cap]
-
-    def _start(self, delivery: Delivery, floor: int) -> bool:
-        """Start the delivery, unless its host has its fill of POSTs under way."""
-        host = delivery.host
-        if host is not None and self._per_host[host] >= self._settings.webhook_host_concurrency:
-            return False
+    def _start(self, delivery: Delivery, floor: int) -> None:
         task = asyncio.create_task(self._deliver(delivery, floor))
         self._posting.add(task)
-        if host is not None:
-            self._per_host[host] += 1
-            self._host_of[task] = host
+        if delivery.host is not None:
+            self._per_host[delivery.host] += 1
+            self._host_of[task] = delivery.host
         task.add_done_callback(self._posted)
-        return True
 
     def _posted(self, task: asyncio.Task[None]) -> None:
         self._posting.discard(task)
@@ -321,33 +352,23 @@ class WebhookDispatcher:
                 del self._per_host[host]
         self._wake.set()  # room for more, and the order's next event may be due
 
-    async def _claim(self, limit: int, busy: Sequence[str] = ()) -> list[Delivery]:
-        """Up to `limit` due rows, none to the `busy` hosts, leased to this replica."""
+    async def _claim(self, limit: int) -> list[Delivery]:
+        """Up to `limit` due rows, leased to this replica; to each host no more than its room
+        under `webhook_host_concurrency`, counting the POSTs under way to it here."""
         lease_ends = time.monotonic() + self._lease.total_seconds()
+        parameters = {
+            "limit": limit,
+            "lease": self._lease,
+            "host_cap": self._settings.webhook_host_concurrency,
+            "posting_hosts": list(self._per_host),
+            "posting_counts": list(self._per_host.values()),
+        }
 
         async def claim(conn: AsyncConnection) -> list[Delivery]:
-            parameters = {"limit": limit, "lease": self._lease, "busy": list(busy)}
             rows = await conn.execute(CLAIM, parameters)
             return [Delivery.of(row, lease_ends) for row in rows]
 
         return await self._in_postgres("claim", claim, write=True)
-
-    async def _release(self, deliveries: list[Delivery]) -> None:
-        """Hand back rows claimed beyond their host's limit, due as before (not an attempt);
-        if this fails, their lease runs out and they come back then. One statement: rows of one
-        claim share its lease (`now()` is the claim's transaction's)."""
-        by_lease: dict[datetime, list[str]] = defaultdict(list)
-        for delivery in deliveries:
-            by_lease[delivery.lease_token].append(delivery.msg_id)
-        for lease, msg_ids in by_lease.items():
-            try:
-                await self._update(
-                    update(WEBHOOKS)
-                    .where(WEBHOOKS.c.msg_id.in_(msg_ids), WEBHOOKS.c.lease_until == lease)
-                    .values(lease_until=None, attempts=WEBHOOKS.c.attempts - 1)
-                )
-            except Exception as exc:
-                log.warning("handing back webhook deliveries failed: %r", exc)
 
     async def _in_postgres(
         self, call: str, work: Callable[[AsyncConnection], Awaitable[T]], *, write: bool
