@@ -148,7 +148,9 @@ def test_services_clients_reach_keep_serving_while_their_endpoint_is_removed(
         pod = deployment(service, value_set)["spec"]["template"]["spec"]
         lifecycle = main_container(deployment(service, value_set)).get("lifecycle")
         if service in HTTP_SERVICES:
-            seconds = lifecycle["preStop"]["sleep"]["seconds"]
+            sleep, seconds = lifecycle["preStop"]["exec"]["command"]
+            assert sleep == "sleep"
+            seconds = int(seconds)
             assert 0 < seconds < pod["terminationGracePeriodSeconds"], service
         else:
             assert lifecycle is None, service
