@@ -1,4 +1,4 @@
-"""Health of the HTTP services: alive, and ready when NATS and Postgres both answer."""
+"""Health of the HTTP services: alive, and ready when NATS answers (Postgres is reported)."""
 
 from __future__ import annotations
 

@@ -35,8 +35,8 @@ async def serve_until_signalled(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await service.start()
-    on_started()
     try:
+        on_started()
         with probing_loop_lag():
             await stop.wait()
     finally:

@@ -13,8 +13,9 @@ Names are resolved with c-ares (aiodns), not the system's getaddrinfo: on uvloop
 libuv's four worker threads, and a lookup cancelled by the POST's timeout keeps its thread
 until the system resolver gives up (10 s and more), so a few URLs on a name server that never
 answers would stall every other webhook, and the service's own connections, behind them.
-A c-ares lookup holds no thread and ends when it is cancelled. Numeric hosts are read as
-addresses without a lookup, in every form the system accepts (`2130706433` is 127.0.0.1).
+A c-ares lookup holds no thread: a POST that gives up on it leaves it to time out on its
+own. Numeric hosts are read as addresses without a lookup, in every form the system accepts
+(`2130706433` is 127.0.0.1).
 
 A refused target raises `RefusedTarget`, which no retry can change; a name that does not
 resolve is an ordinary `httpx.ConnectError`. Proxy variables (HTTP_PROXY ...) are ignored: a

@@ -210,7 +210,9 @@ class ServiceSampler:
             time.sleep(step)  # a sampling interval: CPU use is a rate over time
             after, waited_after = self._cpu_seconds(), self._runqueue_seconds()
             used = sum(after.values()) - sum(before.values())
-            waited = waited_after - waited_before
+            # A thread (or Postgres backend) that ended takes its wait out of the sum: never
+            # less than none.
+            waited = max(0.0, waited_after - waited_before)
             if 100 * (used + waited) / step < SETTLED_PERCENT_OF_ONE_CORE:
                 self.settle_seconds = round(time.monotonic() - ended, 1)
                 self.cpu_seconds_to_settle = {
