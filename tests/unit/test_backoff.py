@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from dexec.bus.worker import backoff_delay
+from dexec.backoff import doubling_delay
 from dexec.orders.events import (
     Execution,
     OrderEvent,
@@ -23,11 +23,24 @@ ORDER_ID = "0c4f9a52-1b7e-4c8a-9f0d-3e2a6b5c7d19"
 
 @pytest.mark.parametrize(("attempt", "factor"), [(1, 1), (2, 2), (3, 4), (4, 8)])
 def test_backoff_doubles_per_attempt(attempt: int, factor: int) -> None:
-    assert backoff_delay(attempt, 0.5) == 0.5 * factor
+    assert doubling_delay(attempt, 0.5) == 0.5 * factor
 
 
 def test_backoff_with_base_one() -> None:
-    assert [backoff_delay(n, 1.0) for n in (1, 2, 3)] == [1.0, 2.0, 4.0]
+    assert [doubling_delay(n, 1.0) for n in (1, 2, 3)] == [1.0, 2.0, 4.0]
+
+
+@pytest.mark.parametrize(
+    ("attempts", "delay"), [(1, 1.0), (2, 2.0), (3, 4.0), (6, 32.0), (7, 60.0)]
+)
+def test_the_delay_doubles_up_to_the_ceiling(attempts: int, delay: float) -> None:
+    assert doubling_delay(attempts, 1.0, ceiling=60.0) == delay
+
+
+def test_thousands_of_attempts_stay_at_the_ceiling() -> None:
+    """A give-up time of days allows that many; 2.0 ** 1024 would overflow."""
+    assert doubling_delay(1_025, 1.0, ceiling=60.0) == 60.0
+    assert doubling_delay(1_000_000, 0.5, ceiling=3_600.0) == 3_600.0
 
 
 def spec() -> OrderSpec:

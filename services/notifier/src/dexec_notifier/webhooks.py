@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import Counter
@@ -91,6 +92,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dexec import tracing
+from dexec.backoff import doubling_delay
 from dexec.bus.history import read_order_events
 from dexec.bus.recorded_floor import read_recorded_floor
 from dexec.bus.subjects import RETIRED_WEBHOOK_BUCKET, RETIRED_WEBHOOK_DURABLE, STREAM
@@ -210,8 +212,6 @@ CLAIM = (
 LEASE_MARGIN_SECONDS = 1.0
 # Of a receiver's answer, at most this much is read (the status decides; the body is unused).
 ANSWER_BYTES_READ = 64 * 1024
-# The backoff stops doubling here (base * 2^30 is past any ceiling a deployment would set).
-BACKOFF_DOUBLINGS_CAP = 30
 
 
 class Sent(StrEnum):
@@ -288,7 +288,6 @@ class WebhookDispatcher:
         self._stopping = False
         self._loop: asyncio.Task[None] | None = None
         self._posting: set[asyncio.Task[None]] = set()
-        self._host_of: dict[asyncio.Task[None], str] = {}
         self._per_host: Counter[str] = Counter()  # POSTs under way, by host
 
     async def start(self) -> None:
@@ -340,12 +339,10 @@ class WebhookDispatcher:
         self._posting.add(task)
         if delivery.host is not None:
             self._per_host[delivery.host] += 1
-            self._host_of[task] = delivery.host
-        task.add_done_callback(self._posted)
+        task.add_done_callback(functools.partial(self._posted, delivery.host))
 
-    def _posted(self, task: asyncio.Task[None]) -> None:
+    def _posted(self, host: str | None, task: asyncio.Task[None]) -> None:
         self._posting.discard(task)
-        host = self._host_of.pop(task, None)
         if host is not None:
             self._per_host[host] -= 1
             if not self._per_host[host]:
@@ -495,7 +492,7 @@ class WebhookDispatcher:
 
     async def _retry_later(self, delivery: Delivery) -> None:
         s = self._settings
-        delay = backoff_seconds(
+        delay = doubling_delay(
             delivery.attempts, s.webhook_backoff_base_seconds, s.webhook_backoff_max_seconds
         )
         log.debug("webhook for %s in %.1f s", delivery.msg_id, delay)
@@ -578,12 +575,6 @@ async def _read_at_most(answer: httpx.Response, limit: int) -> None:
         read += len(chunk)
         if read >= limit:
             return
-
-
-def backoff_seconds(attempts: int, base: float, ceiling: float) -> float:
-    """base, 2 base, 4 base, … up to `ceiling`. The exponent is capped first: a give-up time of
-    days allows thousands of attempts, and 2.0 ** 1024 overflows a float."""
-    return min(base * 2.0 ** min(attempts - 1, BACKOFF_DOUBLINGS_CAP), ceiling)
 
 
 def _leased(delivery: Delivery) -> ColumnElement[bool]:

@@ -41,6 +41,7 @@ from opentelemetry.trace import StatusCode
 from pydantic import ValidationError
 
 from dexec import tracing
+from dexec.backoff import doubling_delay
 from dexec.bus.errors import PermanentError, StageError, Superseded, TransientError
 from dexec.bus.fence import OrderFence
 from dexec.bus.history import read_latest_events
@@ -57,11 +58,6 @@ log = logging.getLogger(__name__)
 
 # Failures of the bus itself (every nats-py error derives from nats.errors.Error).
 INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (NatsError, ConnectionError)
-
-
-def backoff_delay(attempt: int, base_seconds: float) -> float:
-    """Delay before the attempt after `attempt`: base, 2·base, 4·base, ..."""
-    return base_seconds * 2 ** (attempt - 1)
 
 
 @dataclass
@@ -226,7 +222,7 @@ class ConsumerWorker:
                     return
                 await msg.term()
             else:
-                delay = backoff_delay(attempt, self._settings.retry_backoff_base_seconds)
+                delay = doubling_delay(attempt, self._settings.retry_backoff_base_seconds)
                 retried = await self._retry(event, error, delivery, delay)
                 if retried is None:
                     self._leave(event)
